@@ -1,0 +1,111 @@
+"""Q5.2: a one-hidden-layer MLP (784-500-10, ReLU) trained on MNIST for 500 epochs.
+
+SGD with learning rate 0.1 and momentum 0.9, mean cross-entropy, no data
+augmentation, no learning-rate decay, no weight decay; 48,000 training and
+12,000 validation images (the 8:2 split), the 10,000 test images evaluated
+alongside. Batch size 128 (the assignment leaves it open).
+
+    python codes/q5_2_mlp.py                           # the assignment's run
+    python codes/q5_2_mlp.py --epochs 1 --subset 1000  # a seconds-long check
+    python codes/q5_2_mlp.py --plot-only               # redraw figures from the saved results
+
+Writes results/q5_2_mlp.json, report/figures/q5_2_error.png and
+report/figures/q5_2_loss.png; a shortened run writes under results/quick/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import common
+import plotting
+
+RESULTS_FILE = "q5_2_mlp.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_training_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def final_metrics(results: dict, copy: int = 0) -> dict[str, float]:
+    """Last-epoch loss and error of one copy on each split, and its best validation epoch."""
+    history = results["history"]
+    metrics = {f"{split}_{m}": history[f"{split}_{m}"][-1][copy] for split in ("train", "val", "test") for m in ("loss", "error")}
+    val_errors = common.series(results, "val_error", copy)
+    best = min(range(len(val_errors)), key=lambda e: (val_errors[e] is None, val_errors[e]))
+    metrics["best_val_error"] = val_errors[best]
+    metrics["best_val_epoch"] = history["epoch"][best]
+    return metrics
+
+
+def plot(results: dict, figures_dir: Path) -> list[Path]:
+    history = results["history"]
+    epochs = history["epoch"]
+    series = {key: common.series(results, key) for key in ("train_error", "val_error", "train_loss", "val_loss")}
+    final = final_metrics(results)
+    setting = "MLP 784-500-10, SGD lr {lr}, momentum {momentum}, batch {batch_size}".format(**results["config"])
+
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(epochs, series["train_error"], label=f"training (final {final['train_error']:.3f}%)", color="C0")
+    ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.2f}%)", color="C1")
+    ax.set_xlabel("epoch")
+    plotting.error_axis(ax)
+    ax.legend(title=f"test error at the end: {final['test_error']:.2f}%")
+    plotting.title_with_run(ax, f"Q5.2 training and validation error\n{setting}", results)
+    paths = [plotting.save(fig, figures_dir / "q5_2_error.png")]
+
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(epochs, series["train_loss"], label="training", color="C0")
+    ax.plot(epochs, series["val_loss"], label="validation", color="C1")
+    val_loss = series["val_loss"]
+    best = min(range(len(val_loss)), key=lambda e: (val_loss[e] is None, val_loss[e]))
+    ax.axvline(epochs[best], color="C1", linestyle=":", label=f"lowest validation loss (epoch {epochs[best]})")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean cross-entropy")
+    ax.legend()
+    plotting.title_with_run(ax, f"Q5.2 training and validation loss\n{setting}", results)
+    paths.append(plotting.save(fig, figures_dir / "q5_2_loss.png"))
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results_dir, figures_dir = common.output_dirs(args)
+    results_path = results_dir / RESULTS_FILE
+    status = 0
+    if not args.plot_only:
+        common.ensure_writable(results_dir)
+        common.ensure_writable(figures_dir)
+        results = common.run_experiment(args, common.mlp, init_seeds=[args.seed], desc="Q5.2 MLP")
+        results["question"] = "Q5.2"
+        common.write_json_atomic(results_path, results)
+        diverged = results["diverged_at_epoch"][0]
+        if diverged is not None:
+            print(
+                f"error: training diverged at epoch {diverged} (the training loss is not finite); "
+                f"try a smaller --lr. The history up to there is in {results_path}.",
+                file=sys.stderr,
+            )
+            status = 1
+        else:
+            final = final_metrics(results)
+            seconds = results["seconds"]
+            print(
+                f"final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
+                f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% "
+                f"at epoch {final['best_val_epoch']}); {seconds['train_per_epoch']:.3f} s training + "
+                f"{seconds['eval_per_epoch']:.3f} s evaluation per epoch on {results['environment']['device_name']}"
+            )
+        print(f"results: {results_path}")
+    results = common.read_results(results_path)
+    for path in plot(results, figures_dir):
+        print(f"figure: {path}")
+    return status
+
+
+if __name__ == "__main__":
+    common.run_main(main)
