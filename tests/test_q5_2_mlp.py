@@ -1,0 +1,76 @@
+"""q5_2_mlp.py end to end on synthetic IDX files, and its answers to bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "codes" / "q5_2_mlp.py"
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_quick_run_writes_results_and_both_figures(mnist_root, tmp_path):
+    out = tmp_path / "out"
+    done = run_script("--epochs", "2", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
+                      "--output-dir", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "q5_2_mlp.json").read_text())
+    assert results["shortened"] is True
+    assert results["question"] == "Q5.2"
+    assert results["model"]["parameters"] == 784 * 500 + 500 + 500 * 10 + 10
+    assert results["history"]["epoch"] == [0, 1, 2]
+    assert results["split_sizes"] == {"train": 64, "val": 20, "test": 30}
+    assert results["config"]["lr"] == 0.1 and results["config"]["momentum"] == 0.9
+    assert {"torch", "device_name"} <= set(results["environment"])
+    for name in ("q5_2_error.png", "q5_2_loss.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+
+    (out / "figures" / "q5_2_error.png").unlink()
+    redraw = run_script("--plot-only", "--output-dir", str(out))
+    assert redraw.returncode == 0, redraw.stderr
+    assert (out / "figures" / "q5_2_error.png").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--epochs", "0"), ("--epochs", "-3"), ("--lr", "0"), ("--batch-size", "0")])
+def test_invalid_flag_is_refused(flag, value, tmp_path):
+    done = run_script(flag, value, "--output-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert flag in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_data_is_one_clear_message(tmp_path):
+    done = run_script("--epochs", "1", "--data-dir", str(tmp_path / "empty"), "--offline", "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "MNIST was not found" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "q5_2_mlp.json").exists()
+
+
+def test_subset_larger_than_the_training_split_is_refused(mnist_root, tmp_path):
+    done = run_script("--epochs", "1", "--subset", "81", "--data-dir", str(mnist_root), "--offline",
+                      "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "--subset must be between 1 and 80" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "q5_2_mlp.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_is_refused(mnist_root, tmp_path):
+    done = run_script("--epochs", "1", "--device", "cuda", "--data-dir", str(mnist_root), "--offline",
+                      "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "no CUDA GPU" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_plot_only_without_results_says_so(tmp_path):
+    done = run_script("--plot-only", "--output-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "No results file" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,153 @@
+"""The stacked model and trainer against independent oracles: plain nn.Modules
+trained one at a time with torch.optim.SGD, and a hand computation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import common
+
+
+def small_cnn() -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4 * 7 * 7, 10),
+    )
+
+
+def small_mlp() -> nn.Sequential:
+    return common.mlp(hidden=32)
+
+
+def random_splits(n_train: int = 64, n_eval: int = 24, seed: int = 0) -> dict[str, common.Split]:
+    g = torch.Generator().manual_seed(seed)
+    make = lambda n: common.Split(torch.randn(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g))
+    return {"train": make(n_train), "val": make(n_eval), "test": make(n_eval)}
+
+
+def plain_model(build, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return build()
+
+
+@pytest.mark.parametrize("build", [small_mlp, small_cnn], ids=["mlp", "cnn"])
+def test_stacked_forward_equals_each_copy(build):
+    seeds = [3, 4, 5]
+    stacked = common.StackedCopies(common.seeded_copies(build, seeds))
+    x = torch.randn(6, 1, 28, 28)
+    out = stacked(x)
+    assert out.shape == (3, 6, 10)
+    for k, seed in enumerate(seeds):
+        torch.testing.assert_close(out[k], plain_model(build, seed)(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("build", [small_mlp, small_cnn], ids=["mlp", "cnn"])
+def test_stacked_training_equals_separate_runs(build):
+    """K = 3 copies trained together (each with its own flood level) end where three
+    plain models trained one by one on the same batches end."""
+    seeds, levels = [0, 1, 2], [0.0, 0.5, 50.0]  # 50 lies above any loss here: ascent
+    splits = random_splits()
+    batch_size, epochs, lr, momentum, batch_seed = 16, 2, 0.05, 0.9, 7
+    stacked = common.StackedCopies(common.seeded_copies(build, seeds))
+    trainer = common.StackedTrainer(
+        stacked, splits, lr=lr, momentum=momentum, batch_size=batch_size, seed=batch_seed, flood_levels=levels
+    )
+    for _ in range(epochs):
+        trainer.train_epoch()
+
+    n = len(splits["train"])
+    for k, (seed, level) in enumerate(zip(seeds, levels)):
+        model = plain_model(build, seed)
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+        order = torch.Generator().manual_seed(batch_seed)
+        for _ in range(epochs):
+            permutation = torch.randperm(n, generator=order)
+            for i in range(n // batch_size):
+                idx = permutation[i * batch_size : (i + 1) * batch_size]
+                loss = F.cross_entropy(model(splits["train"].images[idx]), splits["train"].labels[idx])
+                optimizer.zero_grad()
+                ((loss - level).abs() + level).backward()
+                optimizer.step()
+        for name, expected in model.state_dict().items():
+            torch.testing.assert_close(stacked.copy_state(k)[name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_matches_hand_computation():
+    """Logits equal the first three pixels; cross-entropy and error worked out by hand."""
+    linear = nn.Linear(4, 3, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(3, 4))
+    model = common.StackedCopies([nn.Sequential(nn.Flatten(), linear)])
+    images = torch.tensor([[2.0, 0, 0, 9], [0, 1, 3, 9], [0, 1, 2, 9]]).view(3, 1, 2, 2)
+    labels = torch.tensor([0, 0, 2])
+    loss, error = common.evaluate(model, common.Split(images, labels), batch_size=2)
+    by_hand = [
+        math.log(math.e**2 + 2) - 2,  # logits (2, 0, 0), label 0: right
+        math.log(1 + math.e + math.e**3) - 0,  # logits (0, 1, 3), label 0: wrong
+        math.log(1 + math.e + math.e**2) - 2,  # logits (0, 1, 2), label 2: right
+    ]
+    assert loss.item() == pytest.approx(sum(by_hand) / 3, rel=1e-6)
+    assert error.item() == pytest.approx(100 / 3, rel=1e-6)
+
+
+def test_fit_records_epoch_zero_and_every_epoch():
+    splits = random_splits()
+    trainer = common.StackedTrainer(
+        common.StackedCopies(common.seeded_copies(small_mlp, [0, 1])), splits,
+        lr=0.05, momentum=0.9, batch_size=16, seed=0,
+    )
+    initial = trainer.evaluate_all()
+    outcome = common.fit(trainer, epochs=3, progress=False)
+    history = outcome["history"]
+    assert history["epoch"] == [0, 1, 2, 3]
+    assert history["val_error"][0] == initial["val_error"]
+    assert all(len(history[key]) == 4 and len(history[key][-1]) == 2 for key in history if key != "epoch")
+    assert history["batch_loss"][0] == [None, None]
+    assert outcome["diverged_at_epoch"] == [None, None]
+
+
+def test_absurd_learning_rate_is_reported_as_divergence():
+    splits = random_splits()
+    trainer = common.StackedTrainer(
+        common.StackedCopies(common.seeded_copies(small_mlp, [0])), splits,
+        lr=1e30, momentum=0.9, batch_size=16, seed=0,
+    )
+    outcome = common.fit(trainer, epochs=50, progress=False)
+    assert outcome["diverged_at_epoch"][0] is not None
+    assert outcome["epochs_completed"] == outcome["diverged_at_epoch"][0] < 50
+
+
+def test_same_seed_gives_identical_history():
+    def history():
+        trainer = common.StackedTrainer(
+            common.StackedCopies(common.seeded_copies(small_mlp, [0])), random_splits(),
+            lr=0.05, momentum=0.9, batch_size=16, seed=3,
+        )
+        return common.fit(trainer, epochs=2, progress=False)["history"]
+
+    assert history() == history()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_replay_equals_eager_step():
+    device = torch.device("cuda")
+    splits = {name: common.Split(s.images.to(device), s.labels.to(device)) for name, s in random_splits().items()}
+    results = []
+    for use_graph in (False, True):
+        model = common.StackedCopies(common.seeded_copies(small_mlp, [0, 1])).to(device)
+        trainer = common.StackedTrainer(
+            model, splits, lr=0.05, momentum=0.9, batch_size=16, seed=0,
+            flood_levels=[0.0, 1.0], use_cuda_graph=use_graph,
+        )
+        stats = [trainer.train_epoch() for _ in range(3)]
+        results.append(([p.detach().cpu() for p in model.parameters()], stats))
+    for eager, graphed in zip(*[r[0] for r in results]):
+        torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-6)
+    for eager_stats, graphed_stats in zip(results[0][1], results[1][1]):
+        for key, values in eager_stats.items():
+            assert graphed_stats[key] == pytest.approx(values, rel=1e-5, abs=1e-6)
