@@ -74,9 +74,11 @@ def project_epoch_seconds(args, device: torch.device, epochs: int) -> tuple[list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_training_arguments(parser)
-    parser.set_defaults(epochs=3)
+    common.add_data_arguments(parser)
+    parser.add_argument("--epochs", type=common.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
+    parser.add_argument("--batch-size", type=common.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
     args = parser.parse_args(argv)
+    args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
     device = common.select_device(args.device)
     common.ensure_writable(common.RESULTS_DIR)
 

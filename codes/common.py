@@ -662,8 +662,22 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where MNIST is, how it is split, and which device trains."""
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)),
+        help=f"folder holding MNIST/raw/ (default: ${DATA_DIR_ENV} or %(default)s)",
+    )
+    parser.add_argument("--offline", action="store_true", help="never try to download MNIST")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto",
+        help="training device; auto picks cuda when a GPU is present (default: %(default)s)",
+    )
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the MNIST scripts; their defaults are the assignment's settings."""
+    """Flags shared by the MNIST question scripts; their defaults are the assignment's settings."""
     a = ASSIGNMENT
     parser.add_argument("--epochs", type=positive_int, default=a["epochs"], help="training epochs (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=a["lr"], help="SGD learning rate (default: %(default)s)")
@@ -673,20 +687,11 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="mini-batch size; not fixed by the assignment (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
     parser.add_argument(
         "--subset", type=positive_int, default=None, metavar="N",
         help="use only N training images and at most N validation and test images (a quick check)",
     )
-    parser.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get(DATA_DIR_ENV, DEFAULT_DATA_DIR)),
-        help=f"folder holding MNIST/raw/ (default: ${DATA_DIR_ENV} or %(default)s)",
-    )
-    parser.add_argument("--offline", action="store_true", help="never try to download MNIST")
-    parser.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto",
-        help="training device; auto picks cuda when a GPU is present (default: %(default)s)",
-    )
+    add_data_arguments(parser)
     parser.add_argument(
         "--output-dir", type=Path, default=None,
         help="where the results file and figures go (default: results/ and report/figures/ for the "
