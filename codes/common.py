@@ -14,15 +14,18 @@ Functions here return values; the question scripts print and plot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import gzip
 import json
 import math
 import os
 import platform
+import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,7 @@ TRAIN_FRACTION = 0.8  # the 8:2 split
 # Mean and std of the 60,000 MNIST training pixels (scaled to [0, 1]).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 NUM_CLASSES = 10
+SPLITS = ("train", "val", "test")
 IMAGE_SIDE = 28
 
 # name -> (IDX magic number, number of dimensions); the magic 0x0803 is
@@ -337,16 +341,42 @@ def flooded(loss: torch.Tensor, flood_level: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def logits_in_chunks(model: StackedCopies, split: Split, batch_size: int):
+    """Yield (logits (K, b, C), labels (b,)) over a split, without gradients."""
+    for start in range(0, len(split), batch_size):
+        yield model(split.images[start : start + batch_size]).float(), split.labels[start : start + batch_size]
+
+
 def evaluate(model: StackedCopies, split: Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy and error (% misclassified) of every copy on a split: two (K,) device tensors."""
     loss_sum = torch.zeros(model.copies, device=split.labels.device)
     wrong = torch.zeros(model.copies, device=split.labels.device)
-    for start in range(0, len(split), batch_size):
-        images, labels = split.images[start : start + batch_size], split.labels[start : start + batch_size]
-        logits = model(images).float()
+    for logits, labels in logits_in_chunks(model, split, batch_size):
         loss_sum += per_copy_cross_entropy(logits, labels, reduction="sum")
         wrong += (logits.argmax(-1) != labels).sum(1)
     return loss_sum / len(split), 100.0 * wrong / len(split)
+
+
+@torch.no_grad()
+def expected_calibration_error(model: StackedCopies, split: Split, bins: int = 15, batch_size: int = 1000) -> torch.Tensor:
+    """ECE of every copy: sum over equal-width confidence bins of |bin| / N * |accuracy - mean confidence|,
+    the confidence being the largest softmax probability. (K,) tensor, a fraction in [0, 1]."""
+    counts = torch.zeros(model.copies, bins, device=split.labels.device)
+    correct = torch.zeros_like(counts)
+    confidence_sum = torch.zeros_like(counts)
+    for logits, labels in logits_in_chunks(model, split, batch_size):
+        confidence, predicted = logits.softmax(-1).max(-1)  # (K, b)
+        # bin i holds confidences in (i/bins, (i+1)/bins]; a confidence is never below 1/10
+        index = (confidence * bins).ceil().long().clamp(1, bins) - 1
+        counts.scatter_add_(1, index, torch.ones_like(confidence))
+        correct.scatter_add_(1, index, (predicted == labels).float())
+        confidence_sum.scatter_add_(1, index, confidence)
+    return (correct - confidence_sum).abs().sum(1) / len(split)
+
+
+def predict(model: StackedCopies, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted class of every copy for every image of a split: (K, N) int64 on the split's device."""
+    return torch.cat([logits.argmax(-1) for logits, _ in logits_in_chunks(model, split, batch_size)], dim=1)
 
 
 # ----------------------------------------------------------------------------- training
@@ -419,17 +449,11 @@ class StackedTrainer:
 
         SGD creates its momentum buffers on the first step and the allocator must
         settle, so a few warm-up steps run on a side stream first; parameters and
-        momentum are then restored. A restored buffer that did not exist is zero,
-        and momentum * 0 + grad equals SGD's first step, so the replayed run equals
-        the eager one.
+        momentum are then restored (see load_state_dict: a buffer that did not
+        exist becomes zero, and momentum * 0 + grad equals SGD's first step), so
+        the replayed run equals the eager one.
         """
-        params = list(self.model.parameters())
-        saved_params = [p.detach().clone() for p in params]
-        saved_momentum = {
-            i: self.optimizer.state[p]["momentum_buffer"].clone()
-            for i, p in enumerate(params)
-            if self.optimizer.state[p].get("momentum_buffer") is not None
-        }
+        saved = self.state_dict()
         self.batch_index.copy_(torch.arange(self.batch_size, device=self.device))
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -441,15 +465,33 @@ class StackedTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             self._step()
-        with torch.no_grad():
-            for i, (p, saved) in enumerate(zip(params, saved_params)):
-                p.copy_(saved)
-                buffer = self.optimizer.state[p]["momentum_buffer"]
-                if i in saved_momentum:
-                    buffer.copy_(saved_momentum[i])
-                else:
-                    buffer.zero_()
+        self.load_state_dict(saved)
         return graph
+
+    def state_dict(self) -> dict:
+        """Parameters, momentum buffers and the batch-order generator, on the CPU."""
+        params = list(self.model.parameters())
+        momentum = [self.optimizer.state[p].get("momentum_buffer") for p in params]
+        return {
+            "parameters": [p.detach().cpu().clone() for p in params],
+            "momentum": [None if m is None else m.cpu().clone() for m in momentum],
+            "batch_order": self.batch_order.get_state(),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state_dict in place (a captured CUDA graph keeps pointing at the same memory)."""
+        for p, saved, saved_momentum in zip(self.model.parameters(), state["parameters"], state["momentum"]):
+            p.copy_(saved)
+            buffer = self.optimizer.state[p].get("momentum_buffer")
+            if saved_momentum is None:
+                if buffer is not None:
+                    buffer.zero_()  # momentum * 0 + grad is SGD's first step
+            elif buffer is None:
+                self.optimizer.state[p]["momentum_buffer"] = saved_momentum.to(p.device).clone()
+            else:
+                buffer.copy_(saved_momentum)
+        self.batch_order.set_state(state["batch_order"])
 
     def train_epoch(self) -> dict[str, list[float]]:
         """One pass over the training split; returns the mean mini-batch loss and the
@@ -479,57 +521,144 @@ class StackedTrainer:
         return dict(zip(keys, values))
 
 
-def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str = "train") -> dict:
+@dataclass
+class Checkpoint:
+    """Where a run saves its state, how often, and whether it starts from the saved state."""
+
+    path: Path
+    every: int  # epochs between saves; the last epoch and a Ctrl-C always save
+    identity: dict  # the settings a resumed run must share with the saved one
+    resume: bool = False
+
+    def load(self) -> dict:
+        if not self.path.exists():
+            raise UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # a damaged file, whatever the unpickler says
+            raise UserError(f"{self.path} cannot be read ({err}); delete it and start again without --resume.") from None
+        changed = sorted(k for k in self.identity.keys() | state["identity"].keys()
+                         if self.identity.get(k) != state["identity"].get(k))
+        if changed:
+            details = ", ".join(f"{k}: saved {state['identity'].get(k)!r}, now {self.identity.get(k)!r}" for k in changed)
+            raise UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
+        return state
+
+    def save(self, trainer: "StackedTrainer", record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save({"identity": self.identity, "trainer": trainer.state_dict(), "record": record}, tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class RunInterrupted(UserError):
+    """Ctrl-C: the run stopped at the end of an epoch and saved its state."""
+
+
+@contextlib.contextmanager
+def stop_after_epoch_on_ctrl_c():
+    """The first Ctrl-C asks the training loop to stop after the current epoch (so the
+    saved state is a whole epoch's); a second one stops at once."""
+    requested = threading.Event()
+
+    def handler(signum, frame):
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def fit(
+    trainer: StackedTrainer,
+    epochs: int,
+    progress: bool = True,
+    desc: str = "train",
+    checkpoint: Checkpoint | None = None,
+) -> dict:
     """Train for `epochs`, evaluating at epoch 0 and after every epoch.
 
     Returns the history (each key a list over epochs 0..E of lists over copies;
     the mini-batch statistics are None at epoch 0), the epoch at which each copy's
     training loss became non-finite (None if never), and timings. A copy that
     diverges keeps training harmlessly (its values are NaN); the run stops early
-    only when every copy has diverged.
+    only when every copy has diverged. With a checkpoint, the state is saved every
+    `checkpoint.every` epochs, at the end and on Ctrl-C, and a resumed run continues
+    exactly where the saved one stopped.
     """
     copies = trainer.model.copies
-    history: dict[str, list] = {"epoch": [0]}
-    for key, values in trainer.evaluate_all().items():
-        history[key] = [values]
-    history["batch_loss"] = [[None] * copies]
-    history["flood_active_fraction"] = [[None] * copies]
-    diverged_at: list[int | None] = [None] * copies
-    train_seconds = eval_seconds = 0.0
-    start = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        batch_stats = trainer.train_epoch()  # .tolist() inside waits for the epoch's kernels
-        t1 = time.perf_counter()
-        metrics = trainer.evaluate_all()
-        eval_seconds += time.perf_counter() - t1
-        train_seconds += t1 - t0
-        history["epoch"].append(epoch)
-        for key, values in {**metrics, **batch_stats}.items():
-            history[key].append(values)
-        for k, loss in enumerate(metrics["train_loss"]):
-            if diverged_at[k] is None and not math.isfinite(loss):
-                diverged_at[k] = epoch
-        finite = [k for k in range(copies) if diverged_at[k] is None]
-        if finite:
-            bar.set_postfix(
-                train_err=f"{min(metrics['train_error'][k] for k in finite):.3f}%",
-                val_err=f"{min(metrics['val_error'][k] for k in finite):.3f}%",
-            )
-        else:
-            break
-    bar.close()
+    if checkpoint is not None and checkpoint.resume:
+        state = checkpoint.load()
+        trainer.load_state_dict(state["trainer"])
+        record = state["record"]
+    else:
+        history: dict[str, list] = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()}}
+        history["batch_loss"] = [[None] * copies]
+        history["flood_active_fraction"] = [[None] * copies]
+        record = {"history": history, "diverged_at_epoch": [None] * copies, "train": 0.0, "eval": 0.0, "total": 0.0}
+    history, diverged_at = record["history"], record["diverged_at_epoch"]
+    first_epoch = history["epoch"][-1] + 1
+    start = time.perf_counter() - record["total"]
+    with contextlib.ExitStack() as stack:
+        stop_requested = stack.enter_context(stop_after_epoch_on_ctrl_c()) if checkpoint else threading.Event()
+        bar = stack.enter_context(tqdm(
+            range(first_epoch, epochs + 1), desc=desc, unit="epoch", disable=not progress, dynamic_ncols=True,
+            initial=first_epoch - 1, total=epochs,
+        ))
+        for epoch in bar:
+            if all(d is not None for d in diverged_at):
+                break
+            t0 = time.perf_counter()
+            batch_stats = trainer.train_epoch()  # .tolist() inside waits for the epoch's kernels
+            t1 = time.perf_counter()
+            metrics = trainer.evaluate_all()
+            record["eval"] += time.perf_counter() - t1
+            record["train"] += t1 - t0
+            record["total"] = time.perf_counter() - start
+            history["epoch"].append(epoch)
+            for key, values in {**metrics, **batch_stats}.items():
+                history[key].append(values)
+            for k, loss in enumerate(metrics["train_loss"]):
+                if diverged_at[k] is None and not math.isfinite(loss):
+                    diverged_at[k] = epoch
+            finite = [k for k in range(copies) if diverged_at[k] is None]
+            if finite:
+                bar.set_postfix(
+                    train_err=f"{min(metrics['train_error'][k] for k in finite):.3f}%",
+                    val_err=f"{min(metrics['val_error'][k] for k in finite):.3f}%",
+                )
+            last = epoch == epochs or not finite
+            if checkpoint and (epoch % checkpoint.every == 0 or last or stop_requested.is_set()):
+                checkpoint.save(trainer, record)
+            if stop_requested.is_set() and not last:
+                raise RunInterrupted(
+                    f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
+                    "Run the same command with --resume to continue."
+                )
+    done = max(1, history["epoch"][-1])
     return {
         "history": history,
         "diverged_at_epoch": diverged_at,
         "epochs_completed": history["epoch"][-1],
         "seconds": {
             "total": time.perf_counter() - start,
-            "train": train_seconds,
-            "eval": eval_seconds,
-            "train_per_epoch": train_seconds / max(1, history["epoch"][-1]),
-            "eval_per_epoch": eval_seconds / max(1, history["epoch"][-1]),
+            "train": record["train"],
+            "eval": record["eval"],
+            "train_per_epoch": record["train"] / done,
+            "eval_per_epoch": record["eval"] / done,
         },
     }
 
@@ -540,21 +669,36 @@ def run_experiment(
     init_seeds: Sequence[int],
     flood_levels: Sequence[float] | None = None,
     desc: str = "train",
-) -> dict:
+    checkpoint_path: Path | None = None,
+) -> tuple[dict, StackedCopies, dict[str, Split]]:
     """Load the splits, train one stacked model (copy k from init_seeds[k], flooded at
-    flood_levels[k]) with the flags of add_training_arguments, and return the results record."""
+    flood_levels[k]) with the flags of add_training_arguments, saving its state to
+    checkpoint_path as it goes (and resuming from it with --resume).
+
+    Returns the results record, the trained model and the splits (for a script's
+    own final measurements)."""
     start = time.perf_counter()
     device = select_device(args.device)
+    levels = [0.0] * len(init_seeds) if flood_levels is None else list(flood_levels)
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    checkpoint = None
+    if checkpoint_path is not None:
+        identity = {k: v for k, v in config.items() if k not in RUN_ONLY_FLAGS}
+        identity.update(device_type=device.type, init_seeds=list(init_seeds), flood_levels=levels)
+        checkpoint = Checkpoint(checkpoint_path, args.checkpoint_every, identity, resume=args.resume)
+        if args.resume and not checkpoint_path.exists():
+            raise UserError(f"--resume: there is no checkpoint at {checkpoint_path} to resume from.")
     splits = prepare_splits(args.data_dir, device, args.split_seed, args.subset, download=not args.offline)
     model = StackedCopies(seeded_copies(build, init_seeds)).to(device)
     trainer = StackedTrainer(
         model, splits, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size,
         seed=args.seed, flood_levels=flood_levels,
     )
-    outcome = fit(trainer, args.epochs, progress=not args.no_progress, desc=desc)
-    levels = [0.0] * len(init_seeds) if flood_levels is None else list(flood_levels)
-    return {
-        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    outcome = fit(trainer, args.epochs, progress=not args.no_progress, desc=desc, checkpoint=checkpoint)
+    diverged = [k for k, epoch in enumerate(outcome["diverged_at_epoch"]) if epoch is not None]
+    results = {
+        "config": config,
+        "status": "completed" if not diverged else f"copies {diverged} diverged (non-finite training loss)",
         "shortened": is_shortened(args),
         "model": {"architecture": str(build()), "parameters": parameter_count(build())},
         "copies": [{"init_seed": s, "flood_level": b} for s, b in zip(init_seeds, levels)],
@@ -563,6 +707,7 @@ def run_experiment(
         **outcome,
         "wall_seconds": time.perf_counter() - start,
     }
+    return results, model, splits
 
 
 # ----------------------------------------------------------------------------- results files
@@ -581,6 +726,17 @@ def _cpu_name() -> str:
 def series(results: dict, key: str, copy: int = 0) -> list:
     """One copy's values of a history key, over epochs 0..E."""
     return [row[copy] for row in results["history"][key]]
+
+
+def final_metrics(results: dict, copy: int = 0) -> dict:
+    """One copy's last-epoch loss and error on each split, and its best validation error and epoch."""
+    history = results["history"]
+    metrics = {f"{split}_{m}": history[f"{split}_{m}"][-1][copy] for split in SPLITS for m in ("loss", "error")}
+    val_errors = series(results, "val_error", copy)
+    best = min(range(len(val_errors)), key=lambda e: (val_errors[e] is None, val_errors[e]))
+    metrics["best_val_error"] = val_errors[best]
+    metrics["best_val_epoch"] = history["epoch"][best]
+    return metrics
 
 
 def environment(device: torch.device) -> dict:
@@ -624,7 +780,11 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write JSON through a temporary file and a rename: a kill leaves the old file or the new one."""
-    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False)
+    text = json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False)
+    _write_bytes_atomic(Path(path), text.encode())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
     _write_bytes_atomic(Path(path), text.encode())
 
 
@@ -676,17 +836,21 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the MNIST question scripts; their defaults are the assignment's settings."""
+def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = True) -> None:
+    """Flags shared by the MNIST question scripts; their defaults are the assignment's settings.
+
+    A sweep (single_run=False) sets its learning rates and seeds with flags of its own."""
     a = ASSIGNMENT
     parser.add_argument("--epochs", type=positive_int, default=a["epochs"], help="training epochs (default: %(default)s)")
-    parser.add_argument("--lr", type=positive_float, default=a["lr"], help="SGD learning rate (default: %(default)s)")
+    if single_run:
+        parser.add_argument("--lr", type=positive_float, default=a["lr"], help="SGD learning rate (default: %(default)s)")
     parser.add_argument("--momentum", type=nonnegative_float, default=a["momentum"], help="SGD momentum (default: %(default)s)")
     parser.add_argument(
         "--batch-size", type=positive_int, default=a["batch_size"],
         help="mini-batch size; not fixed by the assignment (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
+    if single_run:
+        parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
     parser.add_argument(
         "--subset", type=positive_int, default=None, metavar="N",
         help="use only N training images and at most N validation and test images (a quick check)",
@@ -699,6 +863,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",
+        help="save the training state every EPOCHS epochs, at the end and on Ctrl-C (default: %(default)s)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the saved state of a stopped run")
+
+
+# Flags that change how a run is shown or saved, not what it computes: a resumed run may differ in them.
+RUN_ONLY_FLAGS = {"plot_only", "no_progress", "checkpoint_every", "resume", "output_dir", "data_dir", "offline", "device"}
 
 
 def is_shortened(args: argparse.Namespace) -> bool:
@@ -706,13 +879,22 @@ def is_shortened(args: argparse.Namespace) -> bool:
     return args.epochs != ASSIGNMENT["epochs"] or args.subset is not None
 
 
-def output_dirs(args: argparse.Namespace) -> tuple[Path, Path]:
-    """(results folder, figures folder) for this run; shortened runs never touch the real ones."""
+@dataclass
+class OutputPaths:
+    results: Path
+    figures: Path
+    generated: Path  # LaTeX snippets the report inputs
+
+
+def output_paths(args: argparse.Namespace) -> OutputPaths:
+    """Where this run writes; a shortened run never touches the real results, figures or snippets."""
     if args.output_dir is not None:
-        return args.output_dir, args.output_dir / "figures"
-    if is_shortened(args):
-        return QUICK_DIR, QUICK_DIR / "figures"
-    return RESULTS_DIR, FIGURES_DIR
+        root = args.output_dir
+    elif is_shortened(args):
+        root = QUICK_DIR
+    else:
+        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR)
+    return OutputPaths(root, root / "figures", root / "generated")
 
 
 def ensure_writable(folder: Path) -> None:
@@ -737,6 +919,9 @@ def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(): user errors become one message and exit status 1, not a traceback."""
     try:
         sys.exit(main())
+    except RunInterrupted as err:
+        print(f"\n{err}", file=sys.stderr)
+        sys.exit(130)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -24,13 +24,17 @@ def error_axis(ax, label: str = "error (% misclassified)") -> None:
     ax.set_ylabel(label)
 
 
+def shortened_label(results: dict) -> str:
+    """A second title line for a shortened run, so it is never mistaken for the assignment's run."""
+    if not results.get("shortened"):
+        return ""
+    subset = results["config"].get("subset")
+    subset = f", subset {subset}" if subset else ""
+    return f"\nSHORTENED RUN ({results['epochs_completed']} epochs{subset}), not the assignment's run"
+
+
 def title_with_run(ax, title: str, results: dict) -> None:
-    """Put the title on the axes, marking a shortened run so it is never mistaken for the real one."""
-    if results.get("shortened"):
-        config = results["config"]
-        subset = f", subset {config['subset']}" if config.get("subset") else ""
-        title += f"\nSHORTENED RUN ({results['epochs_completed']} epochs{subset}), not the assignment's run"
-    ax.set_title(title)
+    ax.set_title(title + shortened_label(results))
 
 
 def save(fig, path: Path) -> Path:

@@ -30,22 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def final_metrics(results: dict, copy: int = 0) -> dict[str, float]:
-    """Last-epoch loss and error of one copy on each split, and its best validation epoch."""
-    history = results["history"]
-    metrics = {f"{split}_{m}": history[f"{split}_{m}"][-1][copy] for split in ("train", "val", "test") for m in ("loss", "error")}
-    val_errors = common.series(results, "val_error", copy)
-    best = min(range(len(val_errors)), key=lambda e: (val_errors[e] is None, val_errors[e]))
-    metrics["best_val_error"] = val_errors[best]
-    metrics["best_val_epoch"] = history["epoch"][best]
-    return metrics
-
-
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     history = results["history"]
     epochs = history["epoch"]
     series = {key: common.series(results, key) for key in ("train_error", "val_error", "train_loss", "val_loss")}
-    final = final_metrics(results)
+    final = common.final_metrics(results)
     setting = "MLP 784-500-10, SGD lr {lr}, momentum {momentum}, batch {batch_size}".format(**results["config"])
 
     fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
@@ -74,14 +63,18 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results_dir, figures_dir = common.output_dirs(args)
-    results_path = results_dir / RESULTS_FILE
+    paths = common.output_paths(args)
+    results_path = paths.results / RESULTS_FILE
     status = 0
     if not args.plot_only:
-        common.ensure_writable(results_dir)
-        common.ensure_writable(figures_dir)
-        results = common.run_experiment(args, common.mlp, init_seeds=[args.seed], desc="Q5.2 MLP")
+        common.ensure_writable(paths.results)
+        common.ensure_writable(paths.figures)
+        results, model, splits = common.run_experiment(
+            args, common.mlp, init_seeds=[args.seed], desc="Q5.2 MLP", checkpoint_path=results_path.with_suffix(".ckpt")
+        )
         results["question"] = "Q5.2"
+        # Kept so Q5.5 can show the validation digits that one network gets wrong and the other right.
+        results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
         common.write_json_atomic(results_path, results)
         diverged = results["diverged_at_epoch"][0]
         if diverged is not None:
@@ -92,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             status = 1
         else:
-            final = final_metrics(results)
+            final = common.final_metrics(results)
             seconds = results["seconds"]
             print(
                 f"final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
@@ -102,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"results: {results_path}")
     results = common.read_results(results_path)
-    for path in plot(results, figures_dir):
-        print(f"figure: {path}")
+    for figure in plot(results, paths.figures):
+        print(f"figure: {figure}")
     return status
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,3 +56,10 @@ def write_mnist(root: Path, n_train: int = 100, n_test: int = 30, gz: bool = Fal
 @pytest.fixture
 def mnist_root(tmp_path: Path) -> Path:
     return write_mnist(tmp_path / "data")
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run codes/<script> as a student would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "codes" / script), *args], capture_output=True, text=True, timeout=600
+    )

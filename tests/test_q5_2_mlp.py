@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT
-
-SCRIPT = REPO_ROOT / "codes" / "q5_2_mlp.py"
+import conftest
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+def run_script(*args: str):
+    return conftest.run_script("q5_2_mlp.py", *args)
 
 
 def test_quick_run_writes_results_and_both_figures(mnist_root, tmp_path):

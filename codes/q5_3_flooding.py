@@ -1,0 +1,342 @@
+"""Q5.3 and Q5.4: flooding the Q5.2 MLP at every b in {0.00, 0.01, ..., 0.20}.
+
+The training objective is |R - b| + b, R the mini-batch mean cross-entropy
+(as the flooding paper applies it). All 21 levels x --seeds initialisations
+are trained as ONE stacked model (K = 21 x seeds copies) through the common
+trainer: within a seed every level starts from the same weights, and every
+copy sees the same mini-batches, so the levels are compared pairwise. The b = 0
+copy of seed 0 is exactly the Q5.2 run. The sweep runs at the assignment's
+lr 0.1 and again at lr 0.01 (everything else equal), since how much flooding
+matters depends on the step size (Q5.4).
+
+The optimal b is chosen on validation only: the smallest mean over seeds of
+the final validation error (ties to the smaller b). Test error is reported,
+never used to choose.
+
+    python codes/q5_3_flooding.py                                  # the assignment's sweeps
+    python codes/q5_3_flooding.py --epochs 1 --subset 1000 --seeds 1 --flood-levels 0,0.1
+    python codes/q5_3_flooding.py --plot-only                      # redraw from the saved results
+
+Writes results/q5_3_flooding_lr<lr>.json per learning rate, five figures
+report/figures/q5_3_*.png and report/generated/q5_3.tex; a shortened run
+writes under results/quick/. Q5.2's results file (results/q5_2_mlp.json) is
+drawn beside the chosen level when it exists.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import statistics
+from pathlib import Path
+
+import common
+import plotting
+from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
+
+FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00, 0.01, ..., 0.20}
+SEEDS = 3  # initialisations per level; the committed sweep uses this many
+LEARNING_RATES = [common.ASSIGNMENT["lr"], 0.01]  # the assignment's, and a tenfold smaller one for Q5.4
+CALIBRATION_BINS = 15
+LEVELS_DRAWN = (0.0, 0.02, 0.05, 0.1, 0.2)  # training-loss curves shown in one figure
+
+
+def float_list(text: str, what: str, minimum: float, strict: bool) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{what} needs at least one value, got {text!r}")
+    bad = [v for v in values if not math.isfinite(v) or v < minimum or (strict and v == minimum)]
+    if bad:
+        relation = ">" if strict else ">="
+        raise argparse.ArgumentTypeError(f"every {what[:-1]} must be {relation} {minimum:g}, got {bad[0]:g}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{what} lists a value twice: {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_training_arguments(parser, single_run=False)
+    parser.add_argument(
+        "--flood-levels", type=lambda t: float_list(t, "flood levels", 0.0, strict=False),
+        default=FLOOD_LEVELS, metavar="B,B,...", help="flood levels b >= 0 (default: 0.00,0.01,...,0.20)",
+    )
+    parser.add_argument(
+        "--seeds", type=common.positive_int, default=SEEDS, metavar="N",
+        help="initialisations per level, seeds 0..N-1; seed 0 is Q5.2's (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lrs", type=lambda t: float_list(t, "learning rates", 0.0, strict=True), default=LEARNING_RATES,
+        metavar="LR,LR,...", help="one stacked sweep per learning rate; the first is the assignment's (default: 0.1,0.01)",
+    )
+    # 21 x 3 stacked MLPs are 200 MB of state: save it less often than a single run does.
+    parser.set_defaults(checkpoint_every=50)
+    return parser.parse_args(argv)
+
+
+def results_name(lr: float) -> str:
+    return f"q5_3_flooding_lr{lr:g}.json"
+
+
+def sweep(args: argparse.Namespace, lr: float, results_path: Path) -> dict:
+    """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr."""
+    init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
+    levels = [level for _ in range(args.seeds) for level in args.flood_levels]
+    run_args = copy.copy(args)
+    run_args.lr, run_args.seed = lr, 0  # mini-batch order of seed 0, as in Q5.2
+    results, model, splits = common.run_experiment(
+        run_args, common.mlp, init_seeds, flood_levels=levels, desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}",
+        checkpoint_path=results_path.with_suffix(".ckpt"),
+    )
+    results["question"] = "Q5.3"
+    ece = common.expected_calibration_error(model, splits["val"], bins=CALIBRATION_BINS)
+    results["final_val_ece"] = ece.cpu().tolist()
+    return results
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN if any copy diverged."""
+    if any(v is None for v in values):
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
+    """Per flood level, mean and std over seeds of the final errors, the ECE, the best validation epoch
+    and the fraction of mini-batches below b in the last epoch."""
+    history = results["history"]
+    table: dict[float, dict[str, list]] = {}
+    for k, copy_info in enumerate(results["copies"]):
+        row = table.setdefault(copy_info["flood_level"], {})
+        val_errors = common.series(results, "val_error", k)
+        finite = [e for e in range(len(val_errors)) if val_errors[e] is not None]
+        for key in ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction"):
+            row.setdefault(key, []).append(history[key][-1][k])
+        row.setdefault("ece", []).append(100 * results["final_val_ece"][k])
+        row.setdefault("best_epoch", []).append(history["epoch"][min(finite, key=lambda e: val_errors[e])])
+    return {level: {key: mean_std(values) for key, values in row.items()} for level, row in sorted(table.items())}
+
+
+def chosen_level(results: dict) -> float:
+    """The b with the smallest mean final validation error over seeds; ties go to the smaller b."""
+    table = by_level(results)
+    finite = [b for b in table if not math.isnan(table[b]["val_error"][0])]
+    return min(finite, key=lambda b: (table[b]["val_error"][0], b))
+
+
+def copies_at(results: dict, level: float) -> list[int]:
+    return [k for k, c in enumerate(results["copies"]) if c["flood_level"] == level]
+
+
+def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
+    """Per epoch, the mean, min and max over seeds of one history key at one level."""
+    rows = [common.series(results, key, k) for k in copies_at(results, level)]
+    columns = list(zip(*rows))
+    return ([statistics.fmean(c) for c in columns], [min(c) for c in columns], [max(c) for c in columns])
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -> list[Path]:
+    main_lr = next(iter(runs))
+    main = runs[main_lr]
+    best = chosen_level(main)
+    seeds = main["config"]["seeds"]
+    epochs = main["history"]["epoch"]
+    label = plotting.shortened_label(main)
+    paths = []
+
+    # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.2))
+    for key, color, name in (("train_error", "C0", "training"), ("val_error", "C1", "validation")):
+        mean, low, high = seed_band(main, key, best)
+        ax.plot(epochs, mean, color=color, label=f"flooding b = {best:.2f}: {name}")
+        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+        if mlp_results is not None:
+            ax.plot(mlp_results["history"]["epoch"], common.series(mlp_results, key), color=color,
+                    linestyle="--", linewidth=1, label=f"Q5.2 (no flooding): {name}")
+    ax.set_xlabel("epoch")
+    plotting.error_axis(ax)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Q5.3 error under the chosen flood level b = {best:.2f} (lr {main_lr:g})\n"
+                 f"line: mean over {seeds} seeds, band: min to max{label}")
+    paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
+
+    # 2. final errors against b
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    table = by_level(main)
+    levels = list(table)
+    for key, color, name in (("val_error", "C1", "validation"), ("test_error", "C2", "test")):
+        ax.errorbar(levels, [table[b][key][0] for b in levels], yerr=[table[b][key][1] for b in levels],
+                    color=color, marker="o", markersize=3, capsize=2, label=f"final {name} error")
+    ax.axvline(best, color="k", linestyle=":", label=f"chosen on validation: b = {best:.2f}")
+    ax.set_xlabel("flood level b")
+    ax.set_ylabel("error (% misclassified)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Q5.3 final error vs flood level (lr {main_lr:g}, mean \u00b1 std over {seeds} seeds){label}")
+    paths.append(plotting.save(fig, figures_dir / "q5_3_error_vs_level.png"))
+
+    # 3. the training loss floats at b
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    drawn = [b for b in LEVELS_DRAWN if b in table] or levels[:5]
+    for i, level in enumerate(drawn):
+        k = copies_at(main, level)[0]
+        ax.plot(epochs[1:], common.series(main, "batch_loss", k)[1:], color=f"C{i}", label=f"b = {level:.2f}")
+        if level > 0:
+            ax.axhline(level, color=f"C{i}", linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean mini-batch training loss in the epoch")
+    ax.legend(fontsize=8, title="flood level (dotted: b)")
+    ax.set_title(f"Q5.3 training loss under flooding (seed 0, lr {main_lr:g}){label}")
+    paths.append(plotting.save(fig, figures_dir / "q5_3_training_loss.png"))
+
+    # 4. validation loss: no flooding against the chosen b
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    for level, color in ((0.0, "C0"), (best, "C3")):
+        if level not in table:
+            continue
+        mean, low, high = seed_band(main, "val_loss", level)
+        ax.plot(epochs, mean, color=color, label=f"b = {level:.2f}")
+        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation cross-entropy")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Q5.3 validation loss without flooding and at the chosen b (lr {main_lr:g})\n"
+                 f"line: mean over {seeds} seeds, band: min to max{label}")
+    paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
+
+    # 5. both learning rates: error and calibration against b
+    fig, (ax_error, ax_ece) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
+    for i, (lr, run) in enumerate(runs.items()):
+        run_table = by_level(run)
+        run_levels = list(run_table)
+        for ax, key in ((ax_error, "val_error"), (ax_ece, "ece")):
+            ax.errorbar(run_levels, [run_table[b][key][0] for b in run_levels],
+                        yerr=[run_table[b][key][1] for b in run_levels], color=f"C{i}", marker="o",
+                        markersize=3, capsize=2, label=f"lr {lr:g}")
+    ax_error.set_ylabel("final validation error (%)")
+    ax_ece.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
+    for ax in (ax_error, ax_ece):
+        ax.set_xlabel("flood level b")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Q5.3/Q5.4 flooding at two step sizes (mean \u00b1 std over {seeds} seeds){label}", fontsize=10)
+    paths.append(plotting.save(fig, figures_dir / "q5_3_learning_rates.png"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- LaTeX snippet
+
+
+def pm(value: tuple[float, float], digits: int = 2, bold: bool = False) -> str:
+    """mean +- std in LaTeX math."""
+    mean, std = value
+    if math.isnan(mean):
+        return "diverged"
+    text = f"{mean:.{digits}f} \\pm {std:.{digits}f}"
+    return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+
+
+def snippet(runs: dict[float, dict], mlp_results: dict | None) -> str:
+    """The table of final errors per b for every learning rate, and the numbers the text cites."""
+    lrs = list(runs)
+    tables = {lr: by_level(run) for lr, run in runs.items()}
+    chosen = {lr: chosen_level(run) for lr, run in runs.items()}
+    main_lr, main = lrs[0], runs[lrs[0]]
+    header = " & ".join(f"\\multicolumn{{3}}{{c}}{{lr {lr:g}}}" for lr in lrs)
+    sub = " & ".join("val. error & test error & ECE" for _ in lrs)
+    rows = []
+    for level in tables[main_lr]:
+        cells = []
+        for lr in lrs:
+            entry = tables[lr].get(level)
+            if entry is None:
+                cells.extend(["--"] * 3)
+            else:  # the chosen level's validation error in bold: it is what the choice rests on
+                cells.append(pm(entry["val_error"], bold=level == chosen[lr]))
+                cells.extend([pm(entry["test_error"]), pm(entry["ece"])])
+        rows.append(f"{level:.2f} & " + " & ".join(cells) + " \\\\")
+    best = tables[main_lr][chosen[main_lr]]
+    no_flood = tables[main_lr].get(0.0)
+    lines = [
+        f"% Generated by codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps; do not edit.",
+        "\\begin{tabular}{l" + "rrr" * len(lrs) + "}",
+        "\\toprule",
+        f" & {header} \\\\",
+        f"$b$ & {sub} \\\\",
+        "\\midrule",
+        *rows,
+        "\\bottomrule",
+        "\\end{tabular}",
+        f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
+        f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
+        f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
+        f"\\newcommand{{\\QFiveThreeChosenValError}}{{{pm(best['val_error'])}}}",
+        f"\\newcommand{{\\QFiveThreeChosenTestError}}{{{pm(best['test_error'])}}}",
+        f"\\newcommand{{\\QFiveThreeChosenECE}}{{{pm(best['ece'])}}}",
+    ]
+    if no_flood:
+        lines += [
+            f"\\newcommand{{\\QFiveThreeNoFloodValError}}{{{pm(no_flood['val_error'])}}}",
+            f"\\newcommand{{\\QFiveThreeNoFloodTestError}}{{{pm(no_flood['test_error'])}}}",
+            f"\\newcommand{{\\QFiveThreeNoFloodECE}}{{{pm(no_flood['ece'])}}}",
+        ]
+    if len(lrs) > 1:  # the report discusses the second learning rate beside the assignment's
+        lr = lrs[1]
+        lines += [
+            f"\\newcommand{{\\QFiveThreeOtherLr}}{{{lr:g}}}",
+            f"\\newcommand{{\\QFiveThreeOtherLrChosenLevel}}{{{chosen[lr]:.2f}}}",
+            f"\\newcommand{{\\QFiveThreeOtherLrChosenValError}}{{{pm(tables[lr][chosen[lr]]['val_error'])}}}",
+        ]
+    if mlp_results is not None:
+        final = common.final_metrics(mlp_results)
+        lines += [
+            f"\\newcommand{{\\QFiveTwoValError}}{{{final['val_error']:.2f}}}",
+            f"\\newcommand{{\\QFiveTwoTestError}}{{{final['test_error']:.2f}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = common.output_paths(args)
+    results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
+    status = 0
+    if not args.plot_only:
+        for folder in (paths.results, paths.figures, paths.generated):
+            common.ensure_writable(folder)
+        for lr, results_path in results_paths.items():
+            results = sweep(args, lr, results_path)
+            common.write_json_atomic(results_path, results)
+            if results["status"] != "completed":
+                print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
+                status = 1 if all(d is not None for d in results["diverged_at_epoch"]) else status
+            print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
+                  f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
+                  f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
+    runs = {lr: common.read_results(path) for lr, path in results_paths.items()}
+    mlp_path = paths.results / MLP_RESULTS_FILE
+    mlp_results = common.read_results(mlp_path) if mlp_path.exists() else None
+    for lr, run in runs.items():
+        table = by_level(run)
+        b = chosen_level(run)
+        print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {pm(table[b]['val_error'])} %, "
+              f"test error {pm(table[b]['test_error'])} %".replace("$", "").replace("\\pm", "+-"))
+    snippet_path = paths.generated / "q5_3.tex"
+    common.write_text_atomic(snippet_path, snippet(runs, mlp_results))
+    print(f"snippet: {snippet_path}")
+    for figure in plot(runs, mlp_results, paths.figures):
+        print(f"figure: {figure}")
+    return status
+
+
+if __name__ == "__main__":
+    common.run_main(main)

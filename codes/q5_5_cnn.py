@@ -1,0 +1,205 @@
+"""Q5.5: a small CNN on the same MNIST split as Q5.2, compared with the Q5.2 MLP.
+
+Conv2d(1->16, 5x5, padding 2) -> ReLU -> MaxPool 2x2 -> Conv2d(16->32, 5x5,
+padding 2) -> ReLU -> MaxPool 2x2 -> Linear(32*7*7 -> 10): 28,938 parameters,
+against the MLP's 397,510. Trained exactly as Q5.2 (same split, 500 epochs,
+SGD lr 0.1, momentum 0.9, batch 128, same trainer).
+
+    python codes/q5_2_mlp.py && python codes/q5_5_cnn.py   # the assignment's runs
+    python codes/q5_5_cnn.py --epochs 1 --subset 1000       # a seconds-long check (needs a
+                                                            # Q5.2 run of the same length)
+    python codes/q5_5_cnn.py --plot-only                    # redraw from the saved results
+
+Writes results/q5_5_cnn.json, report/figures/q5_5_cnn_vs_mlp.png,
+report/figures/q5_5_disagreements.png and report/generated/q5_5_comparison.tex;
+a shortened run writes under results/quick/.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from torch import nn
+
+import common
+import plotting
+from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
+
+RESULTS_FILE = "q5_5_cnn.json"
+DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
+
+
+def cnn() -> nn.Sequential:
+    """The assignment's suggested network."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, kernel_size=5, stride=1, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Conv2d(16, 32, kernel_size=5, stride=1, padding=2), nn.ReLU(), nn.MaxPool2d(2, 2),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, common.NUM_CLASSES),
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_training_arguments(parser)
+    parser.add_argument(
+        "--mlp-results", type=Path, default=None,
+        help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)",
+    )
+    return parser.parse_args(argv)
+
+
+def load_mlp_results(path: Path, args: argparse.Namespace) -> dict:
+    """The Q5.2 run to compare with; it must have used the same split and data."""
+    if not path.exists():
+        raise common.UserError(
+            f"Q5.5 compares the CNN with the Q5.2 MLP, but {path} does not exist: run codes/q5_2_mlp.py "
+            "with the same --epochs/--subset first, or pass --mlp-results."
+        )
+    mlp_results = common.read_results(path)
+    for key in ("split_seed", "subset"):
+        if mlp_results["config"][key] != getattr(args, key):
+            raise common.UserError(
+                f"{path} was run with --{key.replace('_', '-')} {mlp_results['config'][key]}, this run with "
+                f"{getattr(args, key)}: the comparison needs the same validation images."
+            )
+    return mlp_results
+
+
+def disagreements(labels, cnn_predictions, mlp_predictions, val_images) -> dict:
+    """Counts of every agreement pattern on validation, and the first few digits of each disagreement."""
+    cnn_right = cnn_predictions == labels
+    mlp_right = mlp_predictions == labels
+    kinds = {"cnn_right_mlp_wrong": cnn_right & ~mlp_right, "mlp_right_cnn_wrong": mlp_right & ~cnn_right}
+    pixels = ((val_images[:, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
+    record = {"both_wrong": int((~cnn_right & ~mlp_right).sum())}
+    for kind, mask in kinds.items():
+        chosen = mask.nonzero().flatten()[:DIGITS_PER_ROW].tolist()
+        record[kind] = int(mask.sum())
+        record[f"{kind}_examples"] = [
+            {"val_index": i, "label": int(labels[i]), "cnn": int(cnn_predictions[i]), "mlp": int(mlp_predictions[i]),
+             "pixels": pixels[i].tolist()}
+            for i in chosen
+        ]
+    return record
+
+
+def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
+    runs = {"MLP (Q5.2)": (mlp_results, "C0"), "CNN": (results, "C3")}
+    fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
+    for name, (run, color) in runs.items():
+        epochs = run["history"]["epoch"]
+        final = common.final_metrics(run)
+        ax_error.plot(epochs, common.series(run, "train_error"), color=color, linestyle="--", label=f"{name} training")
+        ax_error.plot(epochs, common.series(run, "val_error"), color=color,
+                      label=f"{name} validation (final {final['val_error']:.2f}%)")
+        ax_loss.plot(epochs, common.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
+        ax_loss.plot(epochs, common.series(run, "val_loss"), color=color, label=f"{name} validation")
+    for ax in (ax_error, ax_loss):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    plotting.error_axis(ax_error)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("mean cross-entropy")
+    setting = "both SGD lr {lr}, momentum {momentum}, batch {batch_size}, on the same split".format(**results["config"])
+    fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.shortened_label(results)}", fontsize=10)
+    ax_error.set_title("error (dashed: training, solid: validation)")
+    ax_loss.set_title("loss (dashed: training, solid: validation)")
+    paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
+
+    found = results["disagreements"]
+    rows = [("cnn_right_mlp_wrong", "CNN right, MLP wrong"), ("mlp_right_cnn_wrong", "MLP right, CNN wrong")]
+    fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(1.2 * DIGITS_PER_ROW, 3.6), squeeze=False)
+    for row, (kind, title) in enumerate(rows):
+        examples = found[f"{kind}_examples"]
+        for col, ax in enumerate(axes[row]):
+            ax.axis("off")
+            if col < len(examples):
+                example = examples[col]
+                ax.imshow(example["pixels"], cmap="gray_r", vmin=0, vmax=255)
+                ax.set_title(f"true {example['label']}\nMLP {example['mlp']}, CNN {example['cnn']}", fontsize=7)
+        axes[row][0].text(-0.15, 0.5, f"{title}\n({found[kind]} in all)", transform=axes[row][0].transAxes,
+                          ha="right", va="center", fontsize=8)
+    title = "Q5.5 validation digits the two networks classify differently (at the last epoch)"
+    fig.suptitle(title + plotting.shortened_label(results), fontsize=9)
+    fig.subplots_adjust(left=0.2)
+    paths.append(plotting.save(fig, figures_dir / "q5_5_disagreements.png"))
+    return paths
+
+
+def comparison_table(results: dict, mlp_results: dict) -> str:
+    """The LaTeX table the report inputs: MLP and CNN side by side."""
+    mlp, net = common.final_metrics(mlp_results), common.final_metrics(results)
+    def per_epoch(run: dict) -> str:
+        s = run["seconds"]
+        return f"{s['train_per_epoch']:.2f} + {s['eval_per_epoch']:.2f}"
+    rows = [
+        ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
+        ("Final training error (\\%)", f"{mlp['train_error']:.3f}", f"{net['train_error']:.3f}"),
+        ("Final validation error (\\%)", f"{mlp['val_error']:.2f}", f"{net['val_error']:.2f}"),
+        ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.2f} [{mlp['best_val_epoch']}]",
+         f"{net['best_val_error']:.2f} [{net['best_val_epoch']}]"),
+        ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
+        ("Final validation loss", f"{mlp['val_loss']:.3f}", f"{net['val_loss']:.3f}"),
+        ("Seconds per epoch (train + eval)", per_epoch(mlp_results), per_epoch(results)),
+    ]
+    body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
+    found = results["disagreements"]
+    devices = {mlp_results["environment"]["device_name"], results["environment"]["device_name"]}
+    return (
+        "% Generated by codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json; do not edit.\n"
+        "\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
+        f"{body}\n\\bottomrule\n\\end{{tabular}}\n"
+        f"\\newcommand{{\\QFiveFiveCnnRightMlpWrong}}{{{found['cnn_right_mlp_wrong']}}}\n"
+        f"\\newcommand{{\\QFiveFiveMlpRightCnnWrong}}{{{found['mlp_right_cnn_wrong']}}}\n"
+        f"\\newcommand{{\\QFiveFiveBothWrong}}{{{found['both_wrong']}}}\n"
+        f"\\newcommand{{\\QFiveFiveDevice}}{{{' / '.join(sorted(devices))}}}\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = common.output_paths(args)
+    results_path = paths.results / RESULTS_FILE
+    mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
+    mlp_results = load_mlp_results(mlp_path, args)
+    status = 0
+    if not args.plot_only:
+        for folder in (paths.results, paths.figures, paths.generated):
+            common.ensure_writable(folder)
+        results, model, splits = common.run_experiment(
+            args, cnn, init_seeds=[args.seed], desc="Q5.5 CNN", checkpoint_path=results_path.with_suffix(".ckpt")
+        )
+        results["question"] = "Q5.5"
+        val = splits["val"]
+        cnn_predictions = common.predict(model, val)[0].cpu()
+        results["final_val_predictions"] = cnn_predictions.tolist()
+        mlp_predictions = mlp_results["final_val_predictions"]
+        if len(mlp_predictions) != len(val):
+            raise common.UserError(f"{mlp_path} holds {len(mlp_predictions)} validation predictions, this split has {len(val)}.")
+        results["disagreements"] = disagreements(
+            val.labels.cpu(), cnn_predictions, common.torch.tensor(mlp_predictions), val.images.cpu()
+        )
+        common.write_json_atomic(results_path, results)
+        diverged = results["diverged_at_epoch"][0]
+        if diverged is not None:
+            print(f"error: the CNN diverged at epoch {diverged} (the training loss is not finite) with --lr {args.lr}; "
+                  f"try a smaller --lr. The history up to there is in {results_path}.", file=sys.stderr)
+            return 1
+        final = common.final_metrics(results)
+        print(f"CNN final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
+              f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
+              f"{final['best_val_epoch']}); {results['seconds']['train_per_epoch']:.3f} s training + "
+              f"{results['seconds']['eval_per_epoch']:.3f} s evaluation per epoch")
+        print(f"results: {results_path}")
+    results = common.read_results(results_path)
+    snippet = paths.generated / "q5_5_comparison.tex"
+    common.write_text_atomic(snippet, comparison_table(results, mlp_results))
+    print(f"snippet: {snippet}")
+    for figure in plot(results, mlp_results, paths.figures):
+        print(f"figure: {figure}")
+    return status
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,90 @@
+"""Q5.3 flooding: the flooded objective against autograd, the b = 0 copy against
+Q5.2's own run, calibration by hand, the sweep end to end, and bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import common
+from conftest import run_script
+
+
+def test_flooded_loss_is_the_loss_above_b_and_ascends_below_b():
+    weights = torch.randn(5, requires_grad=True)
+    inputs = torch.randn(7, 5)
+
+    def loss_and_grad(flood_level: float | None):
+        loss = torch.nn.functional.softplus(inputs @ weights).mean()
+        objective = loss if flood_level is None else common.flooded(loss, torch.tensor(flood_level))
+        (grad,) = torch.autograd.grad(objective, weights)
+        return loss.item(), objective.item(), grad
+
+    plain_loss, _, plain_grad = loss_and_grad(None)
+    _, above_value, above_grad = loss_and_grad(plain_loss - 0.1)  # b below the loss
+    _, below_value, below_grad = loss_and_grad(plain_loss + 0.1)  # b above the loss
+    assert above_value == pytest.approx(plain_loss)
+    torch.testing.assert_close(above_grad, plain_grad)
+    assert below_value == pytest.approx(2 * (plain_loss + 0.1) - plain_loss)
+    torch.testing.assert_close(below_grad, -plain_grad)
+
+
+def test_calibration_error_matches_hand_computation():
+    """Logits chosen so that softmax confidences are known: 0.95 (bin 15) and 0.55 (bin 9)."""
+    def logits_for(confidence: float, predicted: int) -> list[float]:
+        # one class at log(confidence), the other nine sharing the rest equally
+        rest = torch.log(torch.tensor((1 - confidence) / 9)).item()
+        row = [rest] * 10
+        row[predicted] = torch.log(torch.tensor(confidence)).item()
+        return row
+
+    rows = [logits_for(0.95, 1), logits_for(0.95, 2), logits_for(0.55, 3), logits_for(0.55, 4)]
+    labels = torch.tensor([1, 0, 3, 3])  # bin 15: 1 of 2 right; bin 9: 1 of 2 right
+    layer = nn.Linear(10, 10, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(10))
+    model = common.StackedCopies([nn.Sequential(nn.Flatten(), layer)])
+    images = torch.tensor(rows).view(4, 1, 1, 10)
+    ece = common.expected_calibration_error(model, common.Split(images, labels), bins=15, batch_size=3)
+    by_hand = 2 / 4 * abs(0.5 - 0.95) + 2 / 4 * abs(0.5 - 0.55)
+    assert ece.item() == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root, tmp_path):
+    out = tmp_path / "out"
+    quick = ("--epochs", "3", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
+             "--output-dir", str(out), "--no-progress")
+    assert run_script("q5_2_mlp.py", *quick).returncode == 0
+    done = run_script("q5_3_flooding.py", *quick, "--seeds", "2", "--flood-levels", "0,0.3,1.5", "--lrs", "0.1,0.01")
+    assert done.returncode == 0, done.stderr
+    sweep = json.loads((out / "q5_3_flooding_lr0.1.json").read_text())
+    assert [(c["init_seed"], c["flood_level"]) for c in sweep["copies"]] == [
+        (0, 0.0), (0, 0.3), (0, 1.5), (1, 0.0), (1, 0.3), (1, 1.5)]
+    assert len(sweep["final_val_ece"]) == 6
+    mlp = json.loads((out / "q5_2_mlp.json").read_text())
+    for key in ("train_loss", "val_error", "test_loss"):
+        assert common.series(sweep, key, 0) == pytest.approx(common.series(mlp, key), rel=1e-4, abs=1e-5)
+    # b = 1.5 lies above the synthetic loss after a few steps: the flood was active there
+    assert max(common.series(sweep, "flood_active_fraction", 2)[1:]) > 0
+    assert (out / "q5_3_flooding_lr0.01.json").exists()
+    for name in ("chosen_level", "error_vs_level", "training_loss", "validation_loss", "learning_rates"):
+        assert (out / "figures" / f"q5_3_{name}.png").stat().st_size > 10_000
+    snippet = (out / "generated" / "q5_3.tex").read_text()
+    assert "\\QFiveThreeChosenLevel" in snippet and "lr 0.01" in snippet and "1.50 &" in snippet
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--flood-levels", "0,-0.01"), "every flood level must be >= 0"),
+    (("--flood-levels", ""), "flood levels needs at least one value"),
+    (("--flood-levels", "0,abc"), "flood levels must be comma-separated numbers"),
+    (("--seeds", "0"), "must be a positive integer"),
+    (("--lrs", "0.1,0"), "every learning rate must be > 0"),
+])
+def test_bad_sweep_settings_are_refused_before_loading_data(args, message, tmp_path):
+    done = run_script("q5_3_flooding.py", *args, "--data-dir", str(tmp_path / "no-data"), "--offline",
+                      "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,46 @@
+"""The Q5.5 CNN: its shape and size by hand, and the script end to end."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+import common
+from conftest import run_script
+from q5_5_cnn import cnn
+
+
+def test_cnn_output_shape_and_parameter_count():
+    assert cnn()(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    conv1 = 16 * 1 * 5 * 5 + 16
+    conv2 = 32 * 16 * 5 * 5 + 32
+    linear = 32 * 7 * 7 * 10 + 10
+    assert common.parameter_count(cnn()) == conv1 + conv2 + linear == 28_938
+    assert common.parameter_count(common.mlp()) == 784 * 500 + 500 + 500 * 10 + 10 == 397_510
+
+
+def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
+    out = tmp_path / "out"
+    quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
+             "--output-dir", str(out), "--no-progress")
+    refused = run_script("q5_5_cnn.py", *quick)
+    assert refused.returncode == 1 and "run codes/q5_2_mlp.py" in refused.stderr
+    assert run_script("q5_2_mlp.py", *quick).returncode == 0
+    done = run_script("q5_5_cnn.py", *quick)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "q5_5_cnn.json").read_text())
+    assert results["model"]["parameters"] == 28_938
+    assert len(results["final_val_predictions"]) == 20
+    found = results["disagreements"]
+    mlp = json.loads((out / "q5_2_mlp.json").read_text())["final_val_predictions"]
+    cnn_predictions = results["final_val_predictions"]
+    for example in found["cnn_right_mlp_wrong_examples"]:
+        i = example["val_index"]
+        assert cnn_predictions[i] == example["label"] != mlp[i]
+    for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+    snippet = (out / "generated" / "q5_5_comparison.tex").read_text()
+    assert "28,938" in snippet and "397,510" in snippet and "\\begin{tabular}" in snippet
+
+    mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
+    assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
