@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all test benchmark q5_2 plots
+.PHONY: all test benchmark q5_2 q5_3 q5_5 plots
 
-all: q5_2
+.NOTPARALLEL:
+all: q5_2 q5_3 q5_5
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +16,18 @@ $(VENV)/.installed: requirements.txt
 q5_2: $(VENV)/.installed
 	$(PY) codes/q5_2_mlp.py
 
+q5_3: $(VENV)/.installed
+	$(PY) codes/q5_3_flooding.py
+
+# Q5.3 and Q5.5 read Q5.2's results, so `all` runs the questions in this order, one at a time.
+q5_5: $(VENV)/.installed
+	$(PY) codes/q5_5_cnn.py
+
 # Redraw every figure from the committed results files, without training.
 plots: $(VENV)/.installed
 	$(PY) codes/q5_2_mlp.py --plot-only
+	$(PY) codes/q5_5_cnn.py --plot-only
+	$(PY) codes/q5_3_flooding.py --plot-only
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
