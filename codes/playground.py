@@ -1,0 +1,346 @@
+"""A PyTorch reproduction of the Neural Network Playground (playground.tensorflow.org), for Q1.
+
+The page's data generators, seven input features, network (tanh output,
+loss 0.5 (out - y)^2, weights U(-0.5, 0.5), biases 0.1) and update rule
+(gradients summed over a batch and divided by its size, then the L1/L2 step
+on the weight as it was before the update, biases never regularized, an L1
+weight that crosses zero becomes a dead link) follow the page's source, as
+summarised in the project notes. The page's random numbers cannot be
+matched, so runs are reproduced in behaviour, not bit for bit.
+
+`train` trains many configurations at once: configurations with the same
+depth, activation, batch size and training-set size are stacked into one
+batched network, padded to 7 inputs and 8 neurons per layer with masks that
+keep the padding at exactly zero, so each copy computes what its own network
+would.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+DATASETS = ("circle", "xor", "gauss", "spiral")
+FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)")
+ACTIVATION_NAMES = ("relu", "tanh", "sigmoid", "linear")
+REGULARIZATIONS = ("none", "L1", "L2")
+POINTS = 500  # the page's classification datasets
+MAX_LAYERS, MAX_NEURONS = 6, 8
+DOMAIN = 6.0  # the picture shows [-6, 6]^2
+BIAS_INIT = 0.1
+# float32: NumPy's tanh and exp are vectorized for it and several times faster
+# than for float64, and the page's behaviour does not hinge on the last digits.
+DTYPE = np.float32
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The page's 500 points (N, 2) and labels +1 (blue) / -1 (orange); noise is the slider's 0..50."""
+    rng = np.random.default_rng(seed)
+    noise = noise / 100
+    half = POINTS // 2
+    if name == "circle":
+        radius = np.concatenate([rng.uniform(0, 2.5, half), rng.uniform(3.5, 5, half)])
+        angle = rng.uniform(0, 2 * math.pi, POINTS)
+        points = np.stack([radius * np.sin(angle), radius * np.cos(angle)], 1)
+        jittered = points + rng.uniform(-5, 5, (POINTS, 2)) * noise
+        labels = np.where(np.hypot(*jittered.T) < 2.5, 1.0, -1.0)
+    elif name == "xor":
+        points = rng.uniform(-5, 5, (POINTS, 2))
+        points += np.where(points > 0, 0.3, -0.3)  # pushed 0.3 away from the axes
+        jittered = points + rng.uniform(-5, 5, (POINTS, 2)) * noise
+        labels = np.where(jittered[:, 0] * jittered[:, 1] >= 0, 1.0, -1.0)
+    elif name == "gauss":
+        spread = math.sqrt(0.5 + 7 * noise)
+        points = np.concatenate([rng.normal(2, spread, (half, 2)), rng.normal(-2, spread, (half, 2))])
+        labels = np.concatenate([np.ones(half), -np.ones(half)])
+    elif name == "spiral":
+        i = np.arange(half)
+        radius = 5 * i / half
+        parts, labels = [], []
+        for delta, label in ((0.0, 1.0), (math.pi, -1.0)):
+            t = 1.75 * i / half * 2 * math.pi + delta
+            parts.append(np.stack([radius * np.sin(t), radius * np.cos(t)], 1) + rng.uniform(-1, 1, (half, 2)) * noise)
+            labels.append(np.full(half, label))
+        points, labels = np.concatenate(parts), np.concatenate(labels)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    return points, labels
+
+
+def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int, seed: int):
+    """Shuffle once, then the first train_percent % are training points, as the page does."""
+    order = np.random.default_rng(seed + 1).permutation(len(labels))
+    n_train = len(labels) * train_percent // 100
+    train, test = order[:n_train], order[n_train:]
+    return points[train], labels[train], points[test], labels[test]
+
+
+def feature_matrix(points: np.ndarray) -> np.ndarray:
+    """All seven features of the page, in FEATURES order: (N, 7)."""
+    x, y = points[:, 0], points[:, 1]
+    return np.stack([x, y, x * x, y * y, x * y, np.sin(x), np.sin(y)], 1)
+
+
+# ----------------------------------------------------------------------------- configurations
+
+
+@dataclass(frozen=True)
+class Config:
+    """One network on one dataset, with the page's controls."""
+
+    dataset: str = "spiral"
+    noise: int = 0
+    train_percent: int = 50
+    features: tuple[str, ...] = ("x1", "x2")
+    hidden: tuple[int, ...] = (4, 2)
+    activation: str = "tanh"
+    lr: float = 0.03
+    regularization: str = "none"
+    reg_rate: float = 0.0
+    batch_size: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}")
+        if not self.features or not set(self.features) <= set(FEATURES):
+            raise ValueError(f"features must be a non-empty subset of {FEATURES}")
+        # inputs always in the page's order, so weight rows line up with FEATURES
+        object.__setattr__(self, "features", tuple(f for f in FEATURES if f in self.features))
+        if len(self.hidden) > MAX_LAYERS or any(not 1 <= n <= MAX_NEURONS for n in self.hidden):
+            raise ValueError(f"at most {MAX_LAYERS} hidden layers of 1 to {MAX_NEURONS} neurons")
+        if self.activation not in ACTIVATION_NAMES or self.regularization not in REGULARIZATIONS:
+            raise ValueError("unknown activation or regularization")
+        if not 1 <= self.batch_size <= 30 or not 10 <= self.train_percent <= 90:
+            raise ValueError("batch size must be 1..30 and the training share 10..90 %")
+
+    def describe(self) -> str:
+        reg = "no regularization" if self.regularization == "none" else f"{self.regularization} {self.reg_rate:g}"
+        layers = "-".join(map(str, self.hidden)) or "none"
+        return (f"{self.dataset}, noise {self.noise}, features {', '.join(self.features)}; hidden {layers}, "
+                f"{self.activation}; lr {self.lr:g}, {reg}, batch {self.batch_size}")
+
+    def parameter_count(self) -> int:
+        sizes = [len(self.features), *self.hidden, 1]
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def with_(config: Config, **changes) -> Config:
+    return replace(config, **changes)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class Run:
+    """Training history and final network of one configuration."""
+
+    config: Config
+    train_loss: list[float]  # epochs 0..E
+    test_loss: list[float]
+    weights: list[np.ndarray] = field(repr=False)  # per layer (fan_in, fan_out), unpadded
+    biases: list[np.ndarray] = field(repr=False)  # per layer (fan_out,)
+    dead: list[np.ndarray] = field(repr=False)  # L1 dead links (and pruned ones), per layer
+
+
+def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list[int]]]:
+    """Per epoch, the batches of point indices the page updates on.
+
+    The page walks the training points in a fixed order and updates after every
+    batch_size-th point of the epoch; the points after the last update of an
+    epoch are summed into the first update of the next one."""
+    schedule, pending = [], []
+    for _ in range(epochs):
+        batches = []
+        for i in range(n_train):
+            pending.append(i)
+            if (i + 1) % batch_size == 0:
+                batches.append(pending)
+                pending = []
+        schedule.append(batches)
+    return schedule
+
+
+# name -> (activation, its derivative written with the input z and the output a)
+ACTIVATIONS = {
+    "relu": (lambda z: np.maximum(z, 0), lambda z, a: (z > 0).astype(z.dtype)),
+    "tanh": (np.tanh, lambda z, a: 1 - a * a),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, a: a * (1 - a)),
+    "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
+}
+
+
+class StackedPlayground:
+    """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer.
+
+    NumPy with a hand-written backward pass: the networks are tiny and the page
+    updates every 10 points, so per-operation overhead is what costs time, and
+    NumPy's is a fraction of autograd's. tests/test_playground.py checks the
+    gradients against torch.autograd.
+    """
+
+    def __init__(self, configs: list[Config], start: list[Run] | None = None):
+        self.configs = configs
+        self.activation, self.activation_derivative = ACTIVATIONS[configs[0].activation]
+        depth = len(configs[0].hidden)
+        widths = [len(FEATURES)] + [MAX_NEURONS] * depth + [1]
+        s = len(configs)
+        self.weights, self.biases, self.live, self.dead, self.active = [], [], [], [], []
+        for layer, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+            in_active = np.zeros((s, fan_in, 1), dtype=bool)
+            out_active = np.zeros((s, 1, fan_out), dtype=bool)
+            for k, c in enumerate(configs):
+                inputs = [FEATURES.index(f) for f in c.features] if layer == 0 else slice(0, c.hidden[layer - 1])
+                in_active[k, inputs] = True
+                out_active[k, :, : (c.hidden[layer] if layer < depth else 1)] = True
+            self.live.append(in_active & out_active)  # real links; dead ones are removed below
+            self.active.append(out_active)  # real neurons of this layer's output
+            self.weights.append(np.zeros((s, fan_in, fan_out), dtype=DTYPE))
+            self.biases.append(np.zeros((s, 1, fan_out), dtype=DTYPE))
+            self.dead.append(np.zeros((s, fan_in, fan_out), dtype=bool))
+        for k, c in enumerate(configs):
+            rng = np.random.default_rng(c.seed + 1000)
+            sizes = [len(c.features), *c.hidden, 1]
+            for layer in range(len(self.weights)):
+                if start is not None:
+                    w, b, dead = start[k].weights[layer], start[k].biases[layer], start[k].dead[layer]
+                else:
+                    w = rng.uniform(-0.5, 0.5, (sizes[layer], sizes[layer + 1]))
+                    b = np.full(sizes[layer + 1], BIAS_INIT)
+                    dead = np.zeros_like(w, dtype=bool)
+                rows, cols = self._block(k, layer)
+                self.weights[layer][k][np.ix_(rows, cols)] = w
+                self.biases[layer][k, 0, cols] = b
+                self.dead[layer][k][np.ix_(rows, cols)] = dead
+        for live, dead in zip(self.live, self.dead):
+            live &= ~dead
+        self.lr = np.array([c.lr for c in configs], dtype=DTYPE).reshape(s, 1, 1)
+        rates = np.array([c.reg_rate for c in configs], dtype=DTYPE).reshape(s, 1, 1)
+        self.l1_rate = rates * np.array([c.regularization == "L1" for c in configs]).reshape(s, 1, 1)
+        self.l2_rate = rates * np.array([c.regularization == "L2" for c in configs]).reshape(s, 1, 1)
+        self.any_l1, self.any_l2 = bool(self.l1_rate.any()), bool(self.l2_rate.any())
+
+    def _block(self, k: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column indices of copy k's real (unpadded) weights in a layer."""
+        c = self.configs[k]
+        rows = [FEATURES.index(f) for f in c.features] if layer == 0 else range(c.hidden[layer - 1])
+        cols = range(c.hidden[layer]) if layer < len(c.hidden) else range(1)
+        return np.asarray(rows), np.asarray(cols)
+
+    def forward(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """x (S, N, 7) -> per layer (pre-activation z, output a); the last output is the tanh node."""
+        cache, a = [], x
+        last = len(self.weights) - 1
+        for layer, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = a @ w + b
+            a = np.tanh(z) if layer == last else self.activation(z) * self.active[layer]  # padding outputs 0
+            cache.append((z, a))
+        return cache
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Mean of 0.5 (out - y)^2 per copy: (S,)."""
+        out = self.forward(x)[-1][1][..., 0]
+        return (0.5 * (out - y) ** 2).mean(1)
+
+    def gradients(self, x: np.ndarray, y: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Gradients of each copy's batch-mean loss (the page's sum / count) by backpropagation."""
+        cache = self.forward(x)
+        out = cache[-1][1]
+        delta = (out - y[..., None]) / y.shape[1] * (1 - out * out)  # through the tanh output
+        weight_grads, bias_grads = [], []
+        for layer in range(len(self.weights) - 1, -1, -1):
+            below = x if layer == 0 else cache[layer - 1][1]
+            weight_grads.append(below.transpose(0, 2, 1) @ delta)
+            bias_grads.append(delta.sum(1, keepdims=True))
+            if layer > 0:
+                z, a = cache[layer - 1]
+                delta = (delta @ self.weights[layer].transpose(0, 2, 1)) * self.activation_derivative(z, a)
+        return weight_grads[::-1], bias_grads[::-1]
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> None:
+        """One page update on a batch: the gradient step, then the regularization step
+        computed at the weight as it was before; an L1 weight crossing zero dies."""
+        weight_grads, bias_grads = self.gradients(x, y)
+        for w, g, live, dead, active, b, gb in zip(
+            self.weights, weight_grads, self.live, self.dead, self.active, self.biases, bias_grads
+        ):
+            penalty = 0.0
+            if self.any_l1:
+                penalty = self.l1_rate * np.sign(w)
+            if self.any_l2:
+                penalty = penalty + self.l2_rate * w
+            stepped = w - self.lr * g
+            new = stepped - self.lr * penalty
+            if self.any_l1:
+                crossed = live & (self.l1_rate > 0) & (stepped * new < 0)
+                new[crossed] = 0.0
+            np.copyto(w, new, where=live)
+            if self.any_l1:  # a dead link is never updated again
+                dead |= crossed
+                live &= ~crossed
+            b -= self.lr * gb * active
+
+    def runs(self, train_loss: np.ndarray, test_loss: np.ndarray) -> list[Run]:
+        out = []
+        for k, c in enumerate(self.configs):
+            blocks = [self._block(k, layer) for layer in range(len(self.weights))]
+            out.append(Run(
+                c, train_loss[:, k].tolist(), test_loss[:, k].tolist(),
+                [w[k][np.ix_(r, cl)].copy() for w, (r, cl) in zip(self.weights, blocks)],
+                [b[k, 0, cl].copy() for b, (_, cl) in zip(self.biases, blocks)],
+                [d[k][np.ix_(r, cl)].copy() for d, (r, cl) in zip(self.dead, blocks)],
+            ))
+        return out
+
+
+def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
+    """Stacked training and test features (S, N, 7) and labels (S, N) of each configuration's dataset."""
+    parts = []
+    for c in configs:
+        points, labels = make_dataset(c.dataset, c.noise, c.seed)
+        train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent, c.seed)
+        parts.append((feature_matrix(train_x), train_y, feature_matrix(test_x), test_y))
+    return tuple(np.stack(column).astype(DTYPE) for column in zip(*parts))
+
+
+def train(configs: list[Config], epochs: int, start: list[Run] | None = None) -> list[Run]:
+    """Train every configuration for `epochs` (losses at epoch 0 and after each epoch).
+
+    `start` optionally gives each configuration's initial network (weights,
+    biases, dead links), for retraining a pruned network."""
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault((len(c.hidden), c.activation, c.batch_size, c.train_percent), []).append(i)
+    runs: list[Run | None] = [None] * len(configs)
+    for (_, _, batch_size, _), members in groups.items():
+        group = [configs[i] for i in members]
+        net = StackedPlayground(group, None if start is None else [start[i] for i in members])
+        train_x, train_y, test_x, test_y = data_arrays(group)
+        train_losses, test_losses = [net.loss(train_x, train_y)], [net.loss(test_x, test_y)]
+        for batches in batch_schedule(train_x.shape[1], batch_size, epochs):
+            for batch in batches:
+                net.step(train_x[:, batch], train_y[:, batch])
+            train_losses.append(net.loss(train_x, train_y))
+            test_losses.append(net.loss(test_x, test_y))
+        for i, run in zip(members, net.runs(np.stack(train_losses), np.stack(test_losses))):
+            runs[i] = run
+    return runs
+
+
+def output_grid(run: Run, resolution: int = 100) -> np.ndarray:
+    """The network's output over a resolution x resolution grid on [-6, 6]^2 (rows: y from -6 up)."""
+    axis = np.linspace(-DOMAIN, DOMAIN, resolution)
+    xx, yy = np.meshgrid(axis, axis)
+    features = feature_matrix(np.stack([xx.ravel(), yy.ravel()], 1))
+    a = features[:, [FEATURES.index(f) for f in run.config.features]]
+    activation = ACTIVATIONS[run.config.activation][0]
+    last = len(run.weights) - 1
+    for layer, (w, b) in enumerate(zip(run.weights, run.biases)):
+        z = a @ w + b
+        a = np.tanh(z) if layer == last else activation(z)
+    return a.reshape(resolution, resolution)

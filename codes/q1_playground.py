@@ -1,0 +1,392 @@
+"""Q1: the Neural Network Playground experiments, reproduced offline (codes/playground.py).
+
+Q1.1  a search over configurations for the spiral, judged by the test loss
+      (mean over seeds), and a playground-style picture of the best one;
+Q1.2  controlled sweeps from that configuration, each over several seeds:
+      learning rate, activation, number of hidden layers, regularization type
+      and rate, on the spiral and the circle: final test loss and the epochs
+      until the training loss first falls below a threshold;
+Q1.3  the distribution of |weights| after training, pruning of the smallest
+      weights with and without retraining, and smaller networks trained
+      directly: test loss against the number of parameters kept.
+
+    python codes/q1_playground.py                      # the full Q1 run (minutes on a CPU)
+    python codes/q1_playground.py --epochs 20 --seeds 2  # a quick check
+    python codes/q1_playground.py --plot-only          # redraw from the saved results
+
+Writes results/q1_playground.json, report/figures/q1_1_spiral_best.png,
+q1_2_sweeps.png, q1_3_pruning.png and report/generated/q1.tex; a shortened
+run writes under results/quick/.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+import common
+import playground as pg
+import plotting
+
+EPOCHS = 500  # per training run, for the search and the sweeps
+SEEDS = 5  # per point of every Q1.2 and Q1.3 curve
+SEARCH_SEEDS = 2  # per configuration of the Q1.1 search
+CONVERGED_BELOW = 0.05  # training loss that counts as converged (0.5 (out - y)^2, labels +-1)
+RETRAIN_EPOCHS = 100  # the short retraining after pruning
+PRUNE_FRACTIONS = [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+SWEEP_DATASETS = ("spiral", "circle")
+RESULTS_FILE = "q1_playground.json"
+
+SEARCH_SPACE = {  # the Q1.1 grid on the spiral (noise 0, 50 % training data, batch 10)
+    "features": [("x1", "x2"), ("x1", "x2", "sin(x1)", "sin(x2)"), pg.FEATURES],
+    "hidden": [(6, 6), (8, 8), (8, 6, 4), (8, 8, 8)],
+    "activation": ["tanh", "relu"],
+    "lr": [0.01, 0.03, 0.1],
+    "regularization": [("none", 0.0), ("L2", 0.001)],
+}
+SWEEPS = {  # Q1.2: what each sweep varies, as Config changes
+    "learning rate": [{"lr": lr} for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)],
+    "activation": [{"activation": a} for a in pg.ACTIVATION_NAMES],
+    "hidden layers": [{"hidden": (8,) * depth} for depth in range(0, pg.MAX_LAYERS + 1)],
+    "regularization": [{"regularization": "none", "reg_rate": 0.0}]
+    + [{"regularization": r, "reg_rate": rate} for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03)],
+}
+SMALL_NETWORKS = [(), (1,), (2,), (4,), (2, 2), (4, 2), (4, 4), (6, 4), (6, 6), (8, 8)]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=common.positive_int, default=EPOCHS, help="epochs per run (default: %(default)s)")
+    parser.add_argument("--seeds", type=common.positive_int, default=SEEDS,
+                        help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where results and figures go (default: results/ and report/figures/, "
+                        "results/quick/ for a shortened run)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
+    args = parser.parse_args(argv)
+    args.subset = None  # output_paths and is_shortened read it; Q1 has no subset
+    args.shortened = args.epochs != EPOCHS or args.seeds != SEEDS
+    return args
+
+
+def output_paths(args: argparse.Namespace) -> common.OutputPaths:
+    if args.output_dir is None and args.shortened:
+        return common.OutputPaths(common.QUICK_DIR, common.QUICK_DIR / "figures", common.QUICK_DIR / "generated")
+    if args.output_dir is None:
+        return common.OutputPaths(common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
+    return common.OutputPaths(args.output_dir, args.output_dir / "figures", args.output_dir / "generated")
+
+
+def config_dict(config: pg.Config) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}
+
+
+def epochs_to_converge(run: pg.Run) -> int | None:
+    return next((e for e, loss in enumerate(run.train_loss) if loss < CONVERGED_BELOW), None)
+
+
+def summary(runs: list[pg.Run]) -> dict:
+    """Final test and training loss (mean, std over the runs) and epochs to converge (median; None if most never do)."""
+    test = [r.test_loss[-1] for r in runs]
+    train = [r.train_loss[-1] for r in runs]
+    converge = [epochs_to_converge(r) for r in runs]
+    reached = sorted(e for e in converge if e is not None)
+    return {
+        "test_loss": [statistics.fmean(test), statistics.stdev(test) if len(test) > 1 else 0.0],
+        "train_loss": [statistics.fmean(train), statistics.stdev(train) if len(train) > 1 else 0.0],
+        "epochs_to_converge": statistics.median(reached) if len(reached) * 2 > len(converge) else None,
+        "converged_runs": len(reached),
+        "runs": len(runs),
+    }
+
+
+def search(epochs: int) -> tuple[pg.Config, list[dict]]:
+    """Q1.1: every grid configuration with SEARCH_SEEDS seeds; the best by mean final test loss."""
+    grid = [
+        pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
+        for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())
+    ]
+    runs = pg.train([pg.with_(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs)
+    table = [{"config": config_dict(c), **summary(runs[i * SEARCH_SEEDS:(i + 1) * SEARCH_SEEDS])}
+             for i, c in enumerate(grid)]
+    best = min(range(len(grid)), key=lambda i: table[i]["test_loss"][0])
+    return grid[best], table
+
+
+def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
+    """Q1.2: from the best configuration, vary one control at a time, per dataset, over seeds."""
+    jobs, keys = [], []
+    for name, changes in SWEEPS.items():
+        for change in changes:
+            for dataset in SWEEP_DATASETS:
+                for seed in range(seeds):
+                    jobs.append(pg.with_(best, dataset=dataset, seed=seed, **change))
+                    keys.append((name, json_value(change), dataset))
+    runs = pg.train(jobs, epochs)
+    grouped: dict[tuple, list[pg.Run]] = {}
+    for key, run in zip(keys, runs):
+        grouped.setdefault(key, []).append(run)
+    result: dict = {}
+    for (name, value, dataset), group in grouped.items():
+        entry = summary(group)
+        if any(r.config.regularization == "L1" for r in group):
+            entry["dead_link_fraction"] = statistics.fmean(
+                float(np.mean(np.concatenate([d.ravel() for d in r.dead]))) for r in group)
+        result.setdefault(name, {}).setdefault(dataset, []).append({"value": value, **entry})
+    return result
+
+
+def json_value(change: dict):
+    """The swept value as it appears in tables: a number, a name, a layer count or 'L1 0.001'."""
+    if "hidden" in change:
+        return len(change["hidden"])
+    if "regularization" in change:
+        return "none" if change["regularization"] == "none" else f"{change['regularization']} {change['reg_rate']:g}"
+    return next(iter(change.values()))
+
+
+def prune(run: pg.Run, fraction: float) -> pg.Run:
+    """Zero the smallest `fraction` of the weights by |w| (biases kept) and mark them dead."""
+    magnitudes = np.concatenate([np.abs(w).ravel() for w in run.weights])
+    count = int(round(fraction * magnitudes.size))
+    order = np.argsort(magnitudes, kind="stable")[:count]
+    removed = np.zeros(magnitudes.size, dtype=bool)
+    removed[order] = True
+    weights, dead, offset = [], [], 0
+    for w in run.weights:
+        cut = removed[offset:offset + w.size].reshape(w.shape)
+        weights.append(np.where(cut, 0.0, w).astype(w.dtype))
+        dead.append(cut)
+        offset += w.size
+    return pg.Run(run.config, run.train_loss, run.test_loss, weights, [b.copy() for b in run.biases], dead)
+
+
+def pruning(best: pg.Config, epochs: int, seeds: int) -> tuple[dict, pg.Run]:
+    """Q1.3: |w| after training; pruned without and with retraining; smaller networks trained directly."""
+    trained = pg.train([pg.with_(best, seed=s) for s in range(seeds)], epochs)
+    magnitudes = np.concatenate([np.abs(w).ravel() for r in trained for w in r.weights])
+    pruned = [prune(r, f) for f in PRUNE_FRACTIONS for r in trained]
+    as_is = pg.train([r.config for r in pruned], 0, start=pruned)
+    retrained = pg.train([r.config for r in pruned], min(RETRAIN_EPOCHS, epochs), start=pruned)
+
+    def kept(run: pg.Run) -> int:
+        return int(sum((~d).sum() for d in run.dead) + sum(b.size for b in run.biases))
+
+    curves = {"pruned": [], "pruned and retrained": [], "trained small": []}
+    for i, fraction in enumerate(PRUNE_FRACTIONS):
+        block = slice(i * seeds, (i + 1) * seeds)
+        for name, runs in (("pruned", as_is[block]), ("pruned and retrained", retrained[block])):
+            curves[name].append({"fraction": fraction, "parameters": statistics.fmean(kept(r) for r in runs),
+                                 **summary(runs)})
+    small = pg.train([pg.with_(best, hidden=h, seed=s) for h in SMALL_NETWORKS for s in range(seeds)], epochs)
+    for i, hidden in enumerate(SMALL_NETWORKS):
+        runs = small[i * seeds:(i + 1) * seeds]
+        curves["trained small"].append({"hidden": list(hidden), "parameters": runs[0].config.parameter_count(),
+                                        **summary(runs)})
+    histogram_edges = np.linspace(0, float(magnitudes.max()), 31)
+    counts, _ = np.histogram(magnitudes, bins=histogram_edges)
+    small_share = {f"{t:g}": float((magnitudes < t).mean()) for t in (0.01, 0.05, 0.1)}
+    return {"weight_histogram": {"edges": histogram_edges.tolist(), "counts": counts.tolist()},
+            "share_below": small_share, "curves": curves, "full_parameters": best.parameter_count()}, trained[0]
+
+
+def run_dict(run: pg.Run) -> dict:
+    return {"config": config_dict(run.config), "train_loss": run.train_loss, "test_loss": run.test_loss,
+            "weights": [w.tolist() for w in run.weights], "biases": [b.tolist() for b in run.biases],
+            "dead": [d.tolist() for d in run.dead]}
+
+
+def run_from_dict(record: dict) -> pg.Run:
+    config = pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
+    return pg.Run(config, record["train_loss"], record["test_loss"],
+                  [np.array(w, dtype=pg.DTYPE) for w in record["weights"]],
+                  [np.array(b, dtype=pg.DTYPE) for b in record["biases"]],
+                  [np.array(d, dtype=bool) for d in record["dead"]])
+
+
+# ----------------------------------------------------------------------------- figures
+
+ORANGE, GREY, BLUE = "#f59322", "#e8eaeb", "#0877bd"
+
+
+def draw_network(ax, run: pg.Run) -> None:
+    """Neurons in columns; each link's width grows with |weight|, its colour gives the sign."""
+    sizes = [len(run.config.features), *run.config.hidden, 1]
+    positions = [[(layer, (n - 1) / 2 - i) for i in range(n)] for layer, n in enumerate(sizes)]
+    largest = max(float(np.abs(w).max()) for w in run.weights) or 1.0
+    for layer, (w, dead) in enumerate(zip(run.weights, run.dead)):
+        for i, j in itertools.product(range(w.shape[0]), range(w.shape[1])):
+            if dead[i, j]:
+                continue
+            (x0, y0), (x1, y1) = positions[layer][i], positions[layer + 1][j]
+            ax.plot([x0, x1], [y0, y1], color=BLUE if w[i, j] > 0 else ORANGE,
+                    linewidth=0.2 + 3.5 * abs(w[i, j]) / largest, alpha=0.8, zorder=1)
+    for layer, column in enumerate(positions):
+        for x, y in column:
+            ax.scatter([x], [y], s=140, color="white", edgecolor="k", zorder=2)
+    for (x, y), name in zip(positions[0], run.config.features):
+        ax.text(x - 0.15, y, name, ha="right", va="center", fontsize=7)
+    ax.set_xlim(-1.0, len(sizes) - 0.5)
+    ax.axis("off")
+    ax.set_title("network (link width ~ |weight|; blue +, orange -)", fontsize=8)
+
+
+def draw_heatmap(ax, run: pg.Run) -> None:
+    from matplotlib.colors import LinearSegmentedColormap
+
+    cmap = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)
+    grid = pg.output_grid(run)
+    ax.imshow(grid, origin="lower", extent=(-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN), cmap=cmap,
+              vmin=-1, vmax=1, alpha=0.85)
+    points, labels = pg.make_dataset(run.config.dataset, run.config.noise, run.config.seed)
+    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, run.config.train_percent, run.config.seed)
+    for x, y, edge, name in ((train_x, train_y, "white", "training"), (test_x, test_y, "black", "test")):
+        ax.scatter(x[:, 0], x[:, 1], c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=0.6, s=14)
+        ax.scatter([], [], color="grey", edgecolors=edge, linewidths=0.6, s=14, label=f"{name} points ({edge} edge)")
+    ax.set_xlim(-pg.DOMAIN, pg.DOMAIN)
+    ax.set_ylim(-pg.DOMAIN, pg.DOMAIN)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title("output (orange -1, blue +1)", fontsize=8)
+
+
+def plot(results: dict, figures_dir: Path) -> list[Path]:
+    label = plotting.shortened_label({"shortened": results["shortened"], "config": {},
+                                      "epochs_completed": results["epochs"]})
+    paths = []
+    best = run_from_dict(results["best_run"])
+    fig, (ax_net, ax_map, ax_loss) = plotting.plt.subplots(1, 3, figsize=(13, 4.3),
+                                                           gridspec_kw={"width_ratios": [1.1, 1, 1]})
+    draw_network(ax_net, best)
+    draw_heatmap(ax_map, best)
+    ax_loss.plot(best.train_loss, color="grey", label=f"training loss {best.train_loss[-1]:.4f}")
+    ax_loss.plot(best.test_loss, color="black", label=f"test loss {best.test_loss[-1]:.4f}")
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("mean 0.5 (out - y)^2")
+    ax_loss.legend(fontsize=8)
+    ax_loss.set_title("loss (seed 0)", fontsize=8)
+    fig.suptitle(f"Q1.1 best configuration found for the spiral: {best.config.describe()}{label}", fontsize=9)
+    paths.append(plotting.save(fig, figures_dir / "q1_1_spiral_best.png"))
+
+    sweeps = results["sweeps"]
+    fig, axes = plotting.plt.subplots(2, len(sweeps), figsize=(4 * len(sweeps), 6.5))
+    for col, (name, by_dataset) in enumerate(sweeps.items()):
+        for i, (dataset, entries) in enumerate(by_dataset.items()):
+            labels = [str(e["value"]) for e in entries]
+            x = np.arange(len(entries)) + (i - 0.5) * 0.15
+            axes[0, col].errorbar(x, [e["test_loss"][0] for e in entries], yerr=[e["test_loss"][1] for e in entries],
+                                  marker="o", markersize=3, capsize=2, linestyle="", color=f"C{i}", label=dataset)
+            epochs = [e["epochs_to_converge"] if e["epochs_to_converge"] is not None else math.nan for e in entries]
+            axes[1, col].plot(x, epochs, marker="o", markersize=3, linestyle="", color=f"C{i}", label=dataset)
+            for ax in axes[:, col]:
+                ax.set_xticks(np.arange(len(entries)), labels, rotation=45 if len(entries) > 5 else 0, fontsize=7)
+        axes[0, col].set_yscale("log")
+        axes[0, col].set_title(name)
+        axes[1, col].set_xlabel(name)
+    axes[0, 0].set_ylabel(f"final test loss\n(mean \u00b1 std, {results['seeds']} seeds)")
+    axes[1, 0].set_ylabel(f"epochs until training loss < {CONVERGED_BELOW}\n(median; missing: most runs never)")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
+                 fontsize=10)
+    paths.append(plotting.save(fig, figures_dir / "q1_2_sweeps.png"))
+
+    prune_results = results["pruning"]
+    fig, (ax_hist, ax_curve) = plotting.plt.subplots(1, 2, figsize=(10, 4))
+    edges, counts = prune_results["weight_histogram"]["edges"], prune_results["weight_histogram"]["counts"]
+    ax_hist.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0")
+    ax_hist.set_xlabel("|weight| after training")
+    ax_hist.set_ylabel(f"links ({results['seeds']} networks)")
+    ax_hist.set_title("distribution of |weights| (best configuration)")
+    for i, (name, entries) in enumerate(prune_results["curves"].items()):
+        entries = sorted(entries, key=lambda e: e["parameters"])
+        ax_curve.errorbar([e["parameters"] for e in entries], [e["test_loss"][0] for e in entries],
+                          yerr=[e["test_loss"][1] for e in entries], marker="o", markersize=3, capsize=2,
+                          color=f"C{i + 1}", label=name)
+    ax_curve.set_xscale("log")
+    ax_curve.set_yscale("log")
+    ax_curve.set_xlabel("parameters kept (weights + biases)")
+    ax_curve.set_ylabel("final test loss (mean \u00b1 std)")
+    ax_curve.legend(fontsize=8)
+    ax_curve.set_title(f"pruned (retrained {RETRAIN_EPOCHS} epochs) vs smaller networks")
+    fig.suptitle(f"Q1.3 do small weights mean a smaller model would do?{label}", fontsize=10)
+    paths.append(plotting.save(fig, figures_dir / "q1_3_pruning.png"))
+    return paths
+
+
+# ----------------------------------------------------------------------------- LaTeX snippet
+
+
+def tex(text) -> str:
+    return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}")
+
+
+def snippet(results: dict) -> str:
+    best = results["best"]
+    config = pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in best["config"].items()})
+    lines = [
+        "% Generated by codes/q1_playground.py from results/q1_playground.json; do not edit.",
+        f"\\newcommand{{\\QOneBestConfig}}{{{tex(config.describe())}}}",
+        f"\\newcommand{{\\QOneBestTestLoss}}{{${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$}}",
+        f"\\newcommand{{\\QOneSearchSize}}{{{len(results['search'])}}}",
+        f"\\newcommand{{\\QOneEpochs}}{{{results['epochs']}}}",
+        f"\\newcommand{{\\QOneSeeds}}{{{results['seeds']}}}",
+        f"\\newcommand{{\\QOneSeconds}}{{{results['seconds']:.0f}}}",
+        f"\\newcommand{{\\QOneConvergedBelow}}{{{CONVERGED_BELOW}}}",
+    ]
+    for name, by_dataset in results["sweeps"].items():
+        datasets = list(by_dataset)
+        rows = []
+        for i, entry in enumerate(by_dataset[datasets[0]]):
+            cells = [tex(entry["value"])]
+            for dataset in datasets:
+                e = by_dataset[dataset][i]
+                epochs = "--" if e["epochs_to_converge"] is None else f"{e['epochs_to_converge']:.0f}"
+                cells += [f"${e['test_loss'][0]:.3f} \\pm {e['test_loss'][1]:.3f}$", epochs]
+            rows.append(" & ".join(cells) + " \\\\")
+        macro = "QOneSweep" + "".join(word.capitalize() for word in name.split())
+        header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{d}}}" for d in datasets)
+        sub = " & ".join("test loss & epochs" for _ in datasets)
+        lines.append(f"\\newcommand{{\\{macro}}}{{\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule "
+                     f"{tex(name)} & {header} \\\\ & {sub} \\\\ \\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}}}")
+    share = results["pruning"]["share_below"]
+    lines.append(f"\\newcommand{{\\QOneShareBelowPointOne}}{{{100 * share['0.1']:.0f}}}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = output_paths(args)
+    results_path = paths.results / RESULTS_FILE
+    if not args.plot_only:
+        for folder in (paths.results, paths.figures, paths.generated):
+            common.ensure_writable(folder)
+        start = time.perf_counter()
+        best, table = search(args.epochs)
+        print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
+        sweep_results = sweeps(best, args.epochs, args.seeds)
+        prune_results, best_run = pruning(best, args.epochs, args.seeds)
+        results = {
+            "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "shortened": args.shortened,
+            "search": table, "best": next(row for row in table if row["config"] == config_dict(best)),
+            "best_run": run_dict(best_run), "sweeps": sweep_results, "pruning": prune_results,
+            "seconds": time.perf_counter() - start,
+        }
+        common.write_json_atomic(results_path, results)
+        print(f"results: {results_path} ({results['seconds']:.0f} s)")
+    results = common.read_results(results_path)
+    snippet_path = paths.generated / "q1.tex"
+    common.write_text_atomic(snippet_path, snippet(results))
+    print(f"snippet: {snippet_path}")
+    for figure in plot(results, paths.figures):
+        print(f"figure: {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    common.run_main(main)

@@ -1,0 +1,148 @@
+"""The playground reproduction against the page's formulas, hand computations and autograd."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import playground as pg
+from conftest import run_script
+
+
+@pytest.mark.parametrize("name", pg.DATASETS)
+def test_datasets_have_500_balanced_points_in_the_domain(name):
+    points, labels = pg.make_dataset(name, noise=0, seed=3)
+    assert points.shape == (500, 2) and set(np.unique(labels)) == {-1.0, 1.0}
+    if name == "xor":  # labels follow uniformly drawn quadrants: balanced only on average
+        assert 200 < (labels == 1).sum() < 300
+    else:
+        assert (labels == 1).sum() == 250
+    assert np.abs(points).max() <= pg.DOMAIN
+
+
+def test_circle_radii_and_labels_follow_the_formula():
+    points, labels = pg.make_dataset("circle", noise=0, seed=0)
+    radius = np.hypot(points[:, 0], points[:, 1])
+    assert radius[:250].max() <= 2.5 and 3.5 <= radius[250:].min() and radius.max() <= 5
+    assert np.array_equal(labels, np.where(radius < 2.5, 1.0, -1.0))
+    _, noisy = pg.make_dataset("circle", noise=50, seed=0)
+    assert (noisy != labels).any()  # noise flips labels; the stored points stay clean
+
+
+def test_spiral_starts_at_the_origin_and_noise_moves_points():
+    points, labels = pg.make_dataset("spiral", noise=0, seed=0)
+    assert np.allclose(points[0], 0) and np.allclose(points[250], 0)
+    assert labels[0] == 1 and labels[250] == -1
+    assert math.isclose(np.hypot(*points[249]), 5 * 249 / 250)
+    noisy, _ = pg.make_dataset("spiral", noise=50, seed=0)
+    assert 0 < np.abs(noisy - points).max() <= 0.5
+
+
+def test_xor_points_keep_away_from_the_axes():
+    points, labels = pg.make_dataset("xor", noise=0, seed=0)
+    assert np.abs(points).min() >= 0.3
+    assert np.array_equal(labels, np.where(points[:, 0] * points[:, 1] >= 0, 1.0, -1.0))
+
+
+def test_batches_carry_the_points_after_the_last_update_into_the_next_epoch():
+    schedule = pg.batch_schedule(25, 10, 2)
+    assert schedule[0] == [list(range(10)), list(range(10, 20))]
+    assert schedule[1] == [list(range(20, 25)) + list(range(10)), list(range(10, 20))]
+
+
+def single_weight_net(weight: float, bias: float, regularization: str, rate: float, lr: float):
+    """out = tanh(w * x1 + b): one link, so every update can be written by hand."""
+    config = pg.Config(features=("x1",), hidden=(), lr=lr, regularization=regularization, reg_rate=rate)
+    start = pg.Run(config, [], [], [np.array([[weight]], dtype=pg.DTYPE)], [np.array([bias], dtype=pg.DTYPE)],
+                   [np.zeros((1, 1), dtype=bool)])
+    return pg.StackedPlayground([config], start=[start])
+
+
+def batch(xs, ys):
+    x = np.zeros((1, len(xs), len(pg.FEATURES)), dtype=pg.DTYPE)
+    x[0, :, 0] = xs
+    return x, np.array([ys], dtype=pg.DTYPE)
+
+
+def hand_gradient(w, b, xs, ys):
+    outs = [math.tanh(w * x + b) for x in xs]
+    dw = sum((o - y) * (1 - o * o) * x for o, x, y in zip(outs, xs, ys)) / len(xs)
+    db = sum((o - y) * (1 - o * o) for o, y in zip(outs, ys)) / len(xs)
+    return dw, db
+
+
+def test_one_step_with_l2_equals_the_hand_computation():
+    w, b, lr, rate, xs, ys = 0.4, 0.1, 0.3, 0.1, [1.5, -0.5], [1.0, -1.0]
+    net = single_weight_net(w, b, "L2", rate, lr)
+    net.step(*batch(xs, ys))
+    dw, db = hand_gradient(w, b, xs, ys)
+    assert net.weights[0][0, 0, 0] == pytest.approx(w - lr * dw - lr * rate * w, abs=1e-6)
+    assert net.biases[0][0, 0, 0] == pytest.approx(b - lr * db, abs=1e-6)  # biases never regularized
+
+
+def test_l1_weight_that_crosses_zero_dies_and_stays_zero():
+    w, b, lr, rate, xs, ys = 0.01, 0.1, 0.1, 1.0, [1.0], [1.0]
+    dw, _ = hand_gradient(w, b, xs, ys)
+    stepped = w - lr * dw
+    assert stepped > 0 and stepped - lr * rate * math.copysign(1, w) < 0  # the case under test
+    net = single_weight_net(w, b, "L1", rate, lr)
+    net.step(*batch(xs, ys))
+    assert net.weights[0][0, 0, 0] == 0 and net.dead[0][0, 0, 0]
+    net.step(*batch([2.0], [-1.0]))
+    assert net.weights[0][0, 0, 0] == 0
+
+
+def test_l1_step_without_crossing_equals_the_hand_computation():
+    w, b, lr, rate, xs, ys = -0.6, 0.1, 0.1, 0.01, [1.0, 2.0], [1.0, 1.0]
+    net = single_weight_net(w, b, "L1", rate, lr)
+    net.step(*batch(xs, ys))
+    dw, _ = hand_gradient(w, b, xs, ys)
+    assert net.weights[0][0, 0, 0] == pytest.approx(w - lr * dw - lr * rate * -1, abs=1e-6)
+    assert not net.dead[0][0, 0, 0]
+
+
+@pytest.mark.parametrize("activation", pg.ACTIVATION_NAMES)
+def test_backpropagation_equals_autograd(activation):
+    configs = [pg.Config(features=("x1", "x2", "sin(x1)"), hidden=(5, 3), activation=activation, seed=1),
+               pg.Config(features=pg.FEATURES, hidden=(8, 2), activation=activation, seed=2)]
+    net = pg.StackedPlayground(configs)
+    x, y, _, _ = pg.data_arrays(configs)
+    x, y = x[:, :10], y[:, :10]
+    weight_grads, bias_grads = net.gradients(x, y)
+    torch_activation = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "linear": lambda z: z}
+    for k, run in enumerate(net.runs(np.zeros((1, 2)), np.zeros((1, 2)))):
+        weights = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in run.weights]
+        biases = [torch.tensor(b, dtype=torch.float64, requires_grad=True) for b in run.biases]
+        a = torch.tensor(x[k][:, [pg.FEATURES.index(f) for f in run.config.features]], dtype=torch.float64)
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            z = a @ w + b
+            a = torch.tanh(z) if layer == len(weights) - 1 else torch_activation[activation](z)
+        loss = (0.5 * (a[:, 0] - torch.tensor(y[k], dtype=torch.float64)) ** 2).mean()
+        loss.backward()
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            rows, cols = net._block(k, layer)
+            np.testing.assert_allclose(weight_grads[layer][k][np.ix_(rows, cols)], w.grad.numpy(), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(bias_grads[layer][k, 0, cols], b.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_stacked_configurations_train_as_they_would_alone():
+    configs = [pg.Config(hidden=(3, 2), lr=0.1, seed=0),
+               pg.Config(dataset="xor", features=("x1", "x2", "x1*x2"), hidden=(8, 4), lr=0.03,
+                         regularization="L1", reg_rate=0.003, seed=1)]
+    together = pg.train(configs, epochs=5)
+    for config, run in zip(configs, together):
+        alone = pg.train([config], epochs=5)[0]
+        np.testing.assert_allclose(run.test_loss, alone.test_loss, rtol=1e-5)
+        for w_together, w_alone in zip(run.weights, alone.weights):
+            np.testing.assert_allclose(w_together, w_alone, rtol=1e-5, atol=1e-7)
+
+
+def test_quick_run_writes_figures_and_snippet(tmp_path):
+    done = run_script("q1_playground.py", "--epochs", "3", "--seeds", "2", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    for name in ("q1_1_spiral_best", "q1_2_sweeps", "q1_3_pruning"):
+        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
+    snippet = (tmp_path / "generated" / "q1.tex").read_text()
+    assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
