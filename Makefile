@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all test benchmark q5_2 q5_3 q5_5 plots
+.PHONY: all test benchmark q1 q5_2 q5_3 q5_5 plots
 
 .NOTPARALLEL:
-all: q5_2 q5_3 q5_5
+all: q1 q5_2 q5_3 q5_5
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
+
+q1: $(VENV)/.installed
+	$(PY) codes/q1_playground.py
 
 q5_2: $(VENV)/.installed
 	$(PY) codes/q5_2_mlp.py
@@ -25,6 +28,7 @@ q5_5: $(VENV)/.installed
 
 # Redraw every figure from the committed results files, without training.
 plots: $(VENV)/.installed
+	$(PY) codes/q1_playground.py --plot-only
 	$(PY) codes/q5_2_mlp.py --plot-only
 	$(PY) codes/q5_5_cnn.py --plot-only
 	$(PY) codes/q5_3_flooding.py --plot-only

@@ -476,6 +476,10 @@ class StackedTrainer:
             "parameters": [p.detach().cpu().clone() for p in params],
             "momentum": [None if m is None else m.cpu().clone() for m in momentum],
             "batch_order": self.batch_order.get_state(),
+            # Training draws only from batch_order; the global generators are kept too,
+            # so that code run after a resumed training sees what it would have seen.
+            "cpu_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     @torch.no_grad()
@@ -492,6 +496,9 @@ class StackedTrainer:
             else:
                 buffer.copy_(saved_momentum)
         self.batch_order.set_state(state["batch_order"])
+        torch.set_rng_state(state["cpu_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
     def train_epoch(self) -> dict[str, list[float]]:
         """One pass over the training split; returns the mean mini-batch loss and the

@@ -97,6 +97,7 @@ def summary(runs: list[pg.Run]) -> dict:
     converge = [epochs_to_converge(r) for r in runs]
     reached = sorted(e for e in converge if e is not None)
     return {
+        "test_losses": test,
         "test_loss": [statistics.fmean(test), statistics.stdev(test) if len(test) > 1 else 0.0],
         "train_loss": [statistics.fmean(train), statistics.stdev(train) if len(train) > 1 else 0.0],
         "epochs_to_converge": statistics.median(reached) if len(reached) * 2 > len(converge) else None,
@@ -255,6 +256,15 @@ def draw_heatmap(ax, run: pg.Run) -> None:
     ax.set_title("output (orange -1, blue +1)", fontsize=8)
 
 
+def spread(entries: list[dict]) -> tuple[list[float], list[float], list[float]]:
+    """Median final test loss of each entry and the distances down to its minimum and up to its maximum
+    (seeds spread over orders of magnitude, where mean +- std would cross zero on a log axis)."""
+    medians = [statistics.median(e["test_losses"]) for e in entries]
+    low = [m - min(e["test_losses"]) for m, e in zip(medians, entries)]
+    high = [max(e["test_losses"]) - m for m, e in zip(medians, entries)]
+    return medians, low, high
+
+
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     label = plotting.shortened_label({"shortened": results["shortened"], "config": {},
                                       "epochs_completed": results["epochs"]})
@@ -280,8 +290,9 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         for i, (dataset, entries) in enumerate(by_dataset.items()):
             labels = [str(e["value"]) for e in entries]
             x = np.arange(len(entries)) + (i - 0.5) * 0.15
-            axes[0, col].errorbar(x, [e["test_loss"][0] for e in entries], yerr=[e["test_loss"][1] for e in entries],
-                                  marker="o", markersize=3, capsize=2, linestyle="", color=f"C{i}", label=dataset)
+            median, low, high = spread(entries)
+            axes[0, col].errorbar(x, median, yerr=[low, high], marker="o", markersize=3, capsize=2, linestyle="",
+                                  color=f"C{i}", label=dataset)
             epochs = [e["epochs_to_converge"] if e["epochs_to_converge"] is not None else math.nan for e in entries]
             axes[1, col].plot(x, epochs, marker="o", markersize=3, linestyle="", color=f"C{i}", label=dataset)
             for ax in axes[:, col]:
@@ -289,7 +300,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         axes[0, col].set_yscale("log")
         axes[0, col].set_title(name)
         axes[1, col].set_xlabel(name)
-    axes[0, 0].set_ylabel(f"final test loss\n(mean \u00b1 std, {results['seeds']} seeds)")
+    axes[0, 0].set_ylabel(f"final test loss\n(median, bars: min to max of {results['seeds']} seeds)")
     axes[1, 0].set_ylabel(f"epochs until training loss < {CONVERGED_BELOW}\n(median; missing: most runs never)")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
@@ -305,13 +316,13 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     ax_hist.set_title("distribution of |weights| (best configuration)")
     for i, (name, entries) in enumerate(prune_results["curves"].items()):
         entries = sorted(entries, key=lambda e: e["parameters"])
-        ax_curve.errorbar([e["parameters"] for e in entries], [e["test_loss"][0] for e in entries],
-                          yerr=[e["test_loss"][1] for e in entries], marker="o", markersize=3, capsize=2,
-                          color=f"C{i + 1}", label=name)
+        median, low, high = spread(entries)
+        ax_curve.errorbar([e["parameters"] for e in entries], median, yerr=[low, high], marker="o", markersize=3,
+                          capsize=2, color=f"C{i + 1}", label=name)
     ax_curve.set_xscale("log")
     ax_curve.set_yscale("log")
     ax_curve.set_xlabel("parameters kept (weights + biases)")
-    ax_curve.set_ylabel("final test loss (mean \u00b1 std)")
+    ax_curve.set_ylabel(f"final test loss (median, bars: min to max of {results['seeds']} seeds)")
     ax_curve.legend(fontsize=8)
     ax_curve.set_title(f"pruned (retrained {RETRAIN_EPOCHS} epochs) vs smaller networks")
     fig.suptitle(f"Q1.3 do small weights mean a smaller model would do?{label}", fontsize=10)
