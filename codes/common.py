@@ -735,12 +735,17 @@ def series(results: dict, key: str, copy: int = 0) -> list:
     return [row[copy] for row in results["history"][key]]
 
 
+def argmin_finite(values: Sequence[float | None]) -> int:
+    """Index of the smallest value, skipping the None a diverged epoch leaves (first index on ties)."""
+    return min((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i])
+
+
 def final_metrics(results: dict, copy: int = 0) -> dict:
     """One copy's last-epoch loss and error on each split, and its best validation error and epoch."""
     history = results["history"]
     metrics = {f"{split}_{m}": history[f"{split}_{m}"][-1][copy] for split in SPLITS for m in ("loss", "error")}
     val_errors = series(results, "val_error", copy)
-    best = min(range(len(val_errors)), key=lambda e: (val_errors[e] is None, val_errors[e]))
+    best = argmin_finite(val_errors)
     metrics["best_val_error"] = val_errors[best]
     metrics["best_val_epoch"] = history["epoch"][best]
     return metrics
@@ -793,6 +798,14 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     _write_bytes_atomic(Path(path), text.encode())
+
+
+def latex_scientific(value: float, digits: int = 1) -> str:
+    """A number in LaTeX math as m\\times 10^{e} (for the generated snippets)."""
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    return f"{value / 10**exponent:.{digits}f}\\times 10^{{{exponent}}}"
 
 
 def read_results(path: Path) -> dict:

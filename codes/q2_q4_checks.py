@@ -1,0 +1,368 @@
+"""Numerical checks of the written answers to Q2, Q3 and Q4.
+
+Each check computes what the derivation claims with an independent tool
+(least squares and linear algebra, a perceptron, torch.autograd, torch's
+convolution) and writes the numbers into report/generated/checks.tex, which
+the report inputs, so the text and the code cannot disagree:
+
+- Q2.1  the least-squares residual is orthogonal to every column of X; the hat
+        matrix is symmetric and idempotent;
+- Q2.2  two point sets whose convex hulls meet cannot be separated (a
+        perceptron never gets them all right), a separable pair can;
+- Q3.1  the derived gradient of the ridge-regularised logistic loss equals
+        autograd, and one update step is as derived;
+- Q3.2  on separable 1-D data the unregularised weight grows without bound,
+        while L2 and L1 keep it finite;
+- Q4.1  the value j, the output size, the padding and the parameter count,
+        computed with torch; the filter F applied to a photograph;
+- Q4.2  every hand-derived gradient of the DAG equals autograd, in both ReLU cases.
+
+    python codes/q2_q4_checks.py                # writes the snippet and three figures
+    python codes/q2_q4_checks.py --output-dir D # elsewhere
+
+Writes report/generated/checks.tex and report/figures/q2_2_convex_hulls.png,
+q3_2_weight_growth.png and q4_1_blur.png. Runs in seconds on a CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import common
+import plotting
+
+# Q4.1's image X and filter F, as printed in the assignment.
+Q4_X = [
+    [-15, -10, -13, 12, 6, 2],
+    [8, 12, 10, -1, 3, -15],
+    [8, 10, 11, -14, -14, 5],
+    [-4, 4, -11, -6, 13, 14],
+    [-13, 3, 8, -3, -2, 15],
+    [14, 12, -2, -9, -11, 0],
+]
+Q4_F = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]  # divided by 16
+
+
+# ----------------------------------------------------------------------------- Q2
+
+
+def least_squares_projection(n: int = 50, d: int = 4, seed: int = 0) -> dict:
+    """Q2.1 on random data: X^T (y - X theta*) = 0, H = H^T, H^2 = H, y_hat = H y."""
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(n, d)), rng.normal(size=n)
+    theta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    residual = y - X @ theta
+    hat = X @ np.linalg.inv(X.T @ X) @ X.T
+    return {
+        "max_column_residual_product": float(np.abs(X.T @ residual).max()),
+        "hat_asymmetry": float(np.abs(hat - hat.T).max()),
+        "hat_idempotence": float(np.abs(hat @ hat - hat).max()),
+        "projection_gap": float(np.abs(hat @ y - X @ theta).max()),
+        "trace": float(np.trace(hat)),
+        "n": n, "d": d,
+    }
+
+
+def perceptron_errors(a: np.ndarray, b: np.ndarray, epochs: int = 1000) -> tuple[int, np.ndarray]:
+    """Fewest points misclassified by a perceptron (w^T x + w0 > 0 for a, < 0 for b) over `epochs`."""
+    points = np.concatenate([a, b])
+    points = np.hstack([points, np.ones((len(points), 1))])
+    signs = np.concatenate([np.ones(len(a)), -np.ones(len(b))])
+    w = np.zeros(3)
+    best = (len(points) + 1, w.copy())
+    for _ in range(epochs):
+        for x, s in zip(points, signs):
+            if s * (w @ x) <= 0:
+                w += s * x
+        errors = int((signs * (points @ w) <= 0).sum())
+        if errors < best[0]:
+            best = (errors, w.copy())
+        if errors == 0:
+            break
+    return best
+
+
+def convex_hulls() -> dict:
+    """Q2.2: an XOR-like pair whose hulls share the origin, and a separable pair."""
+    meeting = (np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -2.0]]), np.array([[0.0, -1.0], [0.0, 1.0], [2.0, 1.5]]))
+    common_point = 0.5 * meeting[0][0] + 0.5 * meeting[0][1]  # also 0.5 * b[0] + 0.5 * b[1]
+    assert np.allclose(common_point, 0.5 * meeting[1][0] + 0.5 * meeting[1][1])
+    separable = (meeting[0] + np.array([-2.5, 0.0]), meeting[1] + np.array([2.0, 0.5]))
+    errors_meeting, _ = perceptron_errors(*meeting)
+    errors_separable, w = perceptron_errors(*separable)
+    return {"meeting": meeting, "separable": separable, "common_point": common_point,
+            "errors_meeting": errors_meeting, "errors_separable": errors_separable, "separating_w": w}
+
+
+# ----------------------------------------------------------------------------- Q3
+
+
+def logistic_ridge_gradient(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """The derived gradient: (1/N) X^T (sigma(X theta) - y) + lambda theta (every component regularised)."""
+    return X.T @ (torch.sigmoid(X @ theta) - y) / len(y) + lam * theta
+
+
+def logistic_ridge_objective(theta, X, y, lam):
+    z = X @ theta
+    return (-y * z + torch.log1p(torch.exp(z))).mean() + lam / 2 * (theta**2).sum()
+
+
+def logistic_gradient_check(n: int = 40, m: int = 5, lam: float = 0.3, lr: float = 0.5, seed: int = 0) -> dict:
+    """Q3.1: the derived gradient against autograd, and one update theta_k <- theta_k - eta df/dtheta_k."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.cat([torch.randn(n, m, generator=g, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)], 1)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) < 0.5).double()
+    theta = torch.randn(m + 1, generator=g, dtype=torch.float64, requires_grad=True)
+    (autograd,) = torch.autograd.grad(logistic_ridge_objective(theta, X, y, lam), theta)
+    derived = logistic_ridge_gradient(theta.detach(), X, y, lam)
+    stepped = theta.detach() - lr * derived
+    optimizer = torch.optim.SGD([theta], lr=lr)
+    logistic_ridge_objective(theta, X, y, lam).backward()
+    optimizer.step()
+    return {"gradient_gap": float((autograd - derived).abs().max()),
+            "update_gap": float((theta.detach() - stepped).abs().max()), "n": n, "m": m}
+
+
+def weight_growth(iterations: int = 100_000, lr: float = 1.0, lam: float = 0.01) -> dict:
+    """Q3.2: gradient descent on separable 1-D data (x < 0: y = 0, x >= 0: y = 1), no bias.
+
+    Unregularised, the loss keeps falling as |w| grows, so w grows like log(t);
+    with L2 the minimiser is finite; with L1 (a proximal step) too."""
+    x = np.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    y = (x >= 0).astype(float)
+    record = np.unique(np.logspace(0, math.log10(iterations), 60).astype(int))
+    paths = {}
+    for name in ("none", "L2", "L1"):
+        w, trace = 0.0, []
+        for t in range(1, iterations + 1):
+            gradient = np.mean((1 / (1 + np.exp(-w * x)) - y) * x)
+            if name == "L2":
+                gradient += lam * w
+            w -= lr * gradient
+            if name == "L1":  # soft threshold: the proximal step of lam |w|
+                w = math.copysign(max(abs(w) - lr * lam, 0.0), w)
+            if t in record:
+                trace.append(w)
+        paths[name] = trace
+    return {"iterations": record.tolist(), "paths": paths, "lam": lam, "lr": lr}
+
+
+# ----------------------------------------------------------------------------- Q4
+
+
+def convolution_answers() -> dict:
+    """Q4.1 computed with torch's convolution (no flip: F is symmetric, so it would not matter)."""
+    X = torch.tensor(Q4_X, dtype=torch.float64).view(1, 1, 6, 6)
+    kernel = torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16
+    Y = F.conv2d(X, kernel)[0, 0]
+    def output_size(padding: tuple[int, int]) -> tuple[int, int]:
+        return tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2, padding=padding).shape[2:])
+
+    size = output_size((0, 0))
+    # the smallest symmetric padding, per dimension, that gives back the (6, 4) input size
+    padding = tuple(
+        next(p for p in range(10) if output_size((p, 0) if dim == 0 else (0, p))[dim] == (6, 4)[dim]) for dim in (0, 1)
+    )
+    padded_size = output_size(padding)
+    layer = torch.nn.Conv2d(1, 1, kernel_size=4, stride=2, bias=False)
+    return {
+        "Y": Y.tolist(), "j": float(Y[2, 1]), "j_times_16": float(Y[2, 1] * 16),
+        "output_size": list(size), "padding": list(padding), "padded_size": list(padded_size),
+        "parameters": common.parameter_count(layer), "parameters_with_bias": layer.weight.numel() + 1,
+        "conv_output_side_22": layer(torch.zeros(1, 1, 22, 22)).shape[-1],
+    }
+
+
+def dag_forward(p: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Figure 4's graph and loss J."""
+    z1 = torch.relu(p["w11"] * x[0] + p["w21"] * x[1])
+    z2 = p["w22"] * x[1] ** 2 + p["w32"] * x[2] + p["b2"]
+    y1 = torch.sigmoid(p["m11"] * z1**3 + p["c1"])
+    y2 = p["m12"] * torch.sin(z1) + p["m22"] * torch.cos(z2)
+    return torch.log((y[0] - y1) ** 2) + torch.log((y[1] - y2) ** 2)
+
+
+def dag_gradients(p: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """The hand-derived backpropagation of Q4.2, written as in the report."""
+    pre1 = p["w11"] * x[0] + p["w21"] * x[1]
+    z1 = torch.clamp(pre1, min=0)
+    z2 = p["w22"] * x[1] ** 2 + p["w32"] * x[2] + p["b2"]
+    s = torch.sigmoid(p["m11"] * z1**3 + p["c1"])  # y1 hat
+    y2 = p["m12"] * torch.sin(z1) + p["m22"] * torch.cos(z2)
+    dJ_dy1 = -2 / (y[0] - s)  # d/dy1 of log((y1 - y1hat)^2) = 2 / (y1hat - y1)
+    dJ_dy2 = -2 / (y[1] - y2)
+    dJ_dz1 = dJ_dy1 * s * (1 - s) * 3 * p["m11"] * z1**2 + dJ_dy2 * p["m12"] * torch.cos(z1)
+    dJ_dz2 = -dJ_dy2 * p["m22"] * torch.sin(z2)
+    relu_derivative = 0.0 if pre1 < 0 else 1.0  # the assignment's convention: 1 at 0
+    return {
+        "m11": dJ_dy1 * s * (1 - s) * z1**3,
+        "m12": dJ_dy2 * torch.sin(z1),
+        "m22": dJ_dy2 * torch.cos(z2),
+        "c1": dJ_dy1 * s * (1 - s),
+        "w22": dJ_dz2 * x[1] ** 2,
+        "w32": dJ_dz2 * x[2],
+        "b2": dJ_dz2,
+        "w11": dJ_dz1 * relu_derivative * x[0],
+        "w21": dJ_dz1 * relu_derivative * x[1],
+        "z1": dJ_dz1,
+        "z2": dJ_dz2,
+    }
+
+
+def backprop_check(points: int = 200, seed: int = 0) -> dict:
+    """Q4.2: hand-derived gradients against autograd at random points, split by the ReLU case."""
+    g = torch.Generator().manual_seed(seed)
+    gaps = {"active": 0.0, "inactive": 0.0}
+    counts = {"active": 0, "inactive": 0}
+    names = ("w11", "w21", "w22", "w32", "m11", "m12", "m22", "b2", "c1")
+    for _ in range(points):
+        p = {n: torch.randn((), generator=g, dtype=torch.float64, requires_grad=True) for n in names}
+        x = torch.randn(3, generator=g, dtype=torch.float64)
+        y = torch.randn(2, generator=g, dtype=torch.float64) * 3
+        J = dag_forward(p, x, y)
+        autograd = dict(zip(names, torch.autograd.grad(J, [p[n] for n in names])))
+        hand = dag_gradients({n: v.detach() for n, v in p.items()}, x, y)
+        case = "active" if (p["w11"] * x[0] + p["w21"] * x[1]) >= 0 else "inactive"
+        counts[case] += 1
+        for n in names:
+            scale = max(1.0, float(autograd[n].abs()))
+            gaps[case] = max(gaps[case], float((autograd[n] - hand[n]).abs()) / scale)
+    return {"max_relative_gap": gaps, "points": counts}
+
+
+# ----------------------------------------------------------------------------- figures and snippet
+
+
+def plot_hulls(result: dict, path: Path) -> Path:
+    fig, axes = plotting.plt.subplots(1, 2, figsize=(9, 4))
+    for ax, key, title in ((axes[0], "meeting", f"hulls meet: a perceptron leaves {result['errors_meeting']} "
+                            "point(s) wrong"),
+                           (axes[1], "separable", "hulls apart: separated with 0 errors")):
+        for points, color, name in zip(result[key], ("C0", "C3"), ("{x_n}", "{y_n}")):
+            ax.fill(*np.vstack([points, points[:1]]).T, color=color, alpha=0.2)
+            ax.scatter(*points.T, color=color, label=f"{name} and its hull")
+        if key == "meeting":
+            ax.scatter(*result["common_point"], marker="*", s=150, color="k", label="a point in both hulls")
+        else:
+            w = result["separating_w"]
+            gx, gy = np.meshgrid(np.linspace(-4, 4.5, 200), np.linspace(-3, 3, 200))
+            ax.contour(gx, gy, w[0] * gx + w[1] * gy + w[2], levels=[0], colors="k")
+            ax.plot([], [], color="k", label="w^T x + w0 = 0 (perceptron)")
+        ax.set_aspect("equal")
+        ax.set_xlim(-4, 4.5)
+        ax.set_ylim(-3, 3)
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_title(title, fontsize=9)
+    fig.suptitle("Q2.2 intersecting convex hulls cannot be linearly separated", fontsize=10)
+    return plotting.save(fig, path)
+
+
+def plot_growth(result: dict, path: Path) -> Path:
+    fig, ax = plotting.plt.subplots(figsize=(6, 3.8))
+    for name, color in (("none", "C0"), ("L2", "C1"), ("L1", "C2")):
+        label = "no regularization" if name == "none" else f"{name}, lambda = {result['lam']}"
+        ax.plot(result["iterations"], result["paths"][name], color=color, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("gradient-descent iterations")
+    ax.set_ylabel("weight w")
+    ax.legend(fontsize=8)
+    ax.set_title("Q3.2 logistic regression on separable 1-D data: w grows like log(t) unless regularized",
+                 fontsize=9)
+    return plotting.save(fig, path)
+
+
+def plot_blur(path: Path) -> Path:
+    """The filter F applied to a photograph shipped with matplotlib."""
+    import matplotlib.cbook
+
+    photo = plotting.plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    gray = torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]
+    kernel = torch.tensor(Q4_F, dtype=torch.float32).view(1, 1, 3, 3) / 16
+    passes = 10  # one pass is hard to see at print size; ten show the same effect, stronger
+    blurred = gray
+    for _ in range(passes):
+        blurred = F.conv2d(blurred, kernel, padding=1)
+    once = F.conv2d(gray, kernel, padding=1)
+    fig, axes = plotting.plt.subplots(1, 3, figsize=(10, 4))
+    crop = (slice(130, 330), slice(150, 350))
+    for ax, image, title in ((axes[0], gray, "input (detail)"), (axes[1], once, "F once"),
+                             (axes[2], blurred, f"F {passes} times")):
+        ax.imshow(image[0, 0][crop], cmap="gray")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle("Q4.1 the filter F = [1 2 1; 2 4 2; 1 2 1] / 16 is a blur: it averages each pixel with its "
+                 "neighbours", fontsize=9)
+    return plotting.save(fig, path)
+
+
+def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
+    y = conv["Y"]
+    rows = " \\\\ ".join(" & ".join(f"{v:.4g}" for v in row) for row in y)
+    final = {name: path[-1] for name, path in growth["paths"].items()}
+    macros = {
+        "CheckTwoOneResidual": common.latex_scientific(projection["max_column_residual_product"]),
+        "CheckTwoOneSymmetry": common.latex_scientific(projection["hat_asymmetry"]),
+        "CheckTwoOneIdempotence": common.latex_scientific(projection["hat_idempotence"]),
+        "CheckTwoOneShape": f"{projection['n']}\\times {projection['d']}",
+        "CheckTwoTwoErrorsMeeting": str(hulls["errors_meeting"]),
+        "CheckTwoTwoErrorsSeparable": str(hulls["errors_separable"]),
+        "CheckThreeOneGradientGap": common.latex_scientific(logistic["gradient_gap"]),
+        "CheckThreeOneUpdateGap": common.latex_scientific(logistic["update_gap"]),
+        "CheckThreeTwoIterations": f"{growth['iterations'][-1]:,}".replace(",", "{,}"),
+        "CheckThreeTwoNone": f"{final['none']:.2f}",
+        "CheckThreeTwoNoneTenth": f"{growth['paths']['none'][len(growth['iterations']) // 2]:.2f}",
+        "CheckThreeTwoTenthIterations": f"{growth['iterations'][len(growth['iterations']) // 2]:,}".replace(",", "{,}"),
+        "CheckThreeTwoLTwo": f"{final['L2']:.2f}",
+        "CheckThreeTwoLOne": f"{final['L1']:.2f}",
+        "CheckThreeTwoLambda": f"{growth['lam']}",
+        "CheckFourOneJ": f"{conv['j']:g}",
+        "CheckFourOneJSixteen": f"{conv['j_times_16']:g}",
+        "CheckFourOneY": f"\\begin{{bmatrix}} {rows} \\end{{bmatrix}}",
+        "CheckFourOneSize": f"({conv['output_size'][0]}, {conv['output_size'][1]})",
+        "CheckFourOnePadHeight": str(conv["padding"][0]),
+        "CheckFourOnePadWidth": str(conv["padding"][1]),
+        "CheckFourOnePaddedSize": f"({conv['padded_size'][0]}, {conv['padded_size'][1]})",
+        "CheckFourOneParameters": str(conv["parameters"]),
+        "CheckFourOneParametersBias": str(conv["parameters_with_bias"]),
+        "CheckFourOneOutputSide": str(conv["conv_output_side_22"]),
+        "CheckFourTwoGapActive": common.latex_scientific(backprop["max_relative_gap"]["active"]),
+        "CheckFourTwoGapInactive": common.latex_scientific(backprop["max_relative_gap"]["inactive"]),
+        "CheckFourTwoPointsActive": str(backprop["points"]["active"]),
+        "CheckFourTwoPointsInactive": str(backprop["points"]["inactive"]),
+    }
+    lines = ["% Generated by codes/q2_q4_checks.py; do not edit."]
+    lines += [f"\\newcommand{{\\{name}}}{{{value}}}" for name, value in macros.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="write figures/ and generated/ here (default: report/figures and report/generated)")
+    args = parser.parse_args(argv)
+    figures = common.FIGURES_DIR if args.output_dir is None else args.output_dir / "figures"
+    generated = common.GENERATED_DIR if args.output_dir is None else args.output_dir / "generated"
+    for folder in (figures, generated):
+        common.ensure_writable(folder)
+    projection, hulls = least_squares_projection(), convex_hulls()
+    logistic, growth = logistic_gradient_check(), weight_growth()
+    conv, backprop = convolution_answers(), backprop_check()
+    path = generated / "checks.tex"
+    common.write_text_atomic(path, snippet(projection, hulls, logistic, growth, conv, backprop))
+    print(f"Q2.1 max |X^T r| = {projection['max_column_residual_product']:.1e}; Q3.1 gradient gap "
+          f"{logistic['gradient_gap']:.1e}; Q4.1 j = {conv['j']:g}; Q4.2 max relative gap "
+          f"{max(backprop['max_relative_gap'].values()):.1e}")
+    print(f"snippet: {path}")
+    for figure in (plot_hulls(hulls, figures / "q2_2_convex_hulls.png"), plot_growth(growth, figures / "q3_2_weight_growth.png"),
+                   plot_blur(figures / "q4_1_blur.png")):
+        print(f"figure: {figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    common.run_main(main)
