@@ -3,10 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: all test benchmark checks q1 q5_2 q5_3 q5_5 plots report
+.PHONY: all quick test benchmark checks q1 q5_2 q5_3 q5_5 plots report submission
 
 .NOTPARALLEL:
-all: checks q1 q5_2 q5_3 q5_5 report
+# Every question at the assignment's settings (GPU when present), the run on record in
+# results/run_summary.json, then the PDF (which says what to install if TeX is missing).
+all: $(VENV)/.installed
+	$(PY) codes/run_all.py
+	$(MAKE) report
+
+# Every script with few epochs and a subset, into results/quick/ (never the real results).
+quick: $(VENV)/.installed
+	$(PY) codes/run_all.py --quick
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +33,7 @@ q5_2: $(VENV)/.installed
 q5_3: $(VENV)/.installed
 	$(PY) codes/q5_3_flooding.py
 
-# Q5.3 and Q5.5 read Q5.2's results, so `all` runs the questions in this order, one at a time.
+# Q5.3 and Q5.5 read Q5.2's results: run q5_2 first.
 q5_5: $(VENV)/.installed
 	$(PY) codes/q5_5_cnn.py
 
@@ -45,8 +53,16 @@ benchmark: $(VENV)/.installed
 # The PDF, from the committed (or freshly written) figures and generated snippets.
 # Fails on a LaTeX error, a missing figure (an error) or an undefined reference.
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-science
-report:
+REPORT_SOURCES := report/report.tex $(wildcard report/generated/*.tex) $(wildcard report/figures/*.png)
+
+report: report/report.pdf
+
+report/report.pdf: $(REPORT_SOURCES)
 	@command -v latexmk >/dev/null || { echo "TeX is missing: apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
-	cd report && latexmk -g -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { tail -n 20 report.log; exit 1; }
-	@! grep -n -E "undefined|Missing character" report/report.log
-	@echo "report/report.pdf"
+	cd report && latexmk -g -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { rm -f report.pdf; tail -n 20 report.log; exit 1; }
+	@! grep -n -E "undefined|Missing character" report/report.log || { rm -f $@; exit 1; }
+	@echo "$@"
+
+# dist/<STUDENT_ID>.zip: report_<id>.pdf and codes/, the PDF rebuilt first if anything is newer.
+submission: report/report.pdf $(VENV)/.installed
+	$(PY) codes/submission.py --student-id "$(STUDENT_ID)"
