@@ -234,7 +234,7 @@ def draw_network(ax, run: pg.Run) -> None:
         ax.text(x - 0.15, y, name, ha="right", va="center", fontsize=7)
     ax.set_xlim(-1.0, len(sizes) - 0.5)
     ax.axis("off")
-    ax.set_title("network (link width ~ |weight|; blue +, orange -)", fontsize=8)
+    ax.set_title("network (link width ~ |weight|;\nblue +, orange -)", fontsize=9)
 
 
 def draw_heatmap(ax, run: pg.Run) -> None:
@@ -253,7 +253,7 @@ def draw_heatmap(ax, run: pg.Run) -> None:
     ax.set_ylim(-pg.DOMAIN, pg.DOMAIN)
     ax.set_aspect("equal")
     ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("output (orange -1, blue +1)", fontsize=8)
+    ax.set_title("output (orange -1, blue +1)", fontsize=9)
 
 
 def spread(entries: list[dict]) -> tuple[list[float], list[float], list[float]]:
@@ -270,7 +270,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
                                       "epochs_completed": results["epochs"]})
     paths = []
     best = run_from_dict(results["best_run"])
-    fig, (ax_net, ax_map, ax_loss) = plotting.plt.subplots(1, 3, figsize=(13, 4.3),
+    fig, (ax_net, ax_map, ax_loss) = plotting.plt.subplots(1, 3, figsize=(11, 3.9),
                                                            gridspec_kw={"width_ratios": [1.1, 1, 1]})
     draw_network(ax_net, best)
     draw_heatmap(ax_map, best)
@@ -280,28 +280,33 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("mean 0.5 (out - y)^2")
     ax_loss.legend(fontsize=8)
-    ax_loss.set_title("loss (seed 0)", fontsize=8)
-    fig.suptitle(f"Q1.1 best configuration found for the spiral: {best.config.describe()}{label}", fontsize=9)
+    ax_loss.set_title("loss (seed 0)", fontsize=9)
+    fig.suptitle(f"Q1.1 best configuration found for the spiral:\n{best.config.describe()}{label}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_1_spiral_best.png"))
 
     sweeps = results["sweeps"]
-    fig, axes = plotting.plt.subplots(2, len(sweeps), figsize=(4 * len(sweeps), 6.5))
-    for col, (name, by_dataset) in enumerate(sweeps.items()):
+    # one row per control: final test loss on the left, epochs to converge on the right
+    fig, axes = plotting.plt.subplots(len(sweeps), 2, figsize=(8.5, 2.6 * len(sweeps)), squeeze=False)
+    for row, (name, by_dataset) in enumerate(sweeps.items()):
+        ax_loss, ax_epochs = axes[row]
         for i, (dataset, entries) in enumerate(by_dataset.items()):
-            labels = [str(e["value"]) for e in entries]
             x = np.arange(len(entries)) + (i - 0.5) * 0.15
             median, low, high = spread(entries)
-            axes[0, col].errorbar(x, median, yerr=[low, high], marker="o", markersize=3, capsize=2, linestyle="",
-                                  color=f"C{i}", label=dataset)
+            ax_loss.errorbar(x, median, yerr=[low, high], marker="o", markersize=3, capsize=2, linestyle="",
+                             color=f"C{i}", label=dataset)
             epochs = [e["epochs_to_converge"] if e["epochs_to_converge"] is not None else math.nan for e in entries]
-            axes[1, col].plot(x, epochs, marker="o", markersize=3, linestyle="", color=f"C{i}", label=dataset)
-            for ax in axes[:, col]:
-                ax.set_xticks(np.arange(len(entries)), labels, rotation=45 if len(entries) > 5 else 0, fontsize=7)
-        axes[0, col].set_yscale("log")
-        axes[0, col].set_title(name)
-        axes[1, col].set_xlabel(name)
-    axes[0, 0].set_ylabel(f"final test loss\n(median, bars: min to max of {results['seeds']} seeds)")
-    axes[1, 0].set_ylabel(f"epochs until training loss < {CONVERGED_BELOW}\n(median; missing: most runs never)")
+            ax_epochs.plot(x, epochs, marker="o", markersize=4, linestyle="", color=f"C{i}", label=dataset)
+            for ax in (ax_loss, ax_epochs):
+                ax.set_xticks(np.arange(len(entries)), [str(e["value"]) for e in entries],
+                              rotation=30 if len(entries) > 5 else 0)
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("final test loss")
+        ax_epochs.set_ylabel(f"epochs to loss < {CONVERGED_BELOW}")
+        for ax in (ax_loss, ax_epochs):
+            ax.set_xlabel(name)
+    axes[0, 0].set_title(f"final test loss (median; bars: min to max of {results['seeds']} seeds)", fontsize=9)
+    axes[0, 1].set_title("epochs until the training loss < " f"{CONVERGED_BELOW}\n(median; no point: most runs never)",
+                         fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
                  fontsize=10)
