@@ -7,6 +7,8 @@
   batched model (parameters stacked along a leading K dimension).
 - `StackedTrainer`: SGD on all K copies at once, each with its own flood level;
   on CUDA the whole step is one CUDA graph replayed per mini-batch.
+- `fit`: loss and error on every split at epoch 0 and after every epoch,
+  divergence detection, checkpoints, resume and a clean stop on Ctrl-C.
 - Results files written atomically, and the command-line flags every script shares.
 
 Functions here return values; the question scripts print and plot.
