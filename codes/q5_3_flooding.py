@@ -28,7 +28,10 @@ import argparse
 import copy
 import math
 import statistics
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 import common
 import plotting
@@ -136,9 +139,11 @@ def copies_at(results: dict, level: float) -> list[int]:
 
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
     """Per epoch, the mean, min and max over seeds of one history key at one level."""
-    rows = [common.series(results, key, k) for k in copies_at(results, level)]
-    columns = list(zip(*rows))
-    return ([statistics.fmean(c) for c in columns], [min(c) for c in columns], [max(c) for c in columns])
+    # a diverged copy's epochs are None: NaN here, left out of the mean and the band
+    rows = np.array([common.series(results, key, k) for k in copies_at(results, level)], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged stays NaN
+        return np.nanmean(rows, 0).tolist(), np.nanmin(rows, 0).tolist(), np.nanmax(rows, 0).tolist()
 
 
 # ----------------------------------------------------------------------------- figures
@@ -188,7 +193,8 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
     drawn = [b for b in LEVELS_DRAWN if b in table] or levels[:5]
     for i, level in enumerate(drawn):
         k = copies_at(main, level)[0]
-        ax.plot(epochs[1:], common.series(main, "batch_loss", k)[1:], color=f"C{i}", label=f"b = {level:.2f}")
+        batch_loss = np.array(common.series(main, "batch_loss", k)[1:], dtype=float)  # None -> NaN: a gap
+        ax.plot(epochs[1:], batch_loss, color=f"C{i}", label=f"b = {level:.2f}")
         if level > 0:
             ax.axhline(level, color=f"C{i}", linestyle=":", linewidth=1)
     ax.set_yscale("log")

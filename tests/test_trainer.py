@@ -133,6 +133,19 @@ def test_same_seed_gives_identical_history():
     assert history() == history()
 
 
+def test_a_diverged_copy_leaves_the_others_untouched():
+    splits = random_splits()
+    copies = common.seeded_copies(small_mlp, [0, 1])
+    with torch.no_grad():
+        copies[1][1].weight.fill_(float("nan"))
+    stacked = common.StackedTrainer(common.StackedCopies(copies), splits, lr=0.05, momentum=0.9, batch_size=16, seed=0)
+    alone = common.StackedTrainer(common.StackedCopies(common.seeded_copies(small_mlp, [0])), splits,
+                                  lr=0.05, momentum=0.9, batch_size=16, seed=0)
+    together, single = common.fit(stacked, 3, progress=False), common.fit(alone, 3, progress=False)
+    assert together["diverged_at_epoch"] == [None, 1] and together["epochs_completed"] == 3
+    assert common.series(together, "val_loss", 0) == pytest.approx(common.series(single, "val_loss", 0), rel=1e-5)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replay_equals_eager_step():
     device = torch.device("cuda")
