@@ -133,6 +133,25 @@ def test_same_seed_gives_identical_history():
     assert history() == history()
 
 
+def test_restoring_the_state_after_warm_up_steps_is_exact():
+    """What the CUDA-graph capture relies on, checked on the CPU: a few warm-up steps
+    (which create SGD's momentum buffers), then the saved state restored, train
+    exactly like a trainer that never warmed up (a zeroed buffer reproduces SGD's first step)."""
+    def trainer():
+        return common.StackedTrainer(common.StackedCopies(common.seeded_copies(small_mlp, [0, 1])), random_splits(),
+                                     lr=0.05, momentum=0.9, batch_size=16, seed=4, flood_levels=[0.0, 2.0])
+
+    warmed, fresh = trainer(), trainer()
+    saved = warmed.state_dict()
+    for _ in range(3):
+        warmed._step()
+    warmed.load_state_dict(saved)
+    for _ in range(2):
+        assert warmed.train_epoch() == fresh.train_epoch()
+    for a, b in zip(warmed.model.parameters(), fresh.model.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_a_diverged_copy_leaves_the_others_untouched():
     splits = random_splits()
     copies = common.seeded_copies(small_mlp, [0, 1])
