@@ -363,14 +363,13 @@ def evaluate(model: StackedCopies, split: Split, batch_size: int) -> tuple[torch
 def expected_calibration_error(model: StackedCopies, split: Split, bins: int = 15, batch_size: int = 1000) -> torch.Tensor:
     """ECE of every copy: sum over equal-width confidence bins of |bin| / N * |accuracy - mean confidence|,
     the confidence being the largest softmax probability. (K,) tensor, a fraction in [0, 1]."""
-    counts = torch.zeros(model.copies, bins, device=split.labels.device)
-    correct = torch.zeros_like(counts)
-    confidence_sum = torch.zeros_like(counts)
+    # per bin: sum of correct predictions and of confidences (|bin| * accuracy and |bin| * mean confidence)
+    correct = torch.zeros(model.copies, bins, device=split.labels.device)
+    confidence_sum = torch.zeros_like(correct)
     for logits, labels in logits_in_chunks(model, split, batch_size):
         confidence, predicted = logits.softmax(-1).max(-1)  # (K, b)
         # bin i holds confidences in (i/bins, (i+1)/bins]; a confidence is never below 1/10
         index = (confidence * bins).ceil().long().clamp(1, bins) - 1
-        counts.scatter_add_(1, index, torch.ones_like(confidence))
         correct.scatter_add_(1, index, (predicted == labels).float())
         confidence_sum.scatter_add_(1, index, confidence)
     return (correct - confidence_sum).abs().sum(1) / len(split)
@@ -539,9 +538,12 @@ class Checkpoint:
     identity: dict  # the settings a resumed run must share with the saved one
     resume: bool = False
 
-    def load(self) -> dict:
-        if not self.path.exists():
+    def __post_init__(self):
+        # checked when the run is set up, before any data is loaded
+        if self.resume and not self.path.exists():
             raise UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
+
+    def load(self) -> dict:
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as err:  # a damaged file, whatever the unpickler says
@@ -554,15 +556,9 @@ class Checkpoint:
         return state
 
     def save(self, trainer: "StackedTrainer", record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"identity": self.identity, "trainer": trainer.state_dict(), "record": record}, tmp)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record}
+        with replaced_atomically(self.path) as tmp:
+            torch.save(state, tmp)
 
 
 class RunInterrupted(UserError):
@@ -695,8 +691,6 @@ def run_experiment(
         identity = {k: v for k, v in config.items() if k not in RUN_ONLY_FLAGS}
         identity.update(device_type=device.type, init_seeds=list(init_seeds), flood_levels=levels)
         checkpoint = Checkpoint(checkpoint_path, args.checkpoint_every, identity, resume=args.resume)
-        if args.resume and not checkpoint_path.exists():
-            raise UserError(f"--resume: there is no checkpoint at {checkpoint_path} to resume from.")
     splits = prepare_splits(args.data_dir, device, args.split_seed, args.subset, download=not args.offline)
     model = StackedCopies(seeded_copies(build, init_seeds)).to(device)
     trainer = StackedTrainer(
@@ -705,11 +699,12 @@ def run_experiment(
     )
     outcome = fit(trainer, args.epochs, progress=not args.no_progress, desc=desc, checkpoint=checkpoint)
     diverged = [k for k, epoch in enumerate(outcome["diverged_at_epoch"]) if epoch is not None]
+    one_copy = build()
     results = {
         "config": config,
         "status": "completed" if not diverged else f"copies {diverged} diverged (non-finite training loss)",
         "shortened": is_shortened(args),
-        "model": {"architecture": str(build()), "parameters": parameter_count(build())},
+        "model": {"architecture": str(one_copy), "parameters": parameter_count(one_copy)},
         "copies": [{"init_seed": s, "flood_level": b} for s, b in zip(init_seeds, levels)],
         "split_sizes": {name: len(split) for name, split in splits.items()},
         "environment": environment(device),
@@ -777,19 +772,27 @@ def _json_safe(value):
     return value
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def replaced_atomically(path: Path):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one rename,
+    on failure it is removed, so a kill leaves the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
@@ -800,6 +803,13 @@ def write_json_atomic(path: Path, obj: dict) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     _write_bytes_atomic(Path(path), text.encode())
+
+
+def latex_macros(source: str, macros: dict) -> str:
+    """A generated LaTeX file: a do-not-edit header naming its source, then one \\newcommand per entry."""
+    lines = [f"% Generated by {source}; do not edit."]
+    lines += [f"\\newcommand{{\\{name}}}{{{value}}}" for name, value in macros.items()]
+    return "\n".join(lines) + "\n"
 
 
 def latex_scientific(value: float, digits: int = 1) -> str:
@@ -907,12 +917,17 @@ class OutputPaths:
     figures: Path
     generated: Path  # LaTeX snippets the report inputs
 
+    def ensure_writable(self) -> None:
+        for folder in (self.results, self.figures, self.generated):
+            ensure_writable(folder)
 
-def output_paths(args: argparse.Namespace) -> OutputPaths:
-    """Where this run writes; a shortened run never touches the real results, figures or snippets."""
+
+def output_paths(args: argparse.Namespace, shortened: bool | None = None) -> OutputPaths:
+    """Where this run writes (--output-dir if given); a shortened run (by default: is_shortened)
+    never touches the real results, figures or snippets."""
     if args.output_dir is not None:
         root = args.output_dir
-    elif is_shortened(args):
+    elif is_shortened(args) if shortened is None else shortened:
         root = QUICK_DIR
     else:
         return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR)

@@ -69,17 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "results/quick/ for a shortened run)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
     args = parser.parse_args(argv)
-    args.subset = None  # output_paths and is_shortened read it; Q1 has no subset
     args.shortened = args.epochs != EPOCHS or args.seeds != SEEDS
     return args
-
-
-def output_paths(args: argparse.Namespace) -> common.OutputPaths:
-    if args.output_dir is None and args.shortened:
-        return common.OutputPaths(common.QUICK_DIR, common.QUICK_DIR / "figures", common.QUICK_DIR / "generated")
-    if args.output_dir is None:
-        return common.OutputPaths(common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
-    return common.OutputPaths(args.output_dir, args.output_dir / "figures", args.output_dir / "generated")
 
 
 def config_dict(config: pg.Config) -> dict:
@@ -377,11 +368,10 @@ def snippet(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    paths = output_paths(args)
+    paths = common.output_paths(args, shortened=args.shortened)
     results_path = paths.results / RESULTS_FILE
     if not args.plot_only:
-        for folder in (paths.results, paths.figures, paths.generated):
-            common.ensure_writable(folder)
+        paths.ensure_writable()
         start = time.perf_counter()
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")

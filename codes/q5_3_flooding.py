@@ -313,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
     status = 0
     if not args.plot_only:
-        for folder in (paths.results, paths.figures, paths.generated):
-            common.ensure_writable(folder)
+        paths.ensure_writable()
         for lr, results_path in results_paths.items():
             results = sweep(args, lr, results_path)
             common.write_json_atomic(results_path, results)

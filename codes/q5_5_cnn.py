@@ -165,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
     mlp_results = load_mlp_results(mlp_path, args)
     if not args.plot_only:
-        for folder in (paths.results, paths.figures, paths.generated):
-            common.ensure_writable(folder)
+        paths.ensure_writable()
         results, model, splits = common.run_experiment(
             args, cnn, init_seeds=[args.seed], desc="Q5.5 CNN", checkpoint_path=results_path.with_suffix(".ckpt")
         )

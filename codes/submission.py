@@ -10,9 +10,7 @@ submission` rebuilds it first).
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -50,19 +48,11 @@ def code_files(codes_dir: Path = CODES_DIR) -> list[Path]:
 def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> Path:
     """Write dist/<id>.zip atomically and return its path."""
     check_student_id(student_id)
-    dist_dir.mkdir(parents=True, exist_ok=True)
     target = dist_dir / f"{student_id}.zip"
-    fd, tmp = tempfile.mkstemp(dir=dist_dir, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.write(pdf, f"report_{student_id}.pdf")
-            for path in codes:
-                archive.write(path, f"codes/{path.name}")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with common.replaced_atomically(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.write(pdf, f"report_{student_id}.pdf")
+        for path in codes:
+            archive.write(path, f"codes/{path.name}")
     return target
 
 
