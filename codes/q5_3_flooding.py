@@ -137,6 +137,77 @@ def copies_at(results: dict, level: float) -> list[int]:
     return [k for k, c in enumerate(results["copies"]) if c["flood_level"] == level]
 
 
+def final_value(results: dict, key: str, k: int) -> float | None:
+    """Copy k's value of a history key at the last epoch, or its validation ECE (%) for key "ece"."""
+    if key == "ece":
+        return 100 * results["final_val_ece"][k]
+    return results["history"][key][-1][k]
+
+
+def paired_change(results: dict, level: float, key: str) -> list[float | None]:
+    """Per seed, the final value at `level` minus the value at b = 0 of the same seed: the two
+    copies share their initialisation and every mini-batch, so the difference is flooding's alone."""
+    unflooded = {results["copies"][k]["init_seed"]: final_value(results, key, k) for k in copies_at(results, 0.0)}
+    changes = []
+    for k in copies_at(results, level):
+        flooded_value, base = final_value(results, key, k), unflooded[results["copies"][k]["init_seed"]]
+        changes.append(None if flooded_value is None or base is None else flooded_value - base)
+    return changes
+
+
+def effect_of_flooding(results: dict) -> dict:
+    """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
+    test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
+    finite b > 0 to compare).
+
+    Validation picked that level among many, so its validation advantage is optimistic; the
+    test error, never used for the choice, is the honest measure. The change counts as
+    consistent when every seed moves the same way and the mean change exceeds its spread."""
+    table = by_level(results)
+    flooded_levels = [b for b in table if b > 0 and not math.isnan(table[b]["val_error"][0])]
+    if 0.0 not in table or not flooded_levels:
+        return None
+    level = min(flooded_levels, key=lambda b: (table[b]["val_error"][0], b))
+    test_changes = paired_change(results, level, "test_error")
+    mean, std = mean_std(test_changes)
+    lower = sum(1 for c in test_changes if c is not None and c < 0)
+    higher = sum(1 for c in test_changes if c is not None and c > 0)
+    if math.isnan(mean) or abs(mean) <= std or (lower and higher) or not (lower or higher):
+        direction = "inconsistent"
+    else:
+        direction = "lower" if lower else "higher"
+    return {"level": level, "seeds": len(test_changes), "test_change": (mean, std), "seeds_lower": lower,
+            "ece_change": mean_std(paired_change(results, level, "ece")), "direction": direction}
+
+
+def effect_sentence(effect: dict) -> str:
+    """The effect of the best flooded level in words, for the report."""
+    change = f"{pm(effect['test_change'], signed=True)} percentage points, paired by seed"
+    if effect["direction"] == "lower":
+        return f"lowers the test error in every seed ({change})"
+    if effect["direction"] == "higher":
+        return f"raises the test error in every seed ({change})"
+    return (f"does not change the test error consistently: it is lower in {effect['seeds_lower']} of "
+            f"{effect['seeds']} seeds ({change}), within the seed-to-seed spread")
+
+
+def answer_sentence(effects: list[dict]) -> str:
+    """Q5.4's answer from the effects at every learning rate (the assignment's first)."""
+    directions = {effect["direction"] for effect in effects}
+    if directions == {"lower"}:
+        return ("So driving the training loss to zero after zero training error is not necessary, and "
+                "here it is harmful: holding it at a level $b>0$ generalises better at every step size tried.")
+    if directions == {"higher"}:
+        return ("So here driving the training loss towards zero generalised better than holding it at "
+                "a level $b>0$, at every step size tried.")
+    if directions == {"inconsistent"}:
+        return ("So driving the training loss to zero after zero training error is not necessary: holding "
+                "it at a level $b>0$ instead gives the same test error within the seed-to-seed spread, and the "
+                "further decrease of the loss buys no measurable generalisation.")
+    return ("So whether holding the training loss above zero helps depends on the step size; the table "
+            "and the figure give every level at both.")
+
+
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
     """Per epoch, the mean, min and max over seeds of one history key at one level."""
     # a diverged copy's epochs are None: NaN here, left out of the mean and the band
@@ -242,12 +313,12 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
 # ----------------------------------------------------------------------------- LaTeX snippet
 
 
-def pm(value: tuple[float, float], digits: int = 2, bold: bool = False) -> str:
-    """mean +- std in LaTeX math."""
+def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: bool = False) -> str:
+    """mean +- std in LaTeX math (with its sign if signed)."""
     mean, std = value
     if math.isnan(mean):
         return "diverged"
-    text = f"{mean:.{digits}f} \\pm {std:.{digits}f}"
+    text = f"{mean:{'+' if signed else ''}.{digits}f} \\pm {std:.{digits}f}"
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
 
@@ -304,6 +375,19 @@ def snippet(runs: dict[float, dict]) -> str:
             f"\\newcommand{{\\QFiveThreeOtherLrChosenLevel}}{{{chosen[lr]:.2f}}}",
             f"\\newcommand{{\\QFiveThreeOtherLrChosenValError}}{{{pm(tables[lr][chosen[lr]]['val_error'])}}}",
         ]
+    effects = [effect_of_flooding(run) for run in runs.values()]
+    if None not in effects:  # Q5.4: the best flooded level against b = 0
+        lines += [
+            f"\\newcommand{{\\QFiveFourLevel}}{{{effects[0]['level']:.2f}}}",
+            f"\\newcommand{{\\QFiveFourEffect}}{{{effect_sentence(effects[0])}}}",
+            f"\\newcommand{{\\QFiveFourECEChange}}{{{pm(effects[0]['ece_change'], signed=True)}}}",
+            f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(effects)}}}",
+        ]
+        if len(effects) > 1:
+            lines += [
+                f"\\newcommand{{\\QFiveFourOtherLrLevel}}{{{effects[1]['level']:.2f}}}",
+                f"\\newcommand{{\\QFiveFourOtherLrEffect}}{{{effect_sentence(effects[1])}}}",
+            ]
     return "\n".join(lines) + "\n"
 
 
