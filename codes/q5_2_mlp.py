@@ -65,10 +65,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 def snippet(results: dict) -> str:
     """The numbers the report cites about the Q5.2 run (Q5.1 and Q5.2 rest on them)."""
     final = common.final_metrics(results)
-    epochs = results["history"]["epoch"]
-    train_error, val_loss, train_loss = (common.series(results, k) for k in ("train_error", "val_loss", "train_loss"))
-    zero_error = next((e for e, err in zip(epochs, train_error) if err == 0), None)
-    lowest = common.argmin_finite(val_loss)
+    zero_error = final["zero_train_error_epoch"]
     macros = {
         "QFiveTwoEpochs": results["epochs_completed"],
         "QFiveTwoTrainError": f"{final['train_error']:.3f}",
@@ -77,10 +74,10 @@ def snippet(results: dict) -> str:
         "QFiveTwoBestValError": f"{final['best_val_error']:.2f}",
         "QFiveTwoBestValEpoch": final["best_val_epoch"],
         "QFiveTwoZeroTrainErrorEpoch": "never" if zero_error is None else zero_error,
-        "QFiveTwoLowestValLoss": f"{val_loss[lowest]:.4f}",
-        "QFiveTwoLowestValLossEpoch": epochs[lowest],
+        "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",
+        "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
         "QFiveTwoFinalValLoss": f"{final['val_loss']:.4f}",
-        "QFiveTwoFinalTrainLoss": f"${common.latex_scientific(train_loss[-1])}$",
+        "QFiveTwoFinalTrainLoss": f"${common.latex_scientific(final['train_loss'])}$",
         "QFiveTwoSecondsPerEpoch": f"{results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']:.2f}",
         "QFiveTwoDevice": results["environment"]["device_name"],
     }

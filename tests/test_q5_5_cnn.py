@@ -19,6 +19,13 @@ def test_cnn_output_shape_and_parameter_count():
     assert common.parameter_count(common.mlp()) == 784 * 500 + 500 + 500 * 10 + 10 == 397_510
 
 
+def test_multiply_adds_match_a_hand_count():
+    # conv1: 16 maps of 28x28, each value a 1x5x5 dot product; conv2: 32 maps of 14x14 over 16x5x5
+    by_hand = 16 * 28 * 28 * 25 + 32 * 14 * 14 * 16 * 25 + 32 * 7 * 7 * 10
+    assert common.multiply_adds_per_image(cnn()) == by_hand == 2_838_080
+    assert common.multiply_adds_per_image(common.mlp()) == 784 * 500 + 500 * 10
+
+
 def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     out = tmp_path / "out"
     quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
@@ -39,8 +46,11 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
         assert cnn_predictions[i] == example["label"] != mlp[i]
     for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
-    snippet = (out / "generated" / "q5_5_comparison.tex").read_text()
+    snippet = (out / "generated" / "q5_5.tex").read_text()
     assert "28,938" in snippet and "397,510" in snippet and "\\begin{tabular}" in snippet
+    assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
+    final_val_error = results["history"]["val_error"][-1][0]
+    assert f"\\newcommand{{\\QFiveFiveCnnValError}}{{{final_val_error:.2f}}}" in snippet
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
