@@ -106,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=common.RESULTS_DIR, help="where the JSON goes (default: results/)")
     args = parser.parse_args(argv)
     args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
-    device = common.select_device(args.device)
+    device = common.select_device(args.device, args.tf32)
     common.ensure_writable(args.output_dir)
     environment = common.environment(device)
     splits = common.prepare_splits(args.data_dir, device, args.split_seed, download=not args.offline)
 
-    print(f"batch {args.batch_size}, {environment['device_name']}, median of {args.epochs} epochs after one warm-up")
+    print(f"batch {args.batch_size}, {environment['device_name']}{', TF32 matrix products' if args.tf32 else ''}, "
+          f"median of {args.epochs} epochs after one warm-up")
     print(f"  {'workload':34s} {'train ms':>10s} {'+ eval ms':>10s} {'500 epochs':>11s}")
     report = {}
     for name in args.workloads:
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.output_dir / f"benchmark_{device.type}.json"
     common.write_json_atomic(
         path,
-        {"workloads": report, "epochs_measured": args.epochs, "batch_size": args.batch_size, "environment": environment},
+        {"workloads": report, "epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": args.tf32,
+         "environment": environment},
     )
     print(f"results: {path}")
     return 0

@@ -73,3 +73,16 @@ def test_plot_only_without_results_says_so(tmp_path):
     done = run_script("--plot-only", "--output-dir", str(tmp_path))
     assert done.returncode == 1
     assert "No results file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_tf32_changes_nothing_on_the_cpu(mnist_root, tmp_path):
+    quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
+             "--device", "cpu", "--no-progress")
+    histories = []
+    for name, extra in (("plain", ()), ("tf32", ("--tf32",))):
+        done = run_script(*quick, *extra, "--output-dir", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        results = json.loads((tmp_path / name / "q5_2_mlp.json").read_text())
+        assert results["config"]["tf32"] == bool(extra)
+        histories.append(results["history"])
+    assert histories[0] == histories[1]
