@@ -2,12 +2,14 @@
 
     python codes/run_all.py            # the assignment's runs (GPU when present), as `make all` does
     python codes/run_all.py --quick    # every script with few epochs and a subset: minutes on a CPU
+    python codes/run_all.py --steps q5_5   # rerun only the CNN; the record keeps the other steps
 
 The full run writes results/run_summary.json; a quick run writes everything,
 the summary included, under results/quick/ (or --output-dir) and never touches
 the real results, figures or snippets. Each step's wall time, device and key
 numbers are recorded; the run stops at the first step that fails (later steps
-read earlier results).
+read earlier results). With --steps, only those steps run, and the summary
+keeps the record of the others from the previous run of the same mode.
 """
 from __future__ import annotations
 
@@ -22,14 +24,22 @@ import common
 
 CODES = Path(__file__).resolve().parent
 
-# (name, script, extra flags of the quick pass, whether it reads MNIST)
-STEPS = [
-    ("Q2-Q4 checks", "q2_q4_checks.py", [], False),
-    ("Q1 playground", "q1_playground.py", ["--epochs", "20", "--seeds", "2"], False),
-    ("Q5.2 MLP", "q5_2_mlp.py", ["--epochs", "2", "--subset", "2000"], True),
-    ("Q5.3 flooding", "q5_3_flooding.py", ["--epochs", "2", "--subset", "2000", "--seeds", "2"], True),
-    ("Q5.5 CNN", "q5_5_cnn.py", ["--epochs", "2", "--subset", "2000"], True),
-]
+# key -> (name, script, extra flags of the quick pass, whether it reads MNIST), in the order they run
+STEPS = {
+    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], False),
+    "q1": ("Q1 playground", "q1_playground.py", ["--epochs", "20", "--seeds", "2"], False),
+    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", ["--epochs", "2", "--subset", "2000"], True),
+    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", ["--epochs", "2", "--subset", "2000", "--seeds", "2"], True),
+    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", ["--epochs", "2", "--subset", "2000"], True),
+}
+
+
+def step_list(text: str) -> list[str]:
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in STEPS]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(STEPS)}; got {text!r}")
+    return [key for key in STEPS if key in keys]  # always in the order of STEPS
 
 
 def key_numbers(script: str, results_dir: Path) -> dict:
@@ -62,12 +72,26 @@ def key_numbers(script: str, results_dir: Path) -> dict:
     return {}
 
 
+def previous_steps(path: Path, mode: str) -> dict[str, dict]:
+    """The steps recorded in an earlier summary of the same mode, by key (none if there is no usable one)."""
+    try:
+        previous = json.loads(path.read_text())
+        return {step["key"]: step for step in previous["steps"]} if previous["mode"] == mode else {}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        print(f"warning: {path} is unreadable ({err}); it is replaced by this run's record", file=sys.stderr)
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
+    parser.add_argument("--steps", type=step_list, default=list(STEPS), metavar="STEP,STEP,...",
+                        help=f"run only these steps (default: all of {','.join(STEPS)})")
     common.add_data_arguments(parser)
     args = parser.parse_args(argv)
     if args.output_dir is None and args.quick:
@@ -75,8 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = common.RESULTS_DIR if args.output_dir is None else args.output_dir
     common.ensure_writable(results_dir)
 
-    steps, start = [], time.perf_counter()
-    for name, script, quick_flags, reads_mnist in STEPS:
+    path = results_dir / "run_summary.json"
+    mode = "quick" if args.quick else "full"
+    kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
+
+    environment = common.environment(common.select_device(args.device))
+    ran, start = {}, time.perf_counter()
+    for key in args.steps:
+        name, script, quick_flags, reads_mnist = STEPS[key]
         command = [sys.executable, str(CODES / script)]
         if args.quick:
             command += quick_flags
@@ -89,22 +119,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
         returncode = subprocess.run(command).returncode
-        steps.append({"name": name, "script": script, "command": command[1:], "returncode": returncode,
-                      "seconds": time.perf_counter() - step_start, "key_numbers": key_numbers(script, results_dir)})
+        ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
+                    "seconds": time.perf_counter() - step_start, "environment": environment,
+                    "key_numbers": key_numbers(script, results_dir)}
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
+    steps = [ran.get(key, kept.get(key)) for key in STEPS if key in ran or key in kept]
     summary = {
-        "mode": "quick" if args.quick else "full",
-        "completed": all(step["returncode"] == 0 for step in steps) and len(steps) == len(STEPS),
-        "total_seconds": time.perf_counter() - start,
-        "environment": common.environment(common.select_device(args.device)),
+        "mode": mode,
+        "completed": len(steps) == len(STEPS) and all(step["returncode"] == 0 for step in steps),
+        "total_seconds": sum(step["seconds"] for step in steps),
+        "steps_run_last": list(ran),
         "steps": steps,
     }
-    path = results_dir / "run_summary.json"
     common.write_json_atomic(path, summary)
-    print(f"summary: {path} ({summary['total_seconds']:.0f} s)")
-    return 0 if summary["completed"] else 1
+    print(f"summary: {path} ({time.perf_counter() - start:.0f} s now, {summary['total_seconds']:.0f} s for all recorded steps)")
+    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
 
 if __name__ == "__main__":

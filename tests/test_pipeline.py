@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 import common
+import run_all
 import submission
 from conftest import REPO_ROOT, run_script, write_mnist
 
@@ -28,13 +29,22 @@ def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_p
     assert snapshot(*real) == before
     summary = json.loads((common.QUICK_DIR / "run_summary.json").read_text())
     assert summary["mode"] == "quick" and summary["completed"]
-    assert [s["script"] for s in summary["steps"]] == [s[1] for s in __import__("run_all").STEPS]
+    assert [s["key"] for s in summary["steps"]] == list(run_all.STEPS)
     assert all(s["returncode"] == 0 and s["seconds"] > 0 for s in summary["steps"])
     mlp = next(s for s in summary["steps"] if s["script"] == "q5_2_mlp.py")["key_numbers"]
     assert 0 <= mlp["val_error"] <= 100
     for figure in ("q1_1_spiral_best.png", "q5_2_error.png", "q5_3_chosen_level.png", "q5_5_cnn_vs_mlp.png",
                    "q4_1_blur.png"):
         assert (common.QUICK_DIR / "figures" / figure).exists()
+
+    # rerunning one step keeps the record of the others
+    again = run_script("run_all.py", "--quick", "--steps", "q5_5", "--data-dir", str(data), "--offline")
+    assert again.returncode == 0, again.stderr[-3000:]
+    updated = json.loads((common.QUICK_DIR / "run_summary.json").read_text())
+    assert updated["completed"] and updated["steps_run_last"] == ["q5_5"]
+    assert updated["steps"][:-1] == summary["steps"][:-1]
+    assert updated["steps"][-1]["key"] == "q5_5" and updated["steps"][-1] != summary["steps"][-1]
+    assert updated["total_seconds"] == pytest.approx(sum(step["seconds"] for step in updated["steps"]))
 
 
 def test_zip_holds_the_pdf_and_codes_at_the_top_level(tmp_path):
