@@ -322,6 +322,22 @@ def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: 
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
 
+def level_macros(name: str, row: dict[str, tuple[float, float]]) -> list[str]:
+    """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros."""
+    train_loss = row["train_loss"][0]
+    values = {
+        "ValError": pm(row["val_error"]),
+        "TestError": pm(row["test_error"]),
+        "TrainError": pm(row["train_error"], digits=3),
+        "ECE": pm(row["ece"]),
+        "ValLoss": pm(row["val_loss"], digits=3),
+        "TrainLoss": "diverged" if math.isnan(train_loss) else f"${common.latex_scientific(train_loss)}$",
+        "FloodActive": "diverged" if math.isnan(train_loss) else f"{100 * row['flood_active_fraction'][0]:.0f}",
+        "BestEpoch": pm(row["best_epoch"], digits=0),
+    }
+    return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{{value}}}" for quantity, value in values.items()]
+
+
 def snippet(runs: dict[float, dict]) -> str:
     """The table of final errors per b for every learning rate, and the numbers the text cites
     (Q5.2's own numbers come from report/generated/q5_2.tex)."""
@@ -358,16 +374,10 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
-        f"\\newcommand{{\\QFiveThreeChosenValError}}{{{pm(best['val_error'])}}}",
-        f"\\newcommand{{\\QFiveThreeChosenTestError}}{{{pm(best['test_error'])}}}",
-        f"\\newcommand{{\\QFiveThreeChosenECE}}{{{pm(best['ece'])}}}",
+        *level_macros("Chosen", best),
     ]
     if no_flood:
-        lines += [
-            f"\\newcommand{{\\QFiveThreeNoFloodValError}}{{{pm(no_flood['val_error'])}}}",
-            f"\\newcommand{{\\QFiveThreeNoFloodTestError}}{{{pm(no_flood['test_error'])}}}",
-            f"\\newcommand{{\\QFiveThreeNoFloodECE}}{{{pm(no_flood['ece'])}}}",
-        ]
+        lines += level_macros("NoFlood", no_flood)
     if len(lrs) > 1:  # the report discusses the second learning rate beside the assignment's
         lr = lrs[1]
         lines += [

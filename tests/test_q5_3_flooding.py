@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import common
+import q5_3_flooding
 from conftest import run_script
 
 
@@ -73,6 +74,11 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
         assert (out / "figures" / f"q5_3_{name}.png").stat().st_size > 10_000
     snippet = (out / "generated" / "q5_3.tex").read_text()
     assert "\\QFiveThreeChosenLevel" in snippet and "\\newcommand{\\QFiveThreeTable}" in snippet and "lr 0.01" in snippet and "1.50 &" in snippet
+    # the b = 1.5 copies' flood-active fraction in the last epoch, averaged over the two seeds by hand
+    active = [sweep["history"]["flood_active_fraction"][-1][k] for k in (2, 5)]
+    macros = "\n".join(q5_3_flooding.level_macros("X", q5_3_flooding.by_level(sweep)[1.5]))
+    assert f"\\newcommand{{\\QFiveThreeXFloodActive}}{{{100 * (active[0] + active[1]) / 2:.0f}}}" in macros
+    assert "\\newcommand{\\QFiveThreeNoFloodTrainLoss}" in snippet and "\\newcommand{\\QFiveFourEffect}" in snippet
 
 
 @pytest.mark.parametrize("args, message", [
@@ -103,8 +109,7 @@ def sweep_results(final_errors: dict[tuple[int, float], tuple[float, float, floa
 
 
 def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
-    import q5_3_flooding as q
-
+    q = q5_3_flooding
     results = sweep_results({
         (0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.9, 1.0, 0.2),
         (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 1.9, 0.9), (1, 0.1): (1.95, 1.2, 0.4),
