@@ -109,24 +109,23 @@ def sweep_results(final_errors: dict[tuple[int, float], tuple[float, float, floa
 
 
 def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
-    q = q5_3_flooding
     results = sweep_results({
         (0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.9, 1.0, 0.2),
         (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 1.9, 0.9), (1, 0.1): (1.95, 1.2, 0.4),
     })
-    effect = q.effect_of_flooding(results)
+    effect = q5_3_flooding.effect_of_flooding(results)
     # b = 0.05 has the lower mean validation error (1.8 against 1.925); b = 0.1's better test error is not looked at
     assert effect["level"] == 0.05
     assert effect["test_change"][0] == pytest.approx(((1.7 - 1.9) + (1.9 - 2.0)) / 2)
     assert effect["test_change"][1] == pytest.approx(abs(-0.2 + 0.1) / 2 ** 0.5)  # sample std of two values
     assert effect["ece_change"][0] == pytest.approx(((0.6 - 1.0) + (0.9 - 1.2)) / 2)
     assert effect["direction"] == "lower" and effect["seeds_lower"] == 2
-    assert "lowers the test error in every seed ($-0.15 \\pm 0.07$" in q.effect_sentence(effect)
+    assert "lowers the test error in every seed ($-0.15 \\pm 0.07$" in q5_3_flooding.effect_sentence(effect)
 
     mixed = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6),
                            (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 2.1, 0.9)})
-    mixed_effect = q.effect_of_flooding(mixed)
+    mixed_effect = q5_3_flooding.effect_of_flooding(mixed)
     assert mixed_effect["direction"] == "inconsistent" and mixed_effect["seeds_lower"] == 1
-    assert "not necessary" in q.answer_sentence([mixed_effect, mixed_effect])
-    assert "depends on the step size" in q.answer_sentence([effect, mixed_effect])
-    assert q.effect_of_flooding(sweep_results({(0, 0.05): (1.8, 1.7, 0.6)})) is None  # no b = 0 to compare with
+    assert "not necessary" in q5_3_flooding.answer_sentence([mixed_effect, mixed_effect])
+    assert "depends on the step size" in q5_3_flooding.answer_sentence([effect, mixed_effect])
+    assert q5_3_flooding.effect_of_flooding(sweep_results({(0, 0.05): (1.8, 1.7, 0.6)})) is None  # no b = 0 to compare with
