@@ -16,7 +16,9 @@ would.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -308,28 +310,52 @@ def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     return tuple(np.stack(column).astype(DTYPE) for column in zip(*parts))
 
 
-def train(configs: list[Config], epochs: int, start: list[Run] | None = None) -> list[Run]:
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the CPUs this process may use, not all the machine's
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
     """Train every configuration for `epochs` (losses at epoch 0 and after each epoch).
 
     `start` optionally gives each configuration's initial network (weights,
-    biases, dead links), for retraining a pruned network."""
+    biases, dead links), for retraining a pruned network. Configurations of the
+    same depth, activation, batch size and training share train as one stacked
+    network; the stacks are independent (every configuration seeds its own data
+    and weights), so they run in parallel processes, `workers` of them (default:
+    one per available CPU), with the same results as one after another."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault((len(c.hidden), c.activation, c.batch_size, c.train_percent), []).append(i)
+    # the largest stacks first, so that no process is left with a large one at the end
+    members = sorted(groups.values(), key=len, reverse=True)
+    jobs = [([configs[i] for i in group], None if start is None else [start[i] for i in group]) for group in members]
+    workers = min(len(jobs), available_cpus() if workers is None else workers)
+    if workers > 1:
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            trained = list(pool.map(train_stack, *zip(*jobs), [epochs] * len(jobs)))
+    else:
+        trained = [train_stack(group, group_start, epochs) for group, group_start in jobs]
     runs: list[Run | None] = [None] * len(configs)
-    for (_, _, batch_size, _), members in groups.items():
-        group = [configs[i] for i in members]
-        net = StackedPlayground(group, None if start is None else [start[i] for i in members])
-        train_x, train_y, test_x, test_y = data_arrays(group)
-        train_losses, test_losses = [net.loss(train_x, train_y)], [net.loss(test_x, test_y)]
-        for batches in batch_schedule(train_x.shape[1], batch_size, epochs):
-            for batch in batches:
-                net.step(train_x[:, batch], train_y[:, batch])
-            train_losses.append(net.loss(train_x, train_y))
-            test_losses.append(net.loss(test_x, test_y))
-        for i, run in zip(members, net.runs(np.stack(train_losses), np.stack(test_losses))):
+    for group, group_runs in zip(members, trained):
+        for i, run in zip(group, group_runs):
             runs[i] = run
     return runs
+
+
+def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:
+    """Train configurations that share depth, activation, batch size and training share as one stacked network."""
+    net = StackedPlayground(configs, start)
+    train_x, train_y, test_x, test_y = data_arrays(configs)
+    train_losses, test_losses = [net.loss(train_x, train_y)], [net.loss(test_x, test_y)]
+    for batches in batch_schedule(train_x.shape[1], configs[0].batch_size, epochs):
+        for batch in batches:
+            net.step(train_x[:, batch], train_y[:, batch])
+        train_losses.append(net.loss(train_x, train_y))
+        test_losses.append(net.loss(test_x, test_y))
+    return net.runs(np.stack(train_losses), np.stack(test_losses))
 
 
 def output_grid(run: Run, resolution: int = 100) -> np.ndarray:

@@ -146,3 +146,14 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
     assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
+
+
+def test_stacks_in_parallel_processes_give_the_same_runs_as_one_after_another():
+    configs = [pg.Config(hidden=(3, 2), lr=0.1, seed=0), pg.Config(hidden=(4,), activation="relu", seed=1),
+               pg.Config(hidden=(3, 2), lr=0.03, seed=2), pg.Config(hidden=(), dataset="gauss", seed=3)]
+    in_parallel = pg.train(configs, epochs=4, workers=3)
+    in_turn = pg.train(configs, epochs=4, workers=1)
+    for a, b in zip(in_parallel, in_turn):
+        assert a.config == b.config and a.train_loss == b.train_loss and a.test_loss == b.test_loss
+        for x, y in zip(a.weights + a.biases, b.weights + b.biases):
+            np.testing.assert_array_equal(x, y)
