@@ -747,7 +747,8 @@ def run_experiment(
 # ----------------------------------------------------------------------------- results files
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The processor's model and its number of cores, e.g. 'AMD EPYC (2 cores)'."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -785,7 +786,7 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
 
 def environment(device: torch.device) -> dict:
     """What the numbers were measured on."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "torch": torch.__version__,
         "python": platform.python_version(),

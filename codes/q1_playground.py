@@ -344,6 +344,7 @@ def snippet(results: dict) -> str:
         f"\\newcommand{{\\QOneEpochs}}{{{results['epochs']}}}",
         f"\\newcommand{{\\QOneSeeds}}{{{results['seeds']}}}",
         f"\\newcommand{{\\QOneSeconds}}{{{results['seconds']:.0f}}}",
+        f"\\newcommand{{\\QOneMachine}}{{{results['machine']}}}",
         f"\\newcommand{{\\QOneConvergedBelow}}{{{CONVERGED_BELOW}}}",
     ]
     for name, by_dataset in results["sweeps"].items():
@@ -381,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "shortened": args.shortened,
             "search": table, "best": next(row for row in table if row["config"] == config_dict(best)),
             "best_run": run_dict(best_run), "sweeps": sweep_results, "pruning": prune_results,
-            "seconds": time.perf_counter() - start,
+            "seconds": time.perf_counter() - start, "machine": common.cpu_name(),
         }
         common.write_json_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
