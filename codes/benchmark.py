@@ -5,7 +5,10 @@
 
 Workloads, each through this project's StackedTrainer (data on the device, a
 permutation per epoch, one CUDA graph per step on a GPU), timed for the training
-step alone and with the per-epoch evaluation of train, validation and test sets:
+step alone and with the per-epoch evaluation of train, validation and test sets;
+on a GPU each workload is run again with the step not graphed, for its time and
+for the largest difference between the two runs' parameters (the same weights
+and batches, so only floating-point noise may differ):
   mlp       the Q5.2 MLP; also (a) a tutorial loop training it: torchvision's
             MNIST dataset with ToTensor + Normalize, a DataLoader (batch 128,
             shuffled, num_workers 0), a plain nn.Module, and the speed-up over it
@@ -69,13 +72,14 @@ def tutorial_epoch_seconds(args, device: torch.device) -> list[float]:
     return seconds[1:]
 
 
-def trainer_epoch_seconds(args, splits, build, flood_levels) -> tuple[list[float], list[float]]:
-    """Seconds of training and of evaluation for each timed epoch of one workload."""
+def trainer_epoch_seconds(args, splits, build, flood_levels, use_cuda_graph: bool | None = None):
+    """Seconds of training and of evaluation for each timed epoch of one workload, and the trained
+    parameters (every run of a workload starts from the same weights and sees the same batches)."""
     device = splits["train"].labels.device
     model = common.StackedCopies(common.seeded_copies(build, range(len(flood_levels)))).to(device)
     trainer = common.StackedTrainer(
         model, splits, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=0,
-        flood_levels=flood_levels,
+        flood_levels=flood_levels, use_cuda_graph=use_cuda_graph,
     )
     train, evaluation = [], []
     for _ in range(args.epochs + 1):
@@ -85,7 +89,7 @@ def trainer_epoch_seconds(args, splits, build, flood_levels) -> tuple[list[float
         trainer.evaluate_all()
         evaluation.append(time.perf_counter() - middle)
         train.append(middle - start)
-    return train[1:], evaluation[1:]
+    return train[1:], evaluation[1:], [p.detach() for p in model.parameters()]
 
 
 def workload_list(text: str) -> list[str]:
@@ -117,13 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for name in args.workloads:
         description, build, flood_levels = WORKLOADS[name]
-        train, evaluation = trainer_epoch_seconds(args, splits, build, flood_levels)
+        train, evaluation, parameters = trainer_epoch_seconds(args, splits, build, flood_levels)
         ms = {"train": 1000 * statistics.median(train), "eval": 1000 * statistics.median(evaluation)}
         ms["train_and_eval"] = ms["train"] + ms["eval"]
         report[name] = {"description": description, "copies": len(flood_levels), "ms_per_epoch": ms,
                         "seconds_for_assignment_epochs": ms["train_and_eval"] * common.ASSIGNMENT["epochs"] / 1000}
         print(f"  {description:34s} {ms['train']:10.1f} {ms['train_and_eval']:10.1f} "
               f"{report[name]['seconds_for_assignment_epochs']:10.0f}s", flush=True)
+        if device.type == "cuda":  # the same run with the step not graphed: its time, and that it agrees
+            eager_train, _, eager_parameters = trainer_epoch_seconds(args, splits, build, flood_levels, False)
+            eager_ms = 1000 * statistics.median(eager_train)
+            difference = max((a - b).abs().max().item() for a, b in zip(parameters, eager_parameters))
+            report[name].update(eager_train_ms_per_epoch=eager_ms, graph_vs_eager_max_parameter_difference=difference)
+            print(f"  {'  same, step not graphed':34s} {eager_ms:10.1f}    largest parameter difference "
+                  f"after {args.epochs + 1} epochs: {difference:.1e}", flush=True)
         if name == "mlp":
             tutorial_ms = 1000 * statistics.median(tutorial_epoch_seconds(args, device))
             report[name]["tutorial_train_ms_per_epoch"] = tutorial_ms
