@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
 
-    environment = common.environment(common.select_device(args.device))
+    device = common.select_device(args.device)
+    if device.type == "cpu" and not args.quick and {"q5_3", "q5_5"} & set(args.steps):
+        print("warning: no CUDA GPU is used, so Q5.3 (two sweeps of 63 networks) and Q5.5 train on the CPU: "
+              "more than a day on a 2-core machine (README, 'Expected time'). `make quick` checks every "
+              "script in minutes; --steps runs only some questions.", file=sys.stderr, flush=True)
+    environment = common.environment(device)
     ran, start = {}, time.perf_counter()
     for key in args.steps:
         name, script, quick_flags, reads_mnist = STEPS[key]
