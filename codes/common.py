@@ -856,6 +856,12 @@ def latex_scientific(value: float, digits: int = 1) -> str:
     return f"{value / 10**exponent:.{digits}f}\\times 10^{{{exponent}}}"
 
 
+def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:
+    """The settings among `keys` in which two runs' configs differ, as '--flag A vs B'."""
+    return [f"--{key.replace('_', '-')} {config.get(key)} vs {other.get(key)}"
+            for key in keys if config.get(key) != other.get(key)]
+
+
 def read_results(path: Path) -> dict:
     path = Path(path)
     if not path.exists():

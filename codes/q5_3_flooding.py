@@ -172,7 +172,9 @@ def effect_of_flooding(results: dict) -> dict:
     mean, std = mean_std(test_changes)
     lower = sum(1 for c in test_changes if c is not None and c < 0)
     higher = sum(1 for c in test_changes if c is not None and c > 0)
-    if math.isnan(mean) or abs(mean) <= std or (lower and higher) or not (lower or higher):
+    if len(test_changes) < 2:
+        direction = "one seed"  # no spread to judge the change against
+    elif math.isnan(mean) or abs(mean) <= std or (lower and higher) or not (lower or higher):
         direction = "inconsistent"
     else:
         direction = "lower" if lower else "higher"
@@ -187,6 +189,9 @@ def effect_sentence(effect: dict) -> str:
         return f"lowers the test error in every seed ({change})"
     if effect["direction"] == "higher":
         return f"raises the test error in every seed ({change})"
+    if effect["direction"] == "one seed":
+        return (f"changes the test error by {pm(effect['test_change'], signed=True)} percentage points; "
+                "with one seed there is no spread to judge that against")
     return (f"does not change the test error consistently: it is lower in {effect['seeds_lower']} of "
             f"{effect['seeds']} seeds ({change}), within the seed-to-seed spread")
 
@@ -200,12 +205,32 @@ def answer_sentence(effects: list[dict]) -> str:
     if directions == {"higher"}:
         return ("So here driving the training loss towards zero generalised better than holding it at "
                 "a level $b>0$, at every step size tried.")
+    if "one seed" in directions:
+        return ("One seed cannot separate flooding's effect from the variation between initialisations; "
+                "a sweep over several seeds (\\texttt{--seeds}) answers Q5.4.")
     if directions == {"inconsistent"}:
         return ("So driving the training loss to zero after zero training error is not necessary: holding "
                 "it at a level $b>0$ instead gives the same test error within the seed-to-seed spread, and the "
                 "further decrease of the loss buys no measurable generalisation.")
     return ("So whether holding the training loss above zero helps depends on the step size; the table "
-            "and the figure give every level at both.")
+            "and the figure give every level at each.")
+
+
+def findings_sentences(effects: dict[float, dict | None]) -> str:
+    """Q5.4's findings, one sentence per learning rate (the assignment's first)."""
+    sentences = []
+    for i, (lr, effect) in enumerate(effects.items()):
+        where = f"At the assignment's step size (lr {lr:g})" if i == 0 else f"At lr {lr:g}"
+        if effect is None:
+            sentences.append(f"{where} the sweep has no level $b=0$ or no level $b>0$ that trained without "
+                             "divergence, so there is nothing to compare.")
+            continue
+        sentence = f"{where} the best flooded level, $b={effect['level']:.2f}$, {effect_sentence(effect)}"
+        if i == 0:
+            sentence += (f"; its validation calibration error changes by "
+                         f"{pm(effect['ece_change'], signed=True)} percentage points")
+        sentences.append(sentence + ".")
+    return " ".join(sentences)
 
 
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
@@ -322,8 +347,12 @@ def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: 
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
 
-def level_macros(name: str, row: dict[str, tuple[float, float]]) -> list[str]:
-    """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros."""
+def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[str]:
+    """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros;
+    "--" for a level the sweep does not have."""
+    if row is None:
+        quantities = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive", "BestEpoch")
+        return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{--}}" for quantity in quantities]
     train_loss = row["train_loss"][0]
     values = {
         "ValError": pm(row["val_error"]),
@@ -376,29 +405,28 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
         *level_macros("Chosen", best),
     ]
-    if no_flood:
-        lines += level_macros("NoFlood", no_flood)
-    if len(lrs) > 1:  # the report discusses the second learning rate beside the assignment's
-        lr = lrs[1]
-        lines += [
-            f"\\newcommand{{\\QFiveThreeOtherLr}}{{{lr:g}}}",
-            f"\\newcommand{{\\QFiveThreeOtherLrChosenLevel}}{{{chosen[lr]:.2f}}}",
-            f"\\newcommand{{\\QFiveThreeOtherLrChosenValError}}{{{pm(tables[lr][chosen[lr]]['val_error'])}}}",
-        ]
-    effects = [effect_of_flooding(run) for run in runs.values()]
-    if None not in effects:  # Q5.4: the best flooded level against b = 0
-        lines += [
-            f"\\newcommand{{\\QFiveFourLevel}}{{{effects[0]['level']:.2f}}}",
-            f"\\newcommand{{\\QFiveFourEffect}}{{{effect_sentence(effects[0])}}}",
-            f"\\newcommand{{\\QFiveFourECEChange}}{{{pm(effects[0]['ece_change'], signed=True)}}}",
-            f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(effects)}}}",
-        ]
-        if len(effects) > 1:
-            lines += [
-                f"\\newcommand{{\\QFiveFourOtherLrLevel}}{{{effects[1]['level']:.2f}}}",
-                f"\\newcommand{{\\QFiveFourOtherLrEffect}}{{{effect_sentence(effects[1])}}}",
-            ]
+    lines += level_macros("NoFlood", no_flood)
+    # Q5.4: at every learning rate, the best flooded level against b = 0
+    effects = {lr: effect_of_flooding(run) for lr, run in runs.items()}
+    computed = [effect for effect in effects.values() if effect is not None]
+    lines += [
+        f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
+        f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
+    """Q5.2's run, to draw beside the chosen level, if it exists and was trained like the sweep."""
+    if not path.exists():
+        return None
+    mlp_results = common.read_results(path)
+    keys = ("split_seed", "subset", "epochs", "batch_size", "momentum", "lr", "seed")
+    differing = common.differing_settings(mlp_results["config"], sweep_results["config"], keys)
+    if differing:
+        print(f"note: Q5.2's curves are not drawn: {path} was trained otherwise ({', '.join(differing)})")
+        return None
+    return mlp_results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -418,8 +446,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
     runs = {lr: common.read_results(path) for lr, path in results_paths.items()}
-    mlp_path = paths.results / MLP_RESULTS_FILE
-    mlp_results = common.read_results(mlp_path) if mlp_path.exists() else None
+    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, runs[args.lrs[0]])
     for lr, run in runs.items():
         table = by_level(run)
         b = chosen_level(run)

@@ -58,12 +58,12 @@ def load_mlp_results(path: Path, args: argparse.Namespace) -> dict:
             "with the same --epochs/--subset first, or pass --mlp-results."
         )
     mlp_results = common.read_results(path)
-    for key in ("split_seed", "subset"):
-        if mlp_results["config"][key] != getattr(args, key):
-            raise common.UserError(
-                f"{path} was run with --{key.replace('_', '-')} {mlp_results['config'][key]}, this run with "
-                f"{getattr(args, key)}: the comparison needs the same validation images."
-            )
+    differing = common.differing_settings(mlp_results["config"], vars(args), ("split_seed", "subset"))
+    if differing:
+        raise common.UserError(
+            f"{path} was run with other settings than this run ({', '.join(differing)}): "
+            "the comparison needs the same validation images."
+        )
     return mlp_results
 
 

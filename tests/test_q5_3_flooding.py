@@ -60,6 +60,7 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     assert run_script("q5_2_mlp.py", *quick).returncode == 0
     done = run_script("q5_3_flooding.py", *quick, "--seeds", "2", "--flood-levels", "0,0.3,1.5", "--lrs", "0.1,0.01")
     assert done.returncode == 0, done.stderr
+    assert "not drawn" not in done.stdout  # Q5.2 ran with the same settings: its curves are overlaid
     sweep = json.loads((out / "q5_3_flooding_lr0.1.json").read_text())
     assert [(c["init_seed"], c["flood_level"]) for c in sweep["copies"]] == [
         (0, 0.0), (0, 0.3), (0, 1.5), (1, 0.0), (1, 0.3), (1, 1.5)]
@@ -70,6 +71,10 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     # b = 1.5 lies above the synthetic loss after a few steps: the flood was active there
     assert max(common.series(sweep, "flood_active_fraction", 2)[1:]) > 0
     assert (out / "q5_3_flooding_lr0.01.json").exists()
+    other = tmp_path / "other_q5_2.json"
+    other.write_text(json.dumps({**mlp, "config": {**mlp["config"], "batch_size": 32}}))
+    assert q5_3_flooding.comparable_q5_2_run(other, sweep) is None
+    assert q5_3_flooding.comparable_q5_2_run(out / "q5_2_mlp.json", sweep) == mlp
     for name in ("chosen_level", "error_vs_level", "training_loss", "validation_loss", "learning_rates"):
         assert (out / "figures" / f"q5_3_{name}.png").stat().st_size > 10_000
     snippet = (out / "generated" / "q5_3.tex").read_text()
@@ -78,7 +83,7 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     active = [sweep["history"]["flood_active_fraction"][-1][k] for k in (2, 5)]
     macros = "\n".join(q5_3_flooding.level_macros("X", q5_3_flooding.by_level(sweep)[1.5]))
     assert f"\\newcommand{{\\QFiveThreeXFloodActive}}{{{100 * (active[0] + active[1]) / 2:.0f}}}" in macros
-    assert "\\newcommand{\\QFiveThreeNoFloodTrainLoss}" in snippet and "\\newcommand{\\QFiveFourEffect}" in snippet
+    assert "\\newcommand{\\QFiveThreeNoFloodTrainLoss}" in snippet and "lr 0.01 the best flooded level, $b=" in snippet
 
 
 @pytest.mark.parametrize("args, message", [
@@ -129,3 +134,11 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     assert "not necessary" in q5_3_flooding.answer_sentence([mixed_effect, mixed_effect])
     assert "depends on the step size" in q5_3_flooding.answer_sentence([effect, mixed_effect])
     assert q5_3_flooding.effect_of_flooding(sweep_results({(0, 0.05): (1.8, 1.7, 0.6)})) is None  # no b = 0 to compare with
+    findings = q5_3_flooding.findings_sentences({0.1: effect, 0.01: None})
+    assert findings.startswith("At the assignment's step size (lr 0.1) the best flooded level, $b=0.05$, lowers")
+    assert "At lr 0.01 the sweep has no level $b=0$" in findings
+
+    one_seed = q5_3_flooding.effect_of_flooding(sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6)}))
+    assert one_seed["direction"] == "one seed"
+    assert "no spread" in q5_3_flooding.effect_sentence(one_seed)
+    assert "--seeds" in q5_3_flooding.answer_sentence([one_seed])
