@@ -183,3 +183,29 @@ def test_cuda_graph_replay_equals_eager_step():
     for eager_stats, graphed_stats in zip(results[0][1], results[1][1]):
         for key, values in eager_stats.items():
             assert graphed_stats[key] == pytest.approx(values, rel=1e-5, abs=1e-6)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_resuming_in_place_continues_the_run(device, tmp_path):
+    """A fresh trainer (on CUDA: with its graph already captured) that loads a saved state
+    trains on exactly like the run that saved it: load_state_dict writes into the tensors
+    the graph replays."""
+    splits = {name: common.Split(s.images.to(device), s.labels.to(device)) for name, s in random_splits().items()}
+
+    def trainer():
+        model = common.StackedCopies(common.seeded_copies(small_cnn, [0, 1])).to(device)
+        return common.StackedTrainer(model, splits, lr=0.05, momentum=0.9, batch_size=16, seed=0,
+                                     flood_levels=[0.0, 1.0])
+
+    identity = {"test": 1}
+    whole = common.fit(trainer(), 3, progress=False)["history"]
+    common.fit(trainer(), 1, progress=False, checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity))
+    resumed = common.fit(trainer(), 3, progress=False,
+                         checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))["history"]
+    assert resumed["epoch"] == whole["epoch"] == [0, 1, 2, 3]
+    for key in ("train_loss", "val_error", "batch_loss"):
+        for a, b in zip(resumed[key][1:], whole[key][1:]):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
