@@ -445,8 +445,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
+    if args.plot_only:  # draw the sweeps that exist; the assignment's learning rate must be among them
+        missing = [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]
+        if missing:
+            print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
+            results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
     runs = {lr: common.read_results(path) for lr, path in results_paths.items()}
-    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, runs[args.lrs[0]])
+    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(runs.values())))
     for lr, run in runs.items():
         table = by_level(run)
         b = chosen_level(run)
