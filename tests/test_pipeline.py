@@ -11,7 +11,7 @@ import pytest
 import common
 import run_all
 import submission
-from conftest import REPO_ROOT, run_script, write_mnist
+from conftest import run_script, write_mnist
 
 
 def snapshot(*folders):
