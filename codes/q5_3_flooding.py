@@ -126,11 +126,16 @@ def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
     return {level: {key: mean_std(values) for key, values in row.items()} for level, row in sorted(table.items())}
 
 
+def lowest_validation_error(table: dict[float, dict], levels=None) -> float | None:
+    """Among `levels` (default: all) of a by_level table, the b with the smallest mean final
+    validation error over seeds, ties to the smaller b; diverged levels are skipped (None if all are)."""
+    finite = [b for b in (table if levels is None else levels) if not math.isnan(table[b]["val_error"][0])]
+    return min(finite, key=lambda b: (table[b]["val_error"][0], b), default=None)
+
+
 def chosen_level(results: dict) -> float:
-    """The b with the smallest mean final validation error over seeds; ties go to the smaller b."""
-    table = by_level(results)
-    finite = [b for b in table if not math.isnan(table[b]["val_error"][0])]
-    return min(finite, key=lambda b: (table[b]["val_error"][0], b))
+    """Q5.3's b: the smallest mean final validation error over seeds; ties go to the smaller b."""
+    return lowest_validation_error(by_level(results))
 
 
 def copies_at(results: dict, level: float) -> list[int]:
@@ -164,10 +169,9 @@ def effect_of_flooding(results: dict) -> dict:
     test error, never used for the choice, is the honest measure. The change counts as
     consistent when every seed moves the same way and the mean change exceeds its spread."""
     table = by_level(results)
-    flooded_levels = [b for b in table if b > 0 and not math.isnan(table[b]["val_error"][0])]
-    if 0.0 not in table or not flooded_levels:
+    level = lowest_validation_error(table, [b for b in table if b > 0])
+    if 0.0 not in table or level is None:
         return None
-    level = min(flooded_levels, key=lambda b: (table[b]["val_error"][0], b))
     test_changes = paired_change(results, level, "test_error")
     mean, std = mean_std(test_changes)
     lower = sum(1 for c in test_changes if c is not None and c < 0)
