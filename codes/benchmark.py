@@ -92,18 +92,10 @@ def trainer_epoch_seconds(args, splits, build, flood_levels, use_cuda_graph: boo
     return train[1:], evaluation[1:], [p.detach() for p in model.parameters()]
 
 
-def workload_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in WORKLOADS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(WORKLOADS)}; got {text!r}")
-    return names
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_data_arguments(parser)
-    parser.add_argument("--workloads", type=workload_list, default=list(WORKLOADS), metavar="NAME,NAME,...",
+    parser.add_argument("--workloads", type=common.choice_list(list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=common.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=common.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")

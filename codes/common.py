@@ -896,6 +896,16 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated, non-empty list of names from `choices`, in `choices`' order."""
+    def parse(text: str) -> list[str]:
+        names = {name.strip() for name in text.split(",") if name.strip()}
+        if not names or names - set(choices):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}; got {text!r}")
+        return [name for name in choices if name in names]
+    return parse
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Where MNIST is, how it is split, and which device trains (and in what precision)."""
     parser.add_argument(

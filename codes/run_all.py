@@ -34,14 +34,6 @@ STEPS = {
 }
 
 
-def step_list(text: str) -> list[str]:
-    keys = [key.strip() for key in text.split(",") if key.strip()]
-    unknown = [key for key in keys if key not in STEPS]
-    if not keys or unknown:
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(STEPS)}; got {text!r}")
-    return [key for key in STEPS if key in keys]  # always in the order of STEPS
-
-
 def key_numbers(script: str, results_dir: Path) -> dict:
     """The headline numbers of one step, read back from its results file."""
     def load(name: str) -> dict | None:
@@ -90,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
-    parser.add_argument("--steps", type=step_list, default=list(STEPS), metavar="STEP,STEP,...",
+    parser.add_argument("--steps", type=common.choice_list(list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     common.add_data_arguments(parser)
     args = parser.parse_args(argv)
