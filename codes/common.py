@@ -327,8 +327,16 @@ class StackedCopies(nn.Module):
             elif isinstance(layer, nn.Conv2d):
                 if layout == "copies":
                     raise TypeError("a Conv2d after a Linear is not supported")
+                weight = weight.flatten(0, 1)
+                if layout == "shared" and x.device.type == "cpu":
+                    # oneDNN is slow on a one-channel image in NCHW. With the first layer's
+                    # weight channels-last (`.to` restrides it, where `.contiguous` takes a
+                    # one-channel weight for channels-last already) every later layer
+                    # follows, and a 2-core CPU trains the CNN about 15 % faster and
+                    # evaluates it about 45 % faster.
+                    weight = weight.to(memory_format=torch.channels_last)
                 x = F.conv2d(
-                    x, weight.flatten(0, 1), None if bias is None else bias.flatten(),
+                    x, weight, None if bias is None else bias.flatten(),
                     layer.stride, layer.padding, layer.dilation, groups=1 if layout == "shared" else copies,
                 )
                 layout = "channels"
