@@ -17,11 +17,13 @@ and batches, so only floating-point noise may differ):
 All use SGD lr 0.1 momentum 0.9 on the 48,000 training images. Each number is
 the median over --epochs epochs after one warm-up epoch; "500 epochs" is that
 median times the assignment's epoch count. Prints a table and writes
-results/benchmark_<device>.json.
+results/benchmark_<device>.json; a file already there that was measured with
+the same settings on the same machine keeps the workloads this run skips.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -92,6 +94,18 @@ def trainer_epoch_seconds(args, splits, build, flood_levels, use_cuda_graph: boo
     return train[1:], evaluation[1:], [p.detach() for p in model.parameters()]
 
 
+def earlier_workloads(path: Path, settings: dict, skip: dict) -> dict:
+    """The workloads of an earlier benchmark file that this run did not time, if that file was measured
+    with the same settings on the same machine and software (none otherwise): rerunning one workload
+    keeps the others' numbers."""
+    try:
+        earlier = json.loads(path.read_text())
+        same = all(earlier.get(key) == value for key, value in settings.items())
+        return {name: w for name, w in earlier["workloads"].items() if name in WORKLOADS and name not in skip} if same else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_data_arguments(parser)
@@ -134,11 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'tutorial loop (DataLoader), MLP':34s} {tutorial_ms:10.1f}    "
                   f"speed-up of the training step: {report[name]['speedup_train']:.1f}x", flush=True)
     path = args.output_dir / f"benchmark_{device.type}.json"
-    common.write_json_atomic(
-        path,
-        {"workloads": report, "epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": args.tf32,
-         "environment": environment},
-    )
+    settings = {"epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": args.tf32, "environment": environment}
+    kept = earlier_workloads(path, settings, skip=report)
+    if kept:
+        print(f"kept from the earlier run in {path}: {', '.join(kept)}")
+    report = {name: {**kept, **report}[name] for name in WORKLOADS if name in kept or name in report}
+    common.write_json_atomic(path, {"workloads": report, **settings})
     print(f"results: {path}")
     return 0
 

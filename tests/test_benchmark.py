@@ -1,4 +1,5 @@
-"""The benchmark command: it runs every workload and writes only where it is told."""
+"""The benchmark command: it runs every workload, writes only where it is told, and a rerun of
+one workload keeps the others' numbers."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from conftest import run_script, write_mnist
 def test_benchmark_times_every_workload_into_the_given_folder(tmp_path):
     data = write_mnist(tmp_path / "data", n_train=200, n_test=40)
     out = tmp_path / "out"
-    done = run_script("benchmark.py", "--data-dir", str(data), "--offline", "--device", "cpu",
-                      "--epochs", "1", "--batch-size", "16", "--output-dir", str(out))
+    common_flags = ["--data-dir", str(data), "--offline", "--device", "cpu", "--epochs", "1", "--output-dir", str(out)]
+    done = run_script("benchmark.py", *common_flags, "--batch-size", "16")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "benchmark_cpu.json").read_text())
     workloads = report["workloads"]
@@ -21,6 +22,16 @@ def test_benchmark_times_every_workload_into_the_given_folder(tmp_path):
         assert w["seconds_for_assignment_epochs"] == ms["train_and_eval"] / 2  # 500 epochs, in seconds
     mlp = workloads["mlp"]
     assert mlp["speedup_train"] == mlp["tutorial_train_ms_per_epoch"] / mlp["ms_per_epoch"]["train"]
+
+    # rerunning one workload keeps the others' numbers, but only from a run with the same settings
+    again = [*common_flags, "--batch-size", "16", "--workloads", "cnn"]
+    assert run_script("benchmark.py", *again).returncode == 0
+    rerun = json.loads((out / "benchmark_cpu.json").read_text())["workloads"]
+    assert list(rerun) == ["mlp", "flooding", "cnn"]
+    assert rerun["mlp"] == workloads["mlp"] and rerun["flooding"] == workloads["flooding"]
+    assert rerun["cnn"] != workloads["cnn"]
+    assert run_script("benchmark.py", *common_flags, "--batch-size", "8", "--workloads", "cnn").returncode == 0
+    assert list(json.loads((out / "benchmark_cpu.json").read_text())["workloads"]) == ["cnn"]
 
 
 def test_unknown_workload_is_refused(tmp_path):
