@@ -128,6 +128,31 @@ def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
     return paths
 
 
+def late_training_error(run: dict) -> tuple[float, float, int]:
+    """Lowest and highest training error (%) over the last fifth of a run's epochs, and that many epochs."""
+    errors = common.series(run, "train_error")[1:]  # epoch 0 is before training
+    window = max(1, len(errors) // 5)
+    return min(errors[-window:]), max(errors[-window:]), window
+
+
+def settling_sentence(mlp_results: dict, results: dict) -> str:
+    """Whether each network's training error has settled at zero by the end of its run, from the data."""
+    late = {"MLP": late_training_error(mlp_results), "CNN": late_training_error(results)}
+    window = min(w for _, _, w in late.values())
+    over = "In the last epoch" if window == 1 else f"Over the last {window} epochs"
+    settled = [name for name, (_, high, _) in late.items() if high == 0]
+    moving = {name: f"from {low:.3f} to {high:.3f}\\,\\%" for name, (low, high, _) in late.items() if high > 0}
+    if len(settled) == 2:
+        return f"{over} both networks stay at zero training error."
+    if len(settled) == 1:
+        (other, span), = moving.items()
+        return (f"{over} the {settled[0]}'s training error stays at zero, while the "
+                f"{other}'s ranges {span}: at this learning rate the {other}'s SGD does not settle at zero "
+                "training error.")
+    return (f"{over} neither network settles at zero: the training error ranges "
+            f"{moving['MLP']} (MLP) and {moving['CNN']} (CNN).")
+
+
 def comparison_snippet(results: dict, mlp_results: dict) -> str:
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text cites."""
     mlp, net = common.final_metrics(mlp_results), common.final_metrics(results)
@@ -155,6 +180,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
         "QFiveFiveBothWrong": found["both_wrong"],
         "QFiveFiveDevice": " / ".join(sorted(devices)),
+        "QFiveFiveSettling": settling_sentence(mlp_results, results),
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
         seconds = run["seconds"]
@@ -166,7 +192,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
             f"QFiveFive{name}MultiplyAdds": f"{multiply_adds[name]:,}",
             f"QFiveFive{name}ZeroTrainError": (
                 f"at epoch {final['zero_train_error_epoch']}" if final["zero_train_error_epoch"] is not None
-                else f"not within {run['epochs_completed']} epochs (final: {final['train_error']:.3f}\\,\\%)"),
+                else f"not within {run['epochs_completed']} epoch{'s' * (run['epochs_completed'] != 1)} (final: {final['train_error']:.3f}\\,\\%)"),
             f"QFiveFive{name}FinalMinusBestValError": f"{final['val_error'] - final['best_val_error']:.2f}",
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],

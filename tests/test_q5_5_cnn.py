@@ -7,7 +7,7 @@ import torch
 
 import common
 from conftest import run_script
-from q5_5_cnn import cnn
+from q5_5_cnn import cnn, settling_sentence
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -24,6 +24,18 @@ def test_multiply_adds_match_a_hand_count():
     by_hand = 16 * 28 * 28 * 25 + 32 * 14 * 14 * 16 * 25 + 32 * 7 * 7 * 10
     assert common.multiply_adds_per_image(cnn()) == by_hand == 2_838_080
     assert common.multiply_adds_per_image(common.mlp()) == 784 * 500 + 500 * 10
+
+
+def test_settling_sentence_reads_the_last_fifth_of_each_run():
+    run = lambda errors: {"history": {"train_error": [[50.0]] + [[e] for e in errors]}}  # epoch 0 first
+    mlp = run([1.0] * 7 + [0.0] * 3)  # zero over the last 2 of 10 epochs
+    cnn_run = run([0.0] * 7 + [2.0, 0.5, 1.25])
+    assert settling_sentence(mlp, cnn_run) == (
+        "Over the last 2 epochs the MLP's training error stays at zero, while the CNN's ranges from 0.500 to "
+        "1.250\\,\\%: at this learning rate the CNN's SGD does not settle at zero training error.")
+    assert settling_sentence(mlp, run([0.0] * 10)) == "Over the last 2 epochs both networks stay at zero training error."
+    neither = settling_sentence(run([0.0] * 9 + [0.1]), cnn_run)
+    assert "neither" in neither and "from 0.000 to 0.100" in neither and "from 0.500 to 1.250" in neither
 
 
 def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
