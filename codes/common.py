@@ -647,6 +647,9 @@ def fit(
         state = checkpoint.load()
         trainer.load_state_dict(state["trainer"])
         record = state["record"]
+        if record["history"]["epoch"][-1] > epochs:
+            raise UserError(f"{checkpoint.path} holds {record['history']['epoch'][-1]} epochs, more than the "
+                            f"{epochs} asked for; resume with --epochs {record['history']['epoch'][-1]} or more.")
     else:
         history: dict[str, list] = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()}}
         history["batch_loss"] = [[None] * copies]
@@ -726,7 +729,9 @@ def run_experiment(
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     checkpoint = None
     if checkpoint_path is not None:
-        identity = {k: v for k, v in config.items() if k not in RUN_ONLY_FLAGS}
+        # --epochs is left out: with a constant learning rate a shorter run is the start of a longer
+        # one, so a saved run may be continued to more epochs or closed at the epoch it reached.
+        identity = {k: v for k, v in config.items() if k not in RUN_ONLY_FLAGS | {"epochs"}}
         identity.update(device_type=device.type, init_seeds=list(init_seeds), flood_levels=levels)
         checkpoint = Checkpoint(checkpoint_path, args.checkpoint_every, identity, resume=args.resume)
     splits = prepare_splits(args.data_dir, device, args.split_seed, args.subset, download=not args.offline)
@@ -968,7 +973,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
 
 
 # Flags that change how a run is shown or saved, not what it computes: a resumed run may differ in them.
-RUN_ONLY_FLAGS = {"plot_only", "no_progress", "checkpoint_every", "resume", "output_dir", "data_dir", "offline", "device"}
+RUN_ONLY_FLAGS = {
+    "plot_only", "no_progress", "checkpoint_every", "resume", "output_dir", "data_dir", "offline", "device", "mlp_results",
+}
 
 
 def is_shortened(args: argparse.Namespace) -> bool:
