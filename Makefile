@@ -47,6 +47,8 @@ plots: $(VENV)/.installed
 		if [ -f $$results ]; then $(PY) codes/$$script --plot-only || exit 1; \
 		else echo "skipped codes/$$script: no $$results yet"; fi; \
 	done
+	@if ls results/q5_5_step_size/*/q5_5_cnn.json >/dev/null 2>&1; then $(PY) codes/q5_5_step_size.py; \
+	else echo "skipped codes/q5_5_step_size.py: no results/q5_5_step_size/*/q5_5_cnn.json yet"; fi
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests

@@ -781,6 +781,13 @@ def argmin_finite(values: Sequence[float | None]) -> int:
     return min((i for i, v in enumerate(values) if v is not None), key=lambda i: values[i])
 
 
+def collapse_epoch(results: dict, copy: int = 0) -> int | None:
+    """The first epoch at which a copy's training loss is above its loss before training, i.e. the
+    network has become worse than an untrained one (None if that never happens)."""
+    losses = series(results, "train_loss", copy)
+    return next((e for e, loss in zip(results["history"]["epoch"][1:], losses[1:]) if loss > losses[0]), None)
+
+
 def final_metrics(results: dict, copy: int = 0) -> dict:
     """One copy's last-epoch loss and error on each split; its best validation error, lowest
     validation loss and their epochs; the first epoch of zero training error (None if never)."""

@@ -2,8 +2,10 @@
 
 Conv2d(1->16, 5x5, padding 2) -> ReLU -> MaxPool 2x2 -> Conv2d(16->32, 5x5,
 padding 2) -> ReLU -> MaxPool 2x2 -> Linear(32*7*7 -> 10): 28,938 parameters,
-against the MLP's 397,510. Trained exactly as Q5.2 (same split, 500 epochs,
-SGD lr 0.1, momentum 0.9, batch 128, same trainer).
+against the MLP's 397,510. Trained as Q5.2 (same split, 500 epochs, SGD with
+momentum 0.9, batch 128, same initialisation seed and mini-batches, same
+trainer) except for the learning rate: 0.01, because at Q5.2's 0.1 this CNN
+trains erratically and then collapses (the check: codes/q5_5_step_size.py).
 
     python codes/q5_2_mlp.py && python codes/q5_5_cnn.py   # the assignment's runs
     python codes/q5_5_cnn.py --epochs 1 --subset 1000       # a seconds-long check (needs a
@@ -28,6 +30,7 @@ import plotting
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 RESULTS_FILE = "q5_5_cnn.json"
+LEARNING_RATE = 0.01  # chosen by the check in q5_5_step_size.py; Q5.2's 0.1 makes this CNN collapse
 DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
 
 
@@ -43,6 +46,7 @@ def cnn() -> nn.Sequential:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_training_arguments(parser)
+    parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
         help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)",
@@ -102,7 +106,8 @@ def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
     plotting.error_axis(ax_error)
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("mean cross-entropy")
-    setting = "both SGD lr {lr}, momentum {momentum}, batch {batch_size}, on the same split".format(**results["config"])
+    setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
+    setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
     fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.shortened_label(results)}", fontsize=10)
     ax_error.set_title("error (dashed: training, solid: validation)")
     ax_loss.set_title("loss (dashed: training, solid: validation)")
@@ -236,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: the CNN diverged at epoch {diverged} (the training loss is not finite) with --lr {args.lr}; "
                   f"try a smaller --lr. The history up to there is in {results_path}.", file=sys.stderr)
             return 1
+        collapsed = common.collapse_epoch(results)
+        if collapsed is not None:
+            print(f"warning: at epoch {collapsed} the CNN's training loss rose above its value before training "
+                  f"(--lr {args.lr}); a smaller --lr trains it steadily (see codes/q5_5_step_size.py).", file=sys.stderr)
         final = common.final_metrics(results)
         print(f"CNN final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
               f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
