@@ -166,6 +166,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         return f"{s['train_per_epoch']:.2f} + {s['eval_per_epoch']:.2f}"
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
+        ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
         ("Final training error (\\%)", f"{mlp['train_error']:.3f}", f"{net['train_error']:.3f}"),
         ("Final validation error (\\%)", f"{mlp['val_error']:.2f}", f"{net['val_error']:.2f}"),
         ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.2f} [{mlp['best_val_epoch']}]",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import common
 import plotting
-from q5_5_cnn import RESULTS_FILE
+from q5_5_cnn import LEARNING_RATE, RESULTS_FILE
 
 RUNS_DIR = common.RESULTS_DIR / "q5_5_step_size"
 # what must be equal for the runs to differ in the learning rate alone
@@ -121,6 +121,10 @@ def plot(runs: list[dict], figures_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = load_runs(args.runs_dir)
+    chosen = chosen_lr([summary(run) for run in runs])
+    if chosen != LEARNING_RATE:
+        raise common.UserError(f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at "
+                               f"{LEARNING_RATE:g}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
     for folder in (args.figures_dir, args.generated_dir):
         common.ensure_writable(folder)
     path = args.generated_dir / "q5_5_step_size.tex"

@@ -62,6 +62,8 @@ def test_script_writes_figure_and_snippet(tmp_path):
 
 @pytest.mark.parametrize("runs, message", [
     ((STEADY,), "needs at least two runs"),
+    ((run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]), run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1])),
+     "the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01"),
     ((STEADY, run(0.1, [2.3] * 5, [90.0] * 5, [90.0] * 5, momentum=0.5)), "differ in more than the learning rate: --momentum 0.9 vs 0.5"),
 ])
 def test_unpaired_or_missing_runs_are_refused(tmp_path, runs, message):
