@@ -64,7 +64,9 @@ def summary(run: dict) -> dict:
 def finding(s: dict) -> str:
     """One sentence on one run, from its history."""
     final = s["final"]
-    text = f"At lr {s['lr']:g} the training loss is lowest at epoch {s['lowest_train_loss_epoch']} ({s['lowest_train_loss']:.4f})"
+    loss = s["lowest_train_loss"]
+    loss = f"{loss:.4f}" if loss >= 1e-3 else f"${common.latex_scientific(loss)}$"
+    text = f"At lr {s['lr']:g} the training loss is lowest at epoch {s['lowest_train_loss_epoch']} ({loss})"
     if s["collapse_epoch"] is not None:
         return (text + f"; at epoch {s['collapse_epoch']} it rises above its value before training, and the "
                 f"network ends at {final['train_error']:.2f}\\,\\% training and {final['val_error']:.2f}\\,\\% "
