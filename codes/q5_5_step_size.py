@@ -82,10 +82,9 @@ def chosen_lr(summaries: list[dict]) -> float:
     return min(summaries, key=lambda s: s["final"]["val_error"])["lr"]
 
 
-def snippet(runs: list[dict]) -> str:
-    summaries = [summary(run) for run in runs]
+def snippet(summaries: list[dict], epochs: int) -> str:
     macros = {
-        "QFiveFiveStepSizeEpochs": runs[0]["epochs_completed"],
+        "QFiveFiveStepSizeEpochs": epochs,
         "QFiveFiveStepSizeRates": ", ".join(f"{s['lr']:g}" for s in summaries),
         "QFiveFiveStepSizeFindings": " ".join(finding(s) for s in summaries),
         "QFiveFiveStepSizeChosen": f"{chosen_lr(summaries):g}",
@@ -123,14 +122,15 @@ def plot(runs: list[dict], figures_dir: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs = load_runs(args.runs_dir)
-    chosen = chosen_lr([summary(run) for run in runs])
+    summaries = [summary(run) for run in runs]
+    chosen = chosen_lr(summaries)
     if chosen != LEARNING_RATE:
         raise common.UserError(f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at "
                                f"{LEARNING_RATE:g}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
     for folder in (args.figures_dir, args.generated_dir):
         common.ensure_writable(folder)
     path = args.generated_dir / "q5_5_step_size.tex"
-    common.write_text_atomic(path, snippet(runs))
+    common.write_text_atomic(path, snippet(summaries, runs[0]["epochs_completed"]))
     print(f"snippet: {path}")
     print(f"figure: {plot(runs, args.figures_dir)}")
     return 0
