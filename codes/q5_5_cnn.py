@@ -133,20 +133,21 @@ def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
     return paths
 
 
-def late_training_error(run: dict) -> tuple[float, float, int]:
-    """Lowest and highest training error (%) over the last fifth of a run's epochs, and that many epochs."""
+def late_training_error(run: dict, window: int) -> tuple[float, float]:
+    """Lowest and highest training error (%) over a run's last `window` epochs."""
     errors = common.series(run, "train_error")[1:]  # epoch 0 is before training
-    window = max(1, len(errors) // 5)
-    return min(errors[-window:]), max(errors[-window:]), window
+    return min(errors[-window:]), max(errors[-window:])
 
 
 def settling_sentence(mlp_results: dict, results: dict) -> str:
-    """Whether each network's training error has settled at zero by the end of its run, from the data."""
-    late = {"MLP": late_training_error(mlp_results), "CNN": late_training_error(results)}
-    window = min(w for _, _, w in late.values())
+    """Whether each network's training error has settled at zero by the end of its run, from the data:
+    both are read over the same window, the last fifth of the shorter run."""
+    runs = {"MLP": mlp_results, "CNN": results}
+    window = max(1, min(len(run["history"]["train_error"]) - 1 for run in runs.values()) // 5)
+    late = {name: late_training_error(run, window) for name, run in runs.items()}
     over = "In the last epoch" if window == 1 else f"Over the last {window} epochs"
-    settled = [name for name, (_, high, _) in late.items() if high == 0]
-    moving = {name: f"from {low:.3f} to {high:.3f}\\,\\%" for name, (low, high, _) in late.items() if high > 0}
+    settled = [name for name, (_, high) in late.items() if high == 0]
+    moving = {name: f"from {low:.3f} to {high:.3f}\\,\\%" for name, (low, high) in late.items() if high > 0}
     if len(settled) == 2:
         return f"{over} both networks stay at zero training error."
     if len(settled) == 1:

@@ -38,6 +38,14 @@ def test_settling_sentence_reads_the_last_fifth_of_each_run():
     assert "neither" in neither and "from 0.000 to 0.100" in neither and "from 0.500 to 1.250" in neither
 
 
+def test_settling_sentence_reads_both_runs_over_the_same_window():
+    run = lambda errors: {"history": {"train_error": [[50.0]] + [[e] for e in errors]}}
+    longer = run([0.0] * 17 + [3.0, 0.0, 0.0])  # 20 epochs: non-zero 3 epochs before the end
+    shorter = run([0.0] * 10)  # 10 epochs: the window is 2 epochs for both
+    assert settling_sentence(longer, shorter) == "Over the last 2 epochs both networks stay at zero training error."
+    assert "MLP's ranges from 0.000 to 3.000" in settling_sentence(longer, run([0.0] * 15))  # window 3
+
+
 def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     out = tmp_path / "out"
     quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
