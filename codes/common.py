@@ -786,7 +786,16 @@ def collapse_epoch(results: dict, copy: int = 0) -> int | None:
     """The first epoch at which a copy's training loss is above its loss before training, i.e. the
     network has become worse than an untrained one (None if that never happens)."""
     losses = series(results, "train_loss", copy)
-    return next((e for e, loss in zip(results["history"]["epoch"][1:], losses[1:]) if loss > losses[0]), None)
+    if losses[0] is None:  # not even the untrained network's loss is finite
+        return None
+    return next((e for e, loss in zip(results["history"]["epoch"][1:], losses[1:])
+                 if loss is not None and loss > losses[0]), None)  # a diverged epoch is None
+
+
+def collapsed_copies(results: dict) -> dict[int, int]:
+    """Every copy that collapsed (see collapse_epoch), with its first such epoch."""
+    copies = len(results["history"]["train_loss"][0])
+    return {k: epoch for k in range(copies) if (epoch := collapse_epoch(results, k)) is not None}
 
 
 def final_metrics(results: dict, copy: int = 0) -> dict:

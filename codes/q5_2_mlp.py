@@ -107,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             status = 1
         else:
+            collapsed = common.collapse_epoch(results)
+            if collapsed is not None:
+                print(f"warning: at epoch {collapsed} the training loss rose above its value before training "
+                      f"(--lr {args.lr}); the run did not train steadily, try a smaller --lr.", file=sys.stderr)
             final = common.final_metrics(results)
             seconds = results["seconds"]
             print(

@@ -237,6 +237,27 @@ def findings_sentences(effects: dict[float, dict | None]) -> str:
     return " ".join(sentences)
 
 
+def collapses(run: dict, named: int = 5) -> str:
+    """The copies of one sweep that collapsed, as "b=.. (seed s) at epoch e" (the first `named`), or ""."""
+    collapsed = common.collapsed_copies(run)
+    names = [f"$b={run['copies'][k]['flood_level']:.2f}$ (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
+             for k, epoch in list(collapsed.items())[:named]]
+    more = len(collapsed) - len(names)
+    return ", ".join(names) + (f" and {more} more" if more else "")
+
+
+def collapse_sentence(runs: dict[float, dict]) -> str:
+    """Which copies collapsed, at every learning rate: their errors are in the means, so the reader must know."""
+    sentences = []
+    for lr, run in runs.items():
+        count = len(common.collapsed_copies(run))
+        if count:
+            sentences.append(f"At lr {lr:g}, {count} of {len(run['copies'])} copies collapsed (their training loss "
+                             f"rose above its value before training): {collapses(run)}; they are kept in the means.")
+    return " ".join(sentences) or ("No copy collapsed: at every learning rate each copy's training loss stayed "
+                                   "below its value before training.")
+
+
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
     """Per epoch, the mean, min and max over seeds of one history key at one level."""
     # a diverged copy's epochs are None: NaN here, left out of the mean and the band
@@ -416,6 +437,7 @@ def snippet(runs: dict[float, dict]) -> str:
     lines += [
         f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
         f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
+        f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(runs)}}}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -446,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
                 status = 1 if all(d is not None for d in results["diverged_at_epoch"]) else status
+            if common.collapsed_copies(results):
+                print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
+                      f"before training: {collapses(results)}".replace("$", ""))
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")

@@ -145,3 +145,22 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     assert one_seed["direction"] == "one seed"
     assert "no spread" in q5_3_flooding.effect_sentence(one_seed)
     assert "--seeds" in q5_3_flooding.answer_sentence([one_seed])
+
+
+
+def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
+    results = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.1): (88.0, 88.0, 0.0), (1, 0.0): (2.2, 2.0, 1.2),
+                             (1, 0.1): (2.1, 2.0, 0.5)})
+    results["history"]["epoch"] = [0, 1, 2, 3]
+    # training loss per epoch (rows) and copy (columns): copy 1 rises above its 2.3 at epoch 2; copy 3
+    # diverges (None) at epoch 2, which is not a collapse
+    results["history"]["train_loss"] = [[2.3, 2.3, 2.4, 2.4], [0.5, 0.6, 0.5, 0.4], [0.2, 2.9, 0.2, None],
+                                        [0.1, 2.2, 0.1, None]]
+    steady = sweep_results({(0, 0.0): (2.0, 1.9, 1.0)})
+    assert common.collapsed_copies(results) == {1: 2} and common.collapsed_copies(steady) == {}
+    assert q5_3_flooding.collapse_sentence({0.1: results, 0.01: steady}) == (
+        "At lr 0.1, 1 of 4 copies collapsed (their training loss rose above its value before training): "
+        "$b=0.10$ (seed 0) at epoch 2; they are kept in the means.")
+    assert q5_3_flooding.collapse_sentence({0.01: steady}).startswith("No copy collapsed")
+    results["history"]["train_loss"][3][0] = 2.5  # copy 0 (b = 0, seed 0) too, at epoch 3
+    assert q5_3_flooding.collapses(results, named=1) == "$b=0.00$ (seed 0) at epoch 3 and 1 more"
