@@ -179,6 +179,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
     found = results["disagreements"]
     devices = {mlp_results["environment"]["device_name"], results["environment"]["device_name"]}
+    epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
     multiply_adds = {"Mlp": common.multiply_adds_per_image(common.mlp()), "Cnn": common.multiply_adds_per_image(cnn())}
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
@@ -187,6 +188,8 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
         "QFiveFiveBothWrong": found["both_wrong"],
         "QFiveFiveDevice": " / ".join(sorted(devices)),
+        "QFiveFiveEpochs": (f"{results['epochs_completed']}" if epochs["Mlp"] == epochs["Cnn"]
+                            else f"{epochs['Mlp']} (MLP) and {epochs['Cnn']} (CNN)"),
         "QFiveFiveSettling": settling_sentence(mlp_results, results),
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):

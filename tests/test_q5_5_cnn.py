@@ -7,7 +7,7 @@ import torch
 
 import common
 from conftest import run_script
-from q5_5_cnn import cnn, settling_sentence
+from q5_5_cnn import cnn, comparison_snippet, settling_sentence
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -71,6 +71,10 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
     final_val_error = results["history"]["val_error"][-1][0]
     assert f"\\newcommand{{\\QFiveFiveCnnValError}}{{{final_val_error:.2f}}}" in snippet
+    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet
+    mlp_results = json.loads((out / "q5_2_mlp.json").read_text())
+    longer_mlp = {**mlp_results, "epochs_completed": 3}  # a comparison of unequal runs names both lengths
+    assert "\\newcommand{\\QFiveFiveEpochs}{3 (MLP) and 1 (CNN)}" in comparison_snippet(results, longer_mlp)
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
