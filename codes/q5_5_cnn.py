@@ -19,6 +19,7 @@ a shortened run writes under results/quick/.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -159,6 +160,26 @@ def settling_sentence(mlp_results: dict, results: dict) -> str:
             f"{moving['MLP']} (MLP) and {moving['CNN']} (CNN).")
 
 
+def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
+    """Exact two-sided McNemar test: the probability, if both networks were equally accurate, of a split
+    of their disagreements at least this uneven (each disagreement a fair coin)."""
+    disagreements = only_first_right + only_second_right
+    tail = sum(math.comb(disagreements, k) for k in range(min(only_first_right, only_second_right) + 1))
+    return min(1.0, 2 * tail / 2**disagreements)
+
+
+def mcnemar_sentence(found: dict) -> str:
+    """What the split of the disagreements says about the gap between the networks, from the data."""
+    cnn_only, mlp_only = found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"]
+    p = mcnemar_p_value(cnn_only, mlp_only)
+    shown = f"$p={common.latex_scientific(p)}$" if p < 1e-3 else f"$p={p:.3f}$"
+    verdict = ("so the gap is not an accident of which digits are in the validation set"
+               if p < 0.01 else "so these validation digits do not show either network to be the more accurate")
+    return (f"If both networks were equally accurate, each of the {cnn_only + mlp_only} disagreements would be "
+            f"a fair coin; a split at least as uneven as {cnn_only} to {mlp_only} then has probability {shown} "
+            f"(exact McNemar test), {verdict}.")
+
+
 def comparison_snippet(results: dict, mlp_results: dict) -> str:
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text cites."""
     mlp, net = common.final_metrics(mlp_results), common.final_metrics(results)
@@ -191,6 +212,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         "QFiveFiveEpochs": (f"{results['epochs_completed']}" if epochs["Mlp"] == epochs["Cnn"]
                             else f"{epochs['Mlp']} (MLP) and {epochs['Cnn']} (CNN)"),
         "QFiveFiveSettling": settling_sentence(mlp_results, results),
+        "QFiveFiveMcNemar": mcnemar_sentence(found),
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
         seconds = run["seconds"]

@@ -7,7 +7,7 @@ import torch
 
 import common
 from conftest import run_script
-from q5_5_cnn import cnn, comparison_snippet, settling_sentence
+from q5_5_cnn import cnn, comparison_snippet, mcnemar_p_value, mcnemar_sentence, settling_sentence
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -45,6 +45,15 @@ def test_settling_sentence_reads_both_runs_over_the_same_window():
     assert settling_sentence(longer, shorter) == "Over the last 2 epochs both networks stay at zero training error."
     assert "MLP's ranges from 0.000 to 3.000" in settling_sentence(longer, run([0.0] * 15))  # window 3
 
+
+
+def test_mcnemar_p_value_by_hand():
+    assert mcnemar_p_value(3, 0) == 2 * 1 / 2**3  # both tails of 3 fair coins all landing one way
+    assert mcnemar_p_value(1, 10) == 2 * (1 + 11) / 2**11  # P(X <= 1) = (C(11,0) + C(11,1)) / 2^11, doubled
+    assert mcnemar_p_value(2, 2) == 1.0  # an even split: the doubled tail exceeds 1
+    assert "not an accident" in mcnemar_sentence({"cnn_right_mlp_wrong": 10, "mlp_right_cnn_wrong": 0})
+    even = mcnemar_sentence({"cnn_right_mlp_wrong": 2, "mlp_right_cnn_wrong": 2})
+    assert "$p=1.000$" in even and "do not show either network" in even
 
 def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     out = tmp_path / "out"
