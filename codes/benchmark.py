@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     kept = earlier_workloads(path, settings, skip=report)
     if kept:
         print(f"kept from the earlier run in {path}: {', '.join(kept)}")
-    report = {name: {**kept, **report}[name] for name in WORKLOADS if name in kept or name in report}
+    measured = {**kept, **report}
+    report = {name: measured[name] for name in WORKLOADS if name in measured}  # in the usual order
     common.write_json_atomic(path, {"workloads": report, **settings})
     print(f"results: {path}")
     return 0

@@ -237,12 +237,12 @@ def findings_sentences(effects: dict[float, dict | None]) -> str:
     return " ".join(sentences)
 
 
-def collapses(run: dict, named: int = 5) -> str:
-    """The copies of one sweep that collapsed, as "b=.. (seed s) at epoch e" (the first `named`), or ""."""
-    collapsed = common.collapsed_copies(run)
+def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
+    """Copies of one sweep with an epoch each (as common.collapsed_copies gives them), as
+    "b=.. (seed s) at epoch e" for the first `named`."""
     names = [f"$b={run['copies'][k]['flood_level']:.2f}$ (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
-             for k, epoch in list(collapsed.items())[:named]]
-    more = len(collapsed) - len(names)
+             for k, epoch in list(copies.items())[:named]]
+    more = len(copies) - len(names)
     return ", ".join(names) + (f" and {more} more" if more else "")
 
 
@@ -250,10 +250,11 @@ def collapse_sentence(runs: dict[float, dict]) -> str:
     """Which copies collapsed, at every learning rate: their errors are in the means, so the reader must know."""
     sentences = []
     for lr, run in runs.items():
-        count = len(common.collapsed_copies(run))
-        if count:
-            sentences.append(f"At lr {lr:g}, {count} of {len(run['copies'])} copies collapsed (their training loss "
-                             f"rose above its value before training): {collapses(run)}; they are kept in the means.")
+        collapsed = common.collapsed_copies(run)
+        if collapsed:
+            sentences.append(f"At lr {lr:g}, {len(collapsed)} of {len(run['copies'])} copies collapsed (their "
+                             f"training loss rose above its value before training): {named_copies(run, collapsed)}; "
+                             "they are kept in the means.")
     return " ".join(sentences) or ("No copy collapsed: at every learning rate each copy's training loss stayed "
                                    "below its value before training.")
 
@@ -468,9 +469,10 @@ def main(argv: list[str] | None = None) -> int:
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
                 status = 1 if all(d is not None for d in results["diverged_at_epoch"]) else status
-            if common.collapsed_copies(results):
+            collapsed = common.collapsed_copies(results)
+            if collapsed:
                 print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
-                      f"before training: {collapses(results)}".replace("$", ""))
+                      f"before training: {named_copies(results, collapsed)}".replace("$", ""))
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")

@@ -209,7 +209,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
         "QFiveFiveBothWrong": found["both_wrong"],
         "QFiveFiveDevice": " / ".join(sorted(devices)),
-        "QFiveFiveEpochs": (f"{results['epochs_completed']}" if epochs["Mlp"] == epochs["Cnn"]
+        "QFiveFiveEpochs": (f"{epochs['Cnn']}" if epochs["Mlp"] == epochs["Cnn"]
                             else f"{epochs['Mlp']} (MLP) and {epochs['Cnn']} (CNN)"),
         "QFiveFiveSettling": settling_sentence(mlp_results, results),
         "QFiveFiveMcNemar": mcnemar_sentence(found),

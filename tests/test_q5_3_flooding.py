@@ -147,7 +147,6 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     assert "--seeds" in q5_3_flooding.answer_sentence([one_seed])
 
 
-
 def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
     results = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.1): (88.0, 88.0, 0.0), (1, 0.0): (2.2, 2.0, 1.2),
                              (1, 0.1): (2.1, 2.0, 0.5)})
@@ -163,4 +162,5 @@ def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
         "$b=0.10$ (seed 0) at epoch 2; they are kept in the means.")
     assert q5_3_flooding.collapse_sentence({0.01: steady}).startswith("No copy collapsed")
     results["history"]["train_loss"][3][0] = 2.5  # copy 0 (b = 0, seed 0) too, at epoch 3
-    assert q5_3_flooding.collapses(results, named=1) == "$b=0.00$ (seed 0) at epoch 3 and 1 more"
+    collapsed = common.collapsed_copies(results)
+    assert q5_3_flooding.named_copies(results, collapsed, named=1) == "$b=0.00$ (seed 0) at epoch 3 and 1 more"

@@ -46,7 +46,6 @@ def test_settling_sentence_reads_both_runs_over_the_same_window():
     assert "MLP's ranges from 0.000 to 3.000" in settling_sentence(longer, run([0.0] * 15))  # window 3
 
 
-
 def test_mcnemar_p_value_by_hand():
     assert mcnemar_p_value(3, 0) == 2 * 1 / 2**3  # both tails of 3 fair coins all landing one way
     assert mcnemar_p_value(1, 10) == 2 * (1 + 11) / 2**11  # P(X <= 1) = (C(11,0) + C(11,1)) / 2^11, doubled
@@ -54,6 +53,7 @@ def test_mcnemar_p_value_by_hand():
     assert "not an accident" in mcnemar_sentence({"cnn_right_mlp_wrong": 10, "mlp_right_cnn_wrong": 0})
     even = mcnemar_sentence({"cnn_right_mlp_wrong": 2, "mlp_right_cnn_wrong": 2})
     assert "$p=1.000$" in even and "do not show either network" in even
+
 
 def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     out = tmp_path / "out"
