@@ -726,6 +726,7 @@ def run_experiment(
     own final measurements)."""
     start = time.perf_counter()
     device = select_device(args.device, args.tf32)
+    args.tf32 = uses_tf32(device, args.tf32)  # the results record what the run did
     levels = [0.0] * len(init_seeds) if flood_levels is None else list(flood_levels)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     checkpoint = None
@@ -949,9 +950,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         help="training device; auto picks cuda when a GPU is present (default: %(default)s)",
     )
     parser.add_argument(
-        "--tf32", action="store_true",
-        help="on a GPU, let matrix products use TF32 too (float32 accumulation, 10-bit mantissa products; "
-        "several times faster on Ampere and newer). PyTorch already does so for convolutions; no effect on a CPU",
+        "--tf32", action=argparse.BooleanOptionalAction, default=True,
+        help="on a GPU, let matrix products use TF32, as PyTorch already does for convolutions (float32 "
+        "accumulation of 10-bit-mantissa products; faster on Ampere and newer GPUs); --no-tf32 keeps them "
+        "in full float32. No effect on a CPU, whose runs record it as off (default: on)",
     )
 
 
@@ -1041,6 +1043,11 @@ def select_device(choice: str, tf32: bool = False) -> torch.device:
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     return torch.device(choice)
+
+
+def uses_tf32(device: torch.device, tf32: bool) -> bool:
+    """Whether matrix products of a run on `device` use TF32 (only CUDA has it)."""
+    return tf32 and device.type == "cuda"
 
 
 def run_main(main: Callable[[], int | None]) -> None:

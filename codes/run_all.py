@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if reads_mnist:
             command += ["--data-dir", str(args.data_dir), "--split-seed", str(args.split_seed), "--device", args.device]
             command += ["--offline"] if args.offline else []
-            command += ["--tf32"] if args.tf32 else []
+            command += ["--tf32" if args.tf32 else "--no-tf32"]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
         returncode = subprocess.run(command).returncode
