@@ -138,6 +138,18 @@ def chosen_level(results: dict) -> float:
     return lowest_validation_error(by_level(results))
 
 
+def best_flooded_level(table: dict[float, dict]) -> float | None:
+    """The b > 0 of smallest mean final validation error (None if there is none that trained)."""
+    return lowest_validation_error(table, [b for b in table if b > 0])
+
+
+def shown_level(results: dict) -> float:
+    """The flood level the figures and text set against b = 0: the chosen one, or, when b = 0 itself
+    is chosen, the best flooded level (so that flooding is still shown)."""
+    chosen = chosen_level(results)
+    return chosen if chosen > 0 else best_flooded_level(by_level(results)) or chosen
+
+
 def copies_at(results: dict, level: float) -> list[int]:
     return [k for k, c in enumerate(results["copies"]) if c["flood_level"] == level]
 
@@ -160,49 +172,85 @@ def paired_change(results: dict, level: float, key: str) -> list[float | None]:
     return changes
 
 
+def student_t_two_sided_p(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with df degrees of freedom, from the finite series of
+    Abramowitz and Stegun 26.7.3 (odd df) and 26.7.4 (even df)."""
+    theta = math.atan(abs(t) / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2 == 0:  # A = sin(theta) (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(df-2))
+        term = total = 1.0
+        for j in range(1, df // 2):
+            term *= (2 * j - 1) / (2 * j) * c2
+            total += term
+        inside = math.sin(theta) * total
+    else:  # A = 2/pi (theta + sin(theta) cos(theta) (1 + 2/3 c^2 + ... up to c^(df-3)))
+        term, total = 1.0, 1.0 if df > 1 else 0.0
+        for j in range(1, (df - 1) // 2):
+            term *= (2 * j) / (2 * j + 1) * c2
+            total += term
+        inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+    return max(0.0, 1.0 - inside)
+
+
+def paired_t_test_p(changes: list[float]) -> float:
+    """Two-sided p-value of a paired t-test that the mean change is zero (NaN with fewer than two
+    changes or a missing one; 0 when every change is the same non-zero value)."""
+    mean, std = mean_std(changes)
+    if len(changes) < 2 or math.isnan(mean):
+        return math.nan
+    if std == 0:
+        return 1.0 if mean == 0 else 0.0
+    return student_t_two_sided_p(mean / (std / math.sqrt(len(changes))), len(changes) - 1)
+
+
+SIGNIFICANCE = 0.05  # a change of the test error counts when a paired t-test gives p below this
+
+
 def effect_of_flooding(results: dict) -> dict:
     """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
     test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
     finite b > 0 to compare).
 
     Validation picked that level among many, so its validation advantage is optimistic; the
-    test error, never used for the choice, is the honest measure. The change counts as
-    consistent when every seed moves the same way and the mean change exceeds its spread."""
+    test error, never used for the choice, is the honest measure. The change counts when a
+    paired t-test over the seeds rejects "no change" at SIGNIFICANCE; with three seeds that
+    needs a mean change above about 2.5 times its standard deviation."""
     table = by_level(results)
-    level = lowest_validation_error(table, [b for b in table if b > 0])
+    level = best_flooded_level(table)
     if 0.0 not in table or level is None:
         return None
     test_changes = paired_change(results, level, "test_error")
     mean, std = mean_std(test_changes)
-    lower = sum(1 for c in test_changes if c is not None and c < 0)
-    higher = sum(1 for c in test_changes if c is not None and c > 0)
+    p = paired_t_test_p(test_changes)
     if len(test_changes) < 2:
         direction = "one seed"  # no spread to judge the change against
-    elif math.isnan(mean) or abs(mean) <= std or (lower and higher) or not (lower or higher):
+    elif math.isnan(p) or p >= SIGNIFICANCE:
         direction = "inconsistent"
     else:
-        direction = "lower" if lower else "higher"
-    return {"level": level, "seeds": len(test_changes), "test_change": (mean, std), "seeds_lower": lower,
+        direction = "lower" if mean < 0 else "higher"
+    return {"level": level, "seeds": len(test_changes), "test_change": (mean, std), "p_value": p,
+            "seeds_lower": sum(1 for c in test_changes if c is not None and c < 0),
             "ece_change": mean_std(paired_change(results, level, "ece")), "direction": direction}
 
 
 def effect_sentence(effect: dict) -> str:
     """The effect of the best flooded level in words, for the report."""
-    change = f"{pm(effect['test_change'], signed=True)} percentage points, paired by seed"
-    if effect["direction"] == "lower":
-        return f"lowers the test error in every seed ({change})"
-    if effect["direction"] == "higher":
-        return f"raises the test error in every seed ({change})"
     if effect["direction"] == "one seed":
         return (f"changes the test error by {pm(effect['test_change'], signed=True)} percentage points; "
                 "with one seed there is no spread to judge that against")
-    return (f"does not change the test error consistently: it is lower in {effect['seeds_lower']} of "
-            f"{effect['seeds']} seeds ({change}), within the seed-to-seed spread")
+    change = (f"{pm(effect['test_change'], signed=True)} percentage points, paired by seed; "
+              f"paired $t$-test $p={effect['p_value']:.2g}$")
+    if effect["direction"] == "lower":
+        return f"lowers the test error ({change})"
+    if effect["direction"] == "higher":
+        return f"raises the test error ({change})"
+    return (f"leaves the test error unchanged within what {effect['seeds']} seeds can resolve: it is lower in "
+            f"{effect['seeds_lower']} of {effect['seeds']} seeds ({change})")
 
 
-def answer_sentence(effects: list[dict]) -> str:
+def answer_sentence(effects: dict[float, dict]) -> str:
     """Q5.4's answer from the effects at every learning rate (the assignment's first)."""
-    directions = {effect["direction"] for effect in effects}
+    directions = {effect["direction"] for effect in effects.values()}
     if directions == {"lower"}:
         return ("So driving the training loss to zero after zero training error is not necessary, and "
                 "here it is harmful: holding it at a level $b>0$ generalises better at every step size tried.")
@@ -216,8 +264,15 @@ def answer_sentence(effects: list[dict]) -> str:
         return ("So driving the training loss to zero after zero training error is not necessary: holding "
                 "it at a level $b>0$ instead gives the same test error within the seed-to-seed spread, and the "
                 "further decrease of the loss buys no measurable generalisation.")
-    return ("So whether holding the training loss above zero helps depends on the step size; the table "
-            "and the figure give every level at each.")
+    outcome = {
+        "lower": "generalised better than driving it towards zero",
+        "inconsistent": "generalised as well as driving it towards zero",
+        "higher": "cost test accuracy, and driving it towards zero was better",
+    }
+    parts = [f"at lr {lr:g} holding the training loss at $b>0$ {outcome[effect['direction']]}"
+             for lr, effect in effects.items()]
+    return ("So the answer depends on the step size: " + "; ".join(parts) + ". Zero training loss is not needed "
+            "for a low test error, but flooding is no free substitute for it.")
 
 
 def findings_sentences(effects: dict[float, dict | None]) -> str:
@@ -229,11 +284,9 @@ def findings_sentences(effects: dict[float, dict | None]) -> str:
             sentences.append(f"{where} the sweep has no level $b=0$ or no level $b>0$ that trained without "
                              "divergence, so there is nothing to compare.")
             continue
-        sentence = f"{where} the best flooded level, $b={effect['level']:.2f}$, {effect_sentence(effect)}"
-        if i == 0:
-            sentence += (f"; its validation calibration error changes by "
-                         f"{pm(effect['ece_change'], signed=True)} percentage points")
-        sentences.append(sentence + ".")
+        sentences.append(f"{where} the best flooded level, $b={effect['level']:.2f}$, {effect_sentence(effect)}; "
+                         f"its validation calibration error changes by {pm(effect['ece_change'], signed=True)} "
+                         "percentage points.")
     return " ".join(sentences)
 
 
@@ -280,18 +333,23 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
     label = plotting.shortened_label(main)
     paths = []
 
-    # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.2))
-    for key, color, name in (("train_error", "C0", "training"), ("val_error", "C1", "validation")):
-        mean, low, high = seed_band(main, key, best)
-        ax.plot(epochs, mean, color=color, label=f"flooding b = {best:.2f}: {name}")
-        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
-        if mlp_results is not None:
+    # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
+    # chosen, the best flooded level, so that flooding is still in the picture)
+    shown = shown_level(main)
+    drawn_levels = {best: "chosen", shown: "best flooded level"} if shown != best else {best: "chosen"}
+    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.4))
+    for i, (level, role) in enumerate(drawn_levels.items()):
+        for key, color, name in (("train_error", f"C{2 * i}", "training"), ("val_error", f"C{2 * i + 1}", "validation")):
+            mean, low, high = seed_band(main, key, level)
+            ax.plot(epochs, mean, color=color, label=f"b = {level:.2f} ({role}): {name}")
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    if mlp_results is not None:
+        for key, color, name in (("train_error", "k", "training"), ("val_error", "0.5", "validation")):
             ax.plot(mlp_results["history"]["epoch"], common.series(mlp_results, key), color=color,
-                    linestyle="--", linewidth=1, label=f"Q5.2 (no flooding): {name}")
+                    linestyle="--", linewidth=1, label=f"Q5.2 (no flooding, seed 0): {name}")
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     ax.set_title(f"Q5.3 error under the chosen flood level b = {best:.2f} (lr {main_lr:g})\n"
                  f"line: mean over {seeds} seeds, band: min to max{label}")
     paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
@@ -326,19 +384,20 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
     ax.set_title(f"Q5.3 training loss under flooding (seed 0, lr {main_lr:g}){label}")
     paths.append(plotting.save(fig, figures_dir / "q5_3_training_loss.png"))
 
-    # 4. validation loss: no flooding against the chosen b
+    # 4. validation loss: no flooding against the chosen b (the best flooded level if b = 0 is chosen)
     fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
-    for level, color in ((0.0, "C0"), (best, "C3")):
+    for level, color in {0.0: "C0", shown: "C3"}.items():  # one curve when b = 0 is all there is
         if level not in table:
             continue
         mean, low, high = seed_band(main, "val_loss", level)
-        ax.plot(epochs, mean, color=color, label=f"b = {level:.2f}")
+        ax.plot(epochs, mean, color=color, label=f"b = {level:.2f}" + (" (no flooding)" if level == 0 else ""))
         ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation cross-entropy")
     ax.legend(fontsize=8)
-    ax.set_title(f"Q5.3 validation loss without flooding and at the chosen b (lr {main_lr:g})\n"
+    which = "the chosen b" if shown == best else "the best flooded level"
+    ax.set_title(f"Q5.3 validation loss without flooding and at {which} (lr {main_lr:g})\n"
                  f"line: mean over {seeds} seeds, band: min to max{label}")
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
 
@@ -371,6 +430,23 @@ def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: 
         return "diverged"
     text = f"{mean:{'+' if signed else ''}.{digits}f} \\pm {std:.{digits}f}"
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+
+
+def choice_sentence(table: dict[float, dict], chosen: float) -> str:
+    """The chosen level against training without flooding, in words; when b = 0 itself is chosen,
+    against the best flooded level instead."""
+    def errors(level: float) -> str:
+        return f"{pm(table[level]['val_error'])}\\,\\% (test {pm(table[level]['test_error'])}\\,\\%)"
+
+    flooded = best_flooded_level(table)
+    if chosen > 0:
+        against = f" against {errors(0.0)} without flooding" if 0.0 in table else ""
+        return f"The chosen level is $b={chosen:.2f}$, with a final validation error of {errors(chosen)}{against}."
+    if flooded is None:
+        return f"The chosen level is $b=0$, the only level that trained, with a final validation error of {errors(0.0)}."
+    return (f"The chosen level is $b=0$, that is no flooding: no flood level reached a lower mean validation "
+            f"error than the {errors(0.0)} without it. The best flooded level, $b={flooded:.2f}$, ended at "
+            f"{errors(flooded)}; the rest of this paragraph and the figures set it against $b=0$.")
 
 
 def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[str]:
@@ -414,6 +490,7 @@ def snippet(runs: dict[float, dict]) -> str:
                 cells.extend([pm(entry["test_error"]), pm(entry["ece"])])
         rows.append(f"{level:.2f} & " + " & ".join(cells) + " \\\\")
     best = tables[main_lr][chosen[main_lr]]
+    shown = shown_level(main)
     no_flood = tables[main_lr].get(0.0)
     lines = [
         f"% Generated by codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps; do not edit.",
@@ -429,15 +506,19 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
+        f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(tables[main_lr], chosen[main_lr])}}}",
+        f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
         *level_macros("Chosen", best),
+        *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
     # Q5.4: at every learning rate, the best flooded level against b = 0
     effects = {lr: effect_of_flooding(run) for lr, run in runs.items()}
-    computed = [effect for effect in effects.values() if effect is not None]
+    computed = {lr: effect for lr, effect in effects.items() if effect is not None}
     lines += [
         f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
         f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
+        f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
         f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(runs)}}}",
     ]
     return "\n".join(lines) + "\n"
