@@ -887,6 +887,14 @@ def latex_scientific(value: float, digits: int = 1) -> str:
     return f"{value / 10**exponent:.{digits}f}\\times 10^{{{exponent}}}"
 
 
+def seconds_text(seconds: float) -> str:
+    """A duration with three significant digits in fixed notation (0.00492, 0.135, 12.7, 1180),
+    so that a GPU's milliseconds and a CPU's seconds both read sensibly."""
+    if seconds <= 0:
+        return "0"
+    return f"{seconds:.{max(0, 2 - math.floor(math.log10(seconds)))}f}"
+
+
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:
     """The settings among `keys` in which two runs' configs differ, as '--flag A vs B'."""
     return [f"--{key.replace('_', '-')} {config.get(key)} vs {other.get(key)}"

@@ -78,7 +78,7 @@ def snippet(results: dict) -> str:
         "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
         "QFiveTwoFinalValLoss": f"{final['val_loss']:.4f}",
         "QFiveTwoFinalTrainLoss": f"${common.latex_scientific(final['train_loss'])}$",
-        "QFiveTwoSecondsPerEpoch": f"{results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']:.2f}",
+        "QFiveTwoSecondsPerEpoch": common.seconds_text(results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']),
         "QFiveTwoDevice": results["environment"]["device_name"],
     }
     return common.latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)

@@ -185,7 +185,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
     mlp, net = common.final_metrics(mlp_results), common.final_metrics(results)
     def per_epoch(run: dict) -> str:
         s = run["seconds"]
-        return f"{s['train_per_epoch']:.2f} + {s['eval_per_epoch']:.2f}"
+        return f"{common.seconds_text(s['train_per_epoch'])} + {common.seconds_text(s['eval_per_epoch'])}"
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
@@ -229,7 +229,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
             f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",
-            f"QFiveFive{name}SecondsPerEpoch": f"{seconds['train_per_epoch'] + seconds['eval_per_epoch']:.2f}",
+            f"QFiveFive{name}SecondsPerEpoch": common.seconds_text(seconds['train_per_epoch'] + seconds['eval_per_epoch']),
         })
     table = ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
              f"{body}\n\\bottomrule\n\\end{{tabular}}")

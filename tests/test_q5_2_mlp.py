@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+import common
 import conftest
 
 
@@ -86,3 +87,8 @@ def test_tf32_changes_nothing_on_the_cpu(mnist_root, tmp_path):
         assert results["config"]["tf32"] is False  # what the run did: a CPU has no TF32
         histories.append(results["history"])
     assert histories[0] == histories[1]
+
+
+def test_seconds_are_written_with_three_significant_digits():
+    texts = [common.seconds_text(s) for s in (0.00492, 0.0439, 0.135, 2.98, 12.65, 1180.4, 0.0)]
+    assert texts == ["0.00492", "0.0439", "0.135", "2.98", "12.7", "1180", "0"]
