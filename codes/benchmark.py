@@ -17,8 +17,9 @@ and batches, so only floating-point noise may differ):
 All use SGD lr 0.1 momentum 0.9 on the 48,000 training images. Each number is
 the median over --epochs epochs after one warm-up epoch; "500 epochs" is that
 median times the assignment's epoch count. Prints a table and writes
-results/benchmark_<device>.json; a file already there that was measured with
-the same settings on the same machine keeps the workloads this run skips.
+results/benchmark_<device>.json (benchmark_cuda_fp32.json with --no-tf32 on a
+GPU); a file already there that was measured with the same settings on the
+same machine keeps the workloads this run skips.
 """
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             report[name]["speedup_train"] = tutorial_ms / ms["train"]
             print(f"  {'tutorial loop (DataLoader), MLP':34s} {tutorial_ms:10.1f}    "
                   f"speed-up of the training step: {report[name]['speedup_train']:.1f}x", flush=True)
-    path = args.output_dir / f"benchmark_{device.type}.json"
+    # a GPU's float32 numbers (--no-tf32) go beside its default TF32 ones, not over them
+    path = args.output_dir / f"benchmark_{device.type}{'_fp32' if device.type == 'cuda' and not args.tf32 else ''}.json"
     settings = {"epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": args.tf32, "environment": environment}
     kept = earlier_workloads(path, settings, skip=report)
     if kept:
