@@ -815,6 +815,29 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
     return metrics
 
 
+def single_run_outcome(results: dict, name: str, advice: str) -> tuple[str | None, str | None, str | None]:
+    """How a single-copy run ended, in words: (error, warning, summary), each None where it does not
+    apply. An error if the training loss became non-finite; otherwise a warning if it ever rose above
+    its value before training (a collapse), and the final and best errors with the time per epoch."""
+    lr = results["config"]["lr"]
+    diverged = results["diverged_at_epoch"][0]
+    if diverged is not None:
+        return (f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with "
+                f"--lr {lr:g}; {advice}"), None, None
+    collapsed = collapse_epoch(results)
+    warning = None if collapsed is None else (
+        f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
+        f"(--lr {lr:g}): it did not train steadily; {advice}")
+    final, seconds = final_metrics(results), results["seconds"]
+    summary = (
+        f"{name} final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
+        f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
+        f"{final['best_val_epoch']}); {seconds_text(seconds['train_per_epoch'])} s training + "
+        f"{seconds_text(seconds['eval_per_epoch'])} s evaluation per epoch on {results['environment']['device_name']}"
+    )
+    return None, warning, summary
+
+
 def environment(device: torch.device) -> dict:
     """What the numbers were measured on."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()

@@ -98,27 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         # Kept so Q5.5 can show the validation digits that one network gets wrong and the other right.
         results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
         common.write_json_atomic(results_path, results)
-        diverged = results["diverged_at_epoch"][0]
-        if diverged is not None:
-            print(
-                f"error: training diverged at epoch {diverged} (the training loss is not finite); "
-                f"try a smaller --lr. The history up to there is in {results_path}.",
-                file=sys.stderr,
-            )
-            status = 1
-        else:
-            collapsed = common.collapse_epoch(results)
-            if collapsed is not None:
-                print(f"warning: at epoch {collapsed} the training loss rose above its value before training "
-                      f"(--lr {args.lr}); the run did not train steadily, try a smaller --lr.", file=sys.stderr)
-            final = common.final_metrics(results)
-            seconds = results["seconds"]
-            print(
-                f"final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
-                f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% "
-                f"at epoch {final['best_val_epoch']}); {seconds['train_per_epoch']:.3f} s training + "
-                f"{seconds['eval_per_epoch']:.3f} s evaluation per epoch on {results['environment']['device_name']}"
-            )
+        error, warning, summary = common.single_run_outcome(
+            results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
+        for problem in (error, warning):
+            if problem:
+                print(problem, file=sys.stderr)
+        if summary:
+            print(summary)
+        status = 1 if error else status
         print(f"results: {results_path}")
     results = common.read_results(results_path)
     if results["diverged_at_epoch"][0] is None:  # a diverged run is drawn, never cited

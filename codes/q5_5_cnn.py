@@ -263,20 +263,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mlp_path} holds {len(mlp_predictions)} validation predictions, this split has {len(val)}: "
                 f"was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}."
             )
-        diverged = results["diverged_at_epoch"][0]
-        if diverged is not None:
-            print(f"error: the CNN diverged at epoch {diverged} (the training loss is not finite) with --lr {args.lr}; "
-                  f"try a smaller --lr. The history up to there is in {results_path}.", file=sys.stderr)
+        error, warning, summary = common.single_run_outcome(
+            results, "CNN", "a smaller --lr trains it steadily (see codes/q5_5_step_size.py). "
+            f"The history is in {results_path}.")
+        for problem in (error, warning):
+            if problem:
+                print(problem, file=sys.stderr)
+        if summary:
+            print(summary)
+        if error:
             return 1
-        collapsed = common.collapse_epoch(results)
-        if collapsed is not None:
-            print(f"warning: at epoch {collapsed} the CNN's training loss rose above its value before training "
-                  f"(--lr {args.lr}); a smaller --lr trains it steadily (see codes/q5_5_step_size.py).", file=sys.stderr)
-        final = common.final_metrics(results)
-        print(f"CNN final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
-              f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
-              f"{final['best_val_epoch']}); {results['seconds']['train_per_epoch']:.3f} s training + "
-              f"{results['seconds']['eval_per_epoch']:.3f} s evaluation per epoch")
         print(f"results: {results_path}")
     results = common.read_results(results_path)
     snippet = paths.generated / "q5_5.tex"
