@@ -215,3 +215,24 @@ def test_resuming_in_place_continues_the_run(device, tmp_path):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
     with pytest.raises(common.UserError, match="holds 3 epochs, more than the 2 asked for"):
         common.fit(trainer(), 2, progress=False, checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))
+
+
+def single_run(train_losses: list[float | None], diverged_at: int | None = None) -> dict:
+    """A one-copy results record with the given training loss per epoch (epoch 0 first)."""
+    epochs = list(range(len(train_losses)))
+    errors = [[50.0 - e] for e in epochs]
+    history = {"epoch": epochs, "train_loss": [[loss] for loss in train_losses], "train_error": errors,
+               **{f"{split}_{m}": [[1.0 - 0.1 * e] for e in epochs] for split in ("val", "test") for m in ("loss", "error")}}
+    return {"config": {"lr": 0.1}, "history": history, "diverged_at_epoch": [diverged_at],
+            "seconds": {"train_per_epoch": 0.0391, "eval_per_epoch": 0.00492}, "environment": {"device_name": "GPU"}}
+
+
+def test_single_run_outcome_names_divergence_collapse_and_the_final_numbers():
+    error, warning, summary = common.single_run_outcome(single_run([2.3, 0.5, None], diverged_at=2), "CNN", "advice")
+    assert error == ("error: the CNN diverged at epoch 2 (the training loss is not finite) with --lr 0.1; advice")
+    assert warning is None and summary is None
+    error, warning, summary = common.single_run_outcome(single_run([2.3, 0.5, 2.4, 0.1]), "CNN", "advice")
+    assert error is None and warning.startswith("warning: at epoch 2 the CNN's training loss rose above")
+    assert summary == ("CNN final errors: train 47.000%, validation 0.70%, test 0.70% (best validation 0.70% at "
+                       "epoch 3); 0.0391 s training + 0.00492 s evaluation per epoch on GPU")
+    assert common.single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")[1] is None
