@@ -360,7 +360,9 @@ class StackedCopies(nn.Module):
 def per_copy_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of (K, B, C) logits against shared (B,) labels: (K,) for mean/sum, (K, B) for none."""
     copies, batch, classes = logits.shape
-    losses = F.cross_entropy(logits.reshape(copies * batch, classes), labels.repeat(copies), reduction="none")
+    # expand + reshape is a view for one copy (no per-step copy of the labels) and a copy otherwise
+    shared_labels = labels.expand(copies, batch).reshape(copies * batch)
+    losses = F.cross_entropy(logits.reshape(copies * batch, classes), shared_labels, reduction="none")
     losses = losses.view(copies, batch)
     if reduction == "none":
         return losses
@@ -461,6 +463,9 @@ class StackedTrainer:
         if len(levels) != model.copies:
             raise ValueError(f"{len(levels)} flood levels for {model.copies} copies")
         self.flood_levels = torch.tensor(levels, dtype=torch.float32, device=self.device)
+        # Cross-entropy is never negative, so with every level 0 the flooded objective
+        # |R - 0| + 0 is R itself (and so is its gradient wherever R > 0): skip its kernels.
+        self.flooding = any(level != 0 for level in levels)
         self.eval_batch_size = eval_batch_size or default_eval_batch_size(self.device, model.copies)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
         self.batch_order = torch.Generator(device=self.device).manual_seed(seed)
@@ -477,11 +482,13 @@ class StackedTrainer:
         labels = self.train.labels[self.batch_index]
         losses = per_copy_cross_entropy(self.model(images), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        flooded(losses, self.flood_levels).sum().backward()
+        objective = flooded(losses, self.flood_levels) if self.flooding else losses
+        objective.sum().backward()
         self.optimizer.step()
         losses = losses.detach()
         self.batch_loss_sum += losses
-        self.batches_below_flood += losses < self.flood_levels
+        if self.flooding:  # no loss is below a level of 0: the count stays 0
+            self.batches_below_flood += losses < self.flood_levels
 
     def _capture(self) -> torch.cuda.CUDAGraph:
         """Capture one training step as a CUDA graph, leaving the model's state as it was.
