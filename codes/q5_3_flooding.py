@@ -206,6 +206,26 @@ def paired_t_test_p(changes: list[float]) -> float:
 SIGNIFICANCE = 0.05  # a change of the test error counts when a paired t-test gives p below this
 
 
+def student_t_critical(p: float, df: int) -> float:
+    """The t > 0 with student_t_two_sided_p(t, df) = p, by bisection (the p-value falls as t grows)."""
+    low, high = 0.0, 1.0
+    while student_t_two_sided_p(high, df) > p:
+        low, high = high, 2 * high
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if student_t_two_sided_p(middle, df) > p else (low, middle)
+    return (low + high) / 2
+
+
+def resolvable_change_clause(seeds: int) -> str:
+    """How large a mean change must be, in standard deviations of the paired changes, for the
+    paired t-test over `seeds` seeds to count it: t_critical / sqrt(seeds), since t = mean / (std / sqrt(n))."""
+    if seeds < 2:
+        return "with one seed no change can count, as there is no spread to judge it against"
+    ratio = student_t_critical(SIGNIFICANCE, seeds - 1) / math.sqrt(seeds)
+    return f"with {seeds} seeds that takes a mean change of about {ratio:.2g} times its standard deviation"
+
+
 def effect_of_flooding(results: dict) -> dict:
     """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
     test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
@@ -213,8 +233,8 @@ def effect_of_flooding(results: dict) -> dict:
 
     Validation picked that level among many, so its validation advantage is optimistic; the
     test error, never used for the choice, is the honest measure. The change counts when a
-    paired t-test over the seeds rejects "no change" at SIGNIFICANCE; with three seeds that
-    needs a mean change above about 2.5 times its standard deviation."""
+    paired t-test over the seeds rejects "no change" at SIGNIFICANCE (resolvable_change_clause
+    says how large a change that takes)."""
     table = by_level(results)
     level = best_flooded_level(table)
     if 0.0 not in table or level is None:
@@ -504,6 +524,9 @@ def snippet(runs: dict[float, dict]) -> str:
         "\\bottomrule",
         "\\end{tabular}}",
         f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
+        f"\\newcommand{{\\QFiveThreeLevelCount}}{{{len(tables[main_lr])}}}",
+        f"\\newcommand{{\\QFiveThreeFloodedLevelCount}}{{{sum(1 for level in tables[main_lr] if level > 0)}}}",
+        f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
         f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(tables[main_lr], chosen[main_lr])}}}",
@@ -519,6 +542,7 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
         f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
         f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
+        f"\\newcommand{{\\QFiveFourResolvable}}{{{resolvable_change_clause(main['config']['seeds'])}}}",
         f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(runs)}}}",
     ]
     return "\n".join(lines) + "\n"

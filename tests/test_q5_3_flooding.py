@@ -86,6 +86,9 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     macros = "\n".join(q5_3_flooding.level_macros("X", q5_3_flooding.by_level(sweep)[1.5]))
     assert f"\\newcommand{{\\QFiveThreeXFloodActive}}{{{100 * (active[0] + active[1]) / 2:.0f}}}" in macros
     assert "\\newcommand{\\QFiveThreeNoFloodTrainLoss}" in snippet and "lr 0.01 the best flooded level, $b=" in snippet
+    for macro, value in (("LevelCount", "3"), ("FloodedLevelCount", "2"), ("LevelRange", "0.00,\\dots,1.50")):
+        assert f"\\newcommand{{\\QFiveThree{macro}}}{{{value}}}" in snippet
+    assert "\\newcommand{\\QFiveFourResolvable}{with 2 seeds that takes a mean change of about 9" in snippet
     (out / "q5_3_flooding_lr0.01.json").unlink()  # redrawing needs only the assignment's learning rate
     redrawn = run_script("q5_3_flooding.py", "--plot-only", "--output-dir", str(out))
     assert redrawn.returncode == 0 and "no sweep at lr 0.01 yet" in redrawn.stdout, redrawn.stderr
@@ -118,14 +121,28 @@ def sweep_results(final_errors: dict[tuple[int, float], tuple[float, float, floa
     return {"copies": copies, "history": history, "final_val_ece": [row[2] / 100 for row in finals]}
 
 
-@pytest.mark.parametrize("t, df, p", [
-    # two-sided critical values from a printed t-table
-    (12.706, 1, 0.05), (4.303, 2, 0.05), (3.182, 3, 0.05), (2.776, 4, 0.05), (2.262, 9, 0.05),
-    (9.925, 2, 0.01), (63.657, 1, 0.01), (0.0, 3, 1.0),
-])
+# two-sided critical values from a printed t-table: (t, degrees of freedom, p)
+T_TABLE = [(12.706, 1, 0.05), (4.303, 2, 0.05), (3.182, 3, 0.05), (2.776, 4, 0.05), (2.262, 9, 0.05),
+           (9.925, 2, 0.01), (63.657, 1, 0.01)]
+
+
+@pytest.mark.parametrize("t, df, p", [*T_TABLE, (0.0, 3, 1.0)])
 def test_student_t_p_value_matches_the_table(t, df, p):
     assert q5_3_flooding.student_t_two_sided_p(t, df) == pytest.approx(p, abs=2e-4)
     assert q5_3_flooding.student_t_two_sided_p(-t, df) == pytest.approx(p, abs=2e-4)
+
+
+@pytest.mark.parametrize("t, df, p", T_TABLE)
+def test_student_t_critical_value_matches_the_table(t, df, p):
+    assert q5_3_flooding.student_t_critical(p, df) == pytest.approx(t, abs=1e-3)
+
+
+def test_resolvable_change_is_the_critical_t_over_root_n():
+    # 3 seeds: t = 4.303 with 2 degrees of freedom, 4.303 / sqrt(3) = 2.48; 10 seeds: 2.262 / sqrt(10) = 0.72
+    assert "3 seeds" in q5_3_flooding.resolvable_change_clause(3)
+    assert "about 2.5 times" in q5_3_flooding.resolvable_change_clause(3)
+    assert "about 0.72 times" in q5_3_flooding.resolvable_change_clause(10)
+    assert "no change can count" in q5_3_flooding.resolvable_change_clause(1)
 
 
 def test_paired_t_test_by_hand():
