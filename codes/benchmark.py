@@ -117,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=common.RESULTS_DIR, help="where the JSON goes (default: results/)")
     args = parser.parse_args(argv)
     args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
-    device = common.select_device(args.device, args.tf32)
-    args.tf32 = common.uses_tf32(device, args.tf32)
+    device = common.training_device(args)
     common.ensure_writable(args.output_dir)
     environment = common.environment(device)
     splits = common.prepare_splits(args.data_dir, device, args.split_seed, download=not args.offline)

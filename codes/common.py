@@ -732,8 +732,7 @@ def run_experiment(
     Returns the results record, the trained model and the splits (for a script's
     own final measurements)."""
     start = time.perf_counter()
-    device = select_device(args.device, args.tf32)
-    args.tf32 = uses_tf32(device, args.tf32)  # the results record what the run did
+    device = training_device(args)
     levels = [0.0] * len(init_seeds) if flood_levels is None else list(flood_levels)
     config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     checkpoint = None
@@ -1083,9 +1082,12 @@ def select_device(choice: str, tf32: bool = False) -> torch.device:
     return torch.device(choice)
 
 
-def uses_tf32(device: torch.device, tf32: bool) -> bool:
-    """Whether matrix products of a run on `device` use TF32 (only CUDA has it)."""
-    return tf32 and device.type == "cuda"
+def training_device(args: argparse.Namespace) -> torch.device:
+    """The device --device names, with TF32 matrix products as --tf32 asks. args.tf32 becomes
+    what the run really does (only CUDA has TF32), so that the results record that."""
+    device = select_device(args.device, args.tf32)
+    args.tf32 = args.tf32 and device.type == "cuda"
+    return device
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import common
 
 CODES = Path(__file__).resolve().parent
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print("warning: no CUDA GPU is used, so Q5.3 (two sweeps of 63 networks) and Q5.5 train on the CPU: "
               "more than a day on a 2-core machine (README, 'Expected time'). `make quick` checks every "
               "script in minutes; --steps runs only some questions.", file=sys.stderr, flush=True)
-    environment = common.environment(device)
+    # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
+    environments = {True: common.environment(device), False: common.environment(torch.device("cpu"))}
     ran, start = {}, time.perf_counter()
     for key in args.steps:
         name, script, quick_flags, reads_mnist = STEPS[key]
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         step_start = time.perf_counter()
         returncode = subprocess.run(command).returncode
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
-                    "seconds": time.perf_counter() - step_start, "environment": environment,
+                    "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
                     "key_numbers": key_numbers(script, results_dir)}
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
