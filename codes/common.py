@@ -844,6 +844,18 @@ def single_run_outcome(results: dict, name: str, advice: str) -> tuple[str | Non
     return None, warning, summary
 
 
+def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
+    """Print single_run_outcome's messages (the error and the warning to stderr, the summary to
+    stdout); True if the run diverged."""
+    error, warning, summary = single_run_outcome(results, name, advice)
+    for problem in (error, warning):
+        if problem:
+            print(problem, file=sys.stderr)
+    if summary:
+        print(summary)
+    return error is not None
+
+
 def environment(device: torch.device) -> dict:
     """What the numbers were measured on."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()

@@ -16,7 +16,6 @@ writes under results/quick/.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import common
@@ -98,14 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         # Kept so Q5.5 can show the validation digits that one network gets wrong and the other right.
         results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
         common.write_json_atomic(results_path, results)
-        error, warning, summary = common.single_run_outcome(
-            results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
-        for problem in (error, warning):
-            if problem:
-                print(problem, file=sys.stderr)
-        if summary:
-            print(summary)
-        status = 1 if error else status
+        if common.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}."):
+            status = 1
         print(f"results: {results_path}")
     results = common.read_results(results_path)
     if results["diverged_at_epoch"][0] is None:  # a diverged run is drawn, never cited

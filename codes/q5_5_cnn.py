@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -263,15 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{mlp_path} holds {len(mlp_predictions)} validation predictions, this split has {len(val)}: "
                 f"was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}."
             )
-        error, warning, summary = common.single_run_outcome(
+        if common.print_single_run_outcome(
             results, "CNN", "a smaller --lr trains it steadily (see codes/q5_5_step_size.py). "
-            f"The history is in {results_path}.")
-        for problem in (error, warning):
-            if problem:
-                print(problem, file=sys.stderr)
-        if summary:
-            print(summary)
-        if error:
+            f"The history is in {results_path}."):
             return 1
         print(f"results: {results_path}")
     results = common.read_results(results_path)
