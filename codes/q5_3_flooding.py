@@ -509,7 +509,6 @@ def snippet(runs: dict[float, dict]) -> str:
                 cells.append(pm(entry["val_error"], bold=level == chosen[lr]))
                 cells.extend([pm(entry["test_error"]), pm(entry["ece"])])
         rows.append(f"{level:.2f} & " + " & ".join(cells) + " \\\\")
-    best = tables[main_lr][chosen[main_lr]]
     shown = shown_level(tables[main_lr])
     no_flood = tables[main_lr].get(0.0)
     lines = [
@@ -531,7 +530,6 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
         f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(tables[main_lr], chosen[main_lr])}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
-        *level_macros("Chosen", best),
         *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
