@@ -34,7 +34,7 @@ import playground as pg
 import plotting
 
 EPOCHS = 500  # per training run, for the search and the sweeps
-SEEDS = 5  # per point of every Q1.2 and Q1.3 curve
+SEEDS = 10  # per point of every Q1.2 and Q1.3 curve
 SEARCH_SEEDS = 2  # per configuration of the Q1.1 search
 CONVERGED_BELOW = 0.05  # training loss that counts as converged (0.5 (out - y)^2, labels +-1)
 RETRAIN_EPOCHS = 100  # the short retraining after pruning
@@ -110,13 +110,19 @@ def search(epochs: int) -> tuple[pg.Config, list[dict]]:
     return grid[best], table
 
 
+def fresh_seeds(count: int) -> range:
+    """Seeds of Q1.2 and Q1.3: none of them was used by the Q1.1 search, so the best configuration's
+    scores there are not the ones it was picked on."""
+    return range(SEARCH_SEEDS, SEARCH_SEEDS + count)
+
+
 def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
-    """Q1.2: from the best configuration, vary one control at a time, per dataset, over seeds."""
+    """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
     jobs, keys = [], []
     for name, changes in SWEEPS.items():
         for change in changes:
             for dataset in SWEEP_DATASETS:
-                for seed in range(seeds):
+                for seed in fresh_seeds(seeds):
                     jobs.append(pg.with_(best, dataset=dataset, seed=seed, **change))
                     keys.append((name, json_value(change), dataset))
     runs = pg.train(jobs, epochs)
@@ -158,9 +164,10 @@ def prune(run: pg.Run, fraction: float) -> pg.Run:
     return pg.Run(run.config, run.train_loss, run.test_loss, weights, [b.copy() for b in run.biases], dead)
 
 
-def pruning(best: pg.Config, epochs: int, seeds: int) -> tuple[dict, pg.Run]:
-    """Q1.3: |w| after training; pruned without and with retraining; smaller networks trained directly."""
-    trained = pg.train([pg.with_(best, seed=s) for s in range(seeds)], epochs)
+def pruning(trained: list[pg.Run], epochs: int) -> dict:
+    """Q1.3: |w| after training; pruned without and with retraining; smaller networks trained directly.
+    `trained`: the best configuration trained from each of the fresh seeds."""
+    best, seeds = trained[0].config, len(trained)
     magnitudes = np.concatenate([np.abs(w).ravel() for r in trained for w in r.weights])
     pruned = [prune(r, f) for f in PRUNE_FRACTIONS for r in trained]
     as_is = pg.train([r.config for r in pruned], 0, start=pruned)
@@ -175,7 +182,7 @@ def pruning(best: pg.Config, epochs: int, seeds: int) -> tuple[dict, pg.Run]:
         for name, runs in (("pruned", as_is[block]), ("pruned and retrained", retrained[block])):
             curves[name].append({"fraction": fraction, "parameters": statistics.fmean(kept(r) for r in runs),
                                  **summary(runs)})
-    small = pg.train([pg.with_(best, hidden=h, seed=s) for h in SMALL_NETWORKS for s in range(seeds)], epochs)
+    small = pg.train([pg.with_(r.config, hidden=h) for h in SMALL_NETWORKS for r in trained], epochs)
     for i, hidden in enumerate(SMALL_NETWORKS):
         runs = small[i * seeds:(i + 1) * seeds]
         curves["trained small"].append({"hidden": list(hidden), "parameters": runs[0].config.parameter_count(),
@@ -184,7 +191,7 @@ def pruning(best: pg.Config, epochs: int, seeds: int) -> tuple[dict, pg.Run]:
     counts, _ = np.histogram(magnitudes, bins=histogram_edges)
     small_share = {f"{t:g}": float((magnitudes < t).mean()) for t in (0.01, 0.05, 0.1)}
     return {"weight_histogram": {"edges": histogram_edges.tolist(), "counts": counts.tolist()},
-            "share_below": small_share, "curves": curves, "full_parameters": best.parameter_count()}, trained[0]
+            "share_below": small_share, "curves": curves, "full_parameters": best.parameter_count()}
 
 
 def run_dict(run: pg.Run) -> dict:
@@ -271,7 +278,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("mean 0.5 (out - y)^2")
     ax_loss.legend(fontsize=8)
-    ax_loss.set_title("loss (seed 0)", fontsize=9)
+    ax_loss.set_title(f"loss (seed {best.config.seed})", fontsize=9)
     fig.suptitle(f"Q1.1 best configuration found for the spiral:\n{best.config.describe()}{label}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_1_spiral_best.png"))
 
@@ -333,14 +340,25 @@ def tex(text) -> str:
     return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}")
 
 
+def selection_clause(search_mean: float, fresh_mean: float) -> str:
+    """How the best configuration's mean test loss on fresh seeds compares with the search's."""
+    if fresh_mean > search_mean:
+        return "higher: the usual optimism of picking the best of many noisy scores"
+    return "no higher, so the pick did not rest on the luck of its search seeds"
+
+
 def snippet(results: dict) -> str:
     best = results["best"]
+    fresh = results["best_fresh"]["test_loss"]
     config = pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in best["config"].items()})
     lines = [
         "% Generated by codes/q1_playground.py from results/q1_playground.json; do not edit.",
         f"\\newcommand{{\\QOneBestConfig}}{{{tex(config.describe())}}}",
         f"\\newcommand{{\\QOneBestTestLoss}}{{${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$}}",
         f"\\newcommand{{\\QOneSearchSize}}{{{len(results['search'])}}}",
+        f"\\newcommand{{\\QOneSearchSeeds}}{{{best['runs']}}}",
+        f"\\newcommand{{\\QOneBestFreshTestLoss}}{{${fresh[0]:.4f} \\pm {fresh[1]:.4f}$}}",
+        f"\\newcommand{{\\QOneSelectionOptimism}}{{{selection_clause(best['test_loss'][0], fresh[0])}}}",
         f"\\newcommand{{\\QOneEpochs}}{{{results['epochs']}}}",
         f"\\newcommand{{\\QOneSeeds}}{{{results['seeds']}}}",
         f"\\newcommand{{\\QOneSeconds}}{{{results['seconds']:.0f}}}",
@@ -377,11 +395,12 @@ def main(argv: list[str] | None = None) -> int:
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
         sweep_results = sweeps(best, args.epochs, args.seeds)
-        prune_results, best_run = pruning(best, args.epochs, args.seeds)
+        retrained = pg.train([pg.with_(best, seed=s) for s in fresh_seeds(args.seeds)], args.epochs)
         results = {
             "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "shortened": args.shortened,
             "search": table, "best": next(row for row in table if row["config"] == config_dict(best)),
-            "best_run": run_dict(best_run), "sweeps": sweep_results, "pruning": prune_results,
+            "best_fresh": summary(retrained), "best_run": run_dict(retrained[0]),
+            "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": common.cpu_name(),
         }
         common.write_json_atomic(results_path, results)

@@ -1,6 +1,7 @@
 """The playground reproduction against the page's formulas, hand computations and autograd."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import playground as pg
+import q1_playground
 from conftest import run_script
 
 
@@ -146,6 +148,16 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
     assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
+    # Q1.2/Q1.3 judge the chosen configuration on seeds the search (seeds 0, 1) never saw
+    results = json.loads((tmp_path / "q1_playground.json").read_text())
+    assert results["best"]["runs"] == 2 and results["best_fresh"]["runs"] == 2
+    assert results["best_run"]["config"]["seed"] == 2
+    assert "\\newcommand{\\QOneSearchSeeds}{2}" in snippet
+
+
+def test_selection_clause_says_whether_fresh_seeds_did_worse():
+    assert q1_playground.selection_clause(0.004, 0.026).startswith("higher")
+    assert q1_playground.selection_clause(0.004, 0.004).startswith("no higher")
 
 
 def test_stacks_in_parallel_processes_give_the_same_runs_as_one_after_another():
