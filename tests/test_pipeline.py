@@ -1,6 +1,7 @@
 """The one-command pipeline: the quick pass and the submission zip."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -17,17 +18,19 @@ from conftest import run_script, write_mnist
 def snapshot(*folders):
     """Every file under the folders with its modification time and size."""
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for f in folders if f.exists() for p in f.rglob("*")
-            if p.is_file() and common.QUICK_DIR not in p.parents}
+            if p.is_file()}
 
 
 def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_path):
     data = write_mnist(tmp_path / "data", n_train=2500, n_test=300)
+    # results/quick/ (make quick's folder) included: the tests write only to temporary folders
     real = (common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
     before = snapshot(*real)
-    done = run_script("run_all.py", "--quick", "--data-dir", str(data), "--offline")
+    quick = tmp_path / "quick"
+    done = run_script("run_all.py", "--quick", "--output-dir", str(quick), "--data-dir", str(data), "--offline")
     assert done.returncode == 0, done.stderr[-3000:]
     assert snapshot(*real) == before
-    summary = json.loads((common.QUICK_DIR / "run_summary.json").read_text())
+    summary = json.loads((quick / "run_summary.json").read_text())
     assert summary["mode"] == "quick" and summary["completed"]
     assert [s["key"] for s in summary["steps"]] == list(run_all.STEPS)
     assert all(s["returncode"] == 0 and s["seconds"] > 0 for s in summary["steps"])
@@ -35,16 +38,31 @@ def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_p
     assert 0 <= mlp["val_error"] <= 100
     for figure in ("q1_1_spiral_best.png", "q5_2_error.png", "q5_3_chosen_level.png", "q5_5_cnn_vs_mlp.png",
                    "q4_1_blur.png"):
-        assert (common.QUICK_DIR / "figures" / figure).exists()
+        assert (quick / "figures" / figure).exists()
 
     # rerunning one step keeps the record of the others
-    again = run_script("run_all.py", "--quick", "--steps", "q5_5", "--data-dir", str(data), "--offline")
+    again = run_script("run_all.py", "--quick", "--output-dir", str(quick), "--steps", "q5_5", "--data-dir", str(data),
+                       "--offline")
     assert again.returncode == 0, again.stderr[-3000:]
-    updated = json.loads((common.QUICK_DIR / "run_summary.json").read_text())
+    updated = json.loads((quick / "run_summary.json").read_text())
     assert updated["completed"] and updated["steps_run_last"] == ["q5_5"]
     assert updated["steps"][:-1] == summary["steps"][:-1]
     assert updated["steps"][-1]["key"] == "q5_5" and updated["steps"][-1] != summary["steps"][-1]
     assert updated["total_seconds"] == pytest.approx(sum(step["seconds"] for step in updated["steps"]))
+
+
+@pytest.mark.parametrize("epochs, subset, root", [
+    (common.ASSIGNMENT["epochs"], None, None),  # the assignment's run: the real folders
+    (2, None, common.QUICK_DIR),
+    (common.ASSIGNMENT["epochs"], 1000, common.QUICK_DIR),
+])
+def test_shortened_runs_write_under_the_quick_folder(epochs, subset, root):
+    paths = common.output_paths(argparse.Namespace(output_dir=None, epochs=epochs, subset=subset))
+    if root is None:
+        assert (paths.results, paths.figures, paths.generated) == (
+            common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
+    else:
+        assert (paths.results, paths.figures, paths.generated) == (root, root / "figures", root / "generated")
 
 
 def test_zip_holds_the_pdf_and_codes_at_the_top_level(tmp_path):
