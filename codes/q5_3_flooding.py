@@ -133,9 +133,10 @@ def lowest_validation_error(table: dict[float, dict], levels=None) -> float | No
     return min(finite, key=lambda b: (table[b]["val_error"][0], b), default=None)
 
 
-def chosen_level(results: dict) -> float:
-    """Q5.3's b: the smallest mean final validation error over seeds; ties go to the smaller b."""
-    return lowest_validation_error(by_level(results))
+def chosen_level(table: dict[float, dict]) -> float:
+    """Q5.3's b, from a by_level table: the smallest mean final validation error over seeds; ties go
+    to the smaller b."""
+    return lowest_validation_error(table)
 
 
 def best_flooded_level(table: dict[float, dict]) -> float | None:
@@ -348,7 +349,7 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
     main_lr = next(iter(runs))
     main = runs[main_lr]
     table = by_level(main)
-    best = lowest_validation_error(table)  # chosen_level, from the table drawn below
+    best = chosen_level(table)
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
     label = plotting.shortened_label(main)
@@ -494,7 +495,7 @@ def snippet(runs: dict[float, dict]) -> str:
     (Q5.2's own numbers come from report/generated/q5_2.tex)."""
     lrs = list(runs)
     tables = {lr: by_level(run) for lr, run in runs.items()}
-    chosen = {lr: lowest_validation_error(table) for lr, table in tables.items()}  # chosen_level of each
+    chosen = {lr: chosen_level(table) for lr, table in tables.items()}
     main_lr, main = lrs[0], runs[lrs[0]]
     header = " & ".join(f"\\multicolumn{{3}}{{c}}{{lr {lr:g}}}" for lr in lrs)
     sub = " & ".join("val. error & test error & ECE" for _ in lrs)
@@ -588,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(runs.values())))
     for lr, run in runs.items():
         table = by_level(run)
-        b = chosen_level(run)
+        b = chosen_level(table)
         print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {pm(table[b]['val_error'])} %, "
               f"test error {pm(table[b]['test_error'])} %".replace("$", "").replace("\\pm", "+-"))
     snippet_path = paths.generated / "q5_3.tex"

@@ -57,8 +57,8 @@ def key_numbers(script: str, results_dir: Path) -> dict:
         numbers = {}
         for path in sorted(results_dir.glob("q5_3_flooding_lr*.json")):
             run = json.loads(path.read_text())
-            level = q5_3_flooding.chosen_level(run)
             table = q5_3_flooding.by_level(run)
+            level = q5_3_flooding.chosen_level(table)
             numbers[path.stem] = {"chosen_level": level, "val_error": table[level]["val_error"],
                                   "test_error": table[level]["test_error"], "device": run["environment"]["device_name"],
                                   "training_seconds": run["seconds"]["total"], "copies": len(run["copies"])}

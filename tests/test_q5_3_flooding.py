@@ -200,14 +200,15 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
 def test_choice_sentence_names_the_best_flooded_level_when_no_flooding_is_chosen():
     results = sweep_results({(0, 0.0): (1.6, 1.5, 1.0), (0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.7, 1.9, 0.2)})
     table = q5_3_flooding.by_level(results)
-    assert q5_3_flooding.chosen_level(results) == 0.0 and q5_3_flooding.shown_level(table, 0.0) == 0.1
+    assert q5_3_flooding.chosen_level(table) == 0.0 and q5_3_flooding.shown_level(table, 0.0) == 0.1
     sentence = q5_3_flooding.choice_sentence(table, 0.0)
     assert sentence.startswith("The chosen level is $b=0$, that is no flooding")
     assert "The best flooded level, $b=0.10$, ended at $1.70 \\pm 0.00$" in sentence
     flooded_wins = sweep_results({(0, 0.0): (1.9, 1.5, 1.0), (0, 0.05): (1.8, 1.7, 0.6)})
-    assert q5_3_flooding.chosen_level(flooded_wins) == 0.05
-    assert q5_3_flooding.shown_level(q5_3_flooding.by_level(flooded_wins), 0.05) == 0.05
-    assert q5_3_flooding.choice_sentence(q5_3_flooding.by_level(flooded_wins), 0.05).startswith(
+    flooded_wins_table = q5_3_flooding.by_level(flooded_wins)
+    assert q5_3_flooding.chosen_level(flooded_wins_table) == 0.05
+    assert q5_3_flooding.shown_level(flooded_wins_table, 0.05) == 0.05
+    assert q5_3_flooding.choice_sentence(flooded_wins_table, 0.05).startswith(
         "The chosen level is $b=0.05$, with a final validation error of $1.80 \\pm 0.00$")
 
 
