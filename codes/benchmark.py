@@ -32,7 +32,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import cli
 import common
+import runs
 from q5_3_flooding import FLOOD_LEVELS
 from q5_5_cnn import cnn
 
@@ -109,17 +111,17 @@ def earlier_workloads(path: Path, settings: dict, skip: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_data_arguments(parser)
-    parser.add_argument("--workloads", type=common.choice_list(list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
+    cli.add_data_arguments(parser)
+    parser.add_argument("--workloads", type=cli.choice_list(list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
                         help=f"which to time (default: {','.join(WORKLOADS)})")
-    parser.add_argument("--epochs", type=common.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
-    parser.add_argument("--batch-size", type=common.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=common.RESULTS_DIR, help="where the JSON goes (default: results/)")
+    parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=cli.RESULTS_DIR, help="where the JSON goes (default: results/)")
     args = parser.parse_args(argv)
     args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
-    device = common.training_device(args)
-    common.ensure_writable(args.output_dir)
-    environment = common.environment(device)
+    device, args.tf32 = cli.training_device(args.device, args.tf32)
+    cli.ensure_writable(args.output_dir)
+    environment = runs.environment(device)
     splits = common.prepare_splits(args.data_dir, device, args.split_seed, download=not args.offline)
 
     print(f"batch {args.batch_size}, {environment['device_name']}{', TF32 matrix products' if args.tf32 else ''}, "
@@ -156,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept from the earlier run in {path}: {', '.join(kept)}")
     measured = {**kept, **report}
     report = {name: measured[name] for name in WORKLOADS if name in measured}  # in the usual order
-    common.write_json_atomic(path, {"workloads": report, **settings})
+    runs.write_json_atomic(path, {"workloads": report, **settings})
     print(f"results: {path}")
     return 0
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

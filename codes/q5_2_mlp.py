@@ -18,23 +18,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import cli
 import common
 import plotting
+import runs
+from latex import latex_macros, latex_scientific, seconds_text
 
 RESULTS_FILE = "q5_2_mlp.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_training_arguments(parser)
+    cli.add_training_arguments(parser)
     return parser.parse_args(argv)
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     history = results["history"]
     epochs = history["epoch"]
-    series = {key: common.series(results, key) for key in ("train_error", "val_error", "train_loss", "val_loss")}
-    final = common.final_metrics(results)
+    series = {key: runs.series(results, key) for key in ("train_error", "val_error", "train_loss", "val_loss")}
+    final = runs.final_metrics(results)
     setting = "MLP 784-500-10, SGD lr {lr}, momentum {momentum}, batch {batch_size}".format(**results["config"])
 
     fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
@@ -50,7 +53,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     ax.plot(epochs, series["train_loss"], label="training", color="C0")
     ax.plot(epochs, series["val_loss"], label="validation", color="C1")
     val_loss = series["val_loss"]
-    best = common.argmin_finite(val_loss)
+    best = runs.argmin_finite(val_loss)
     ax.axvline(epochs[best], color="C1", linestyle=":", label=f"lowest validation loss (epoch {epochs[best]})")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -63,7 +66,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 
 def snippet(results: dict) -> str:
     """The numbers the report cites about the Q5.2 run (Q5.1 and Q5.2 rest on them)."""
-    final = common.final_metrics(results)
+    final = runs.final_metrics(results)
     zero_error = final["zero_train_error_epoch"]
     macros = {
         "QFiveTwoEpochs": results["epochs_completed"],
@@ -76,34 +79,33 @@ def snippet(results: dict) -> str:
         "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",
         "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
         "QFiveTwoFinalValLoss": f"{final['val_loss']:.4f}",
-        "QFiveTwoFinalTrainLoss": f"${common.latex_scientific(final['train_loss'])}$",
-        "QFiveTwoSecondsPerEpoch": common.seconds_text(results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']),
+        "QFiveTwoFinalTrainLoss": f"${latex_scientific(final['train_loss'])}$",
+        "QFiveTwoSecondsPerEpoch": seconds_text(results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']),
         "QFiveTwoDevice": results["environment"]["device_name"],
     }
-    return common.latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)
+    return latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    paths = common.output_paths(args)
+    paths = cli.output_paths(args.output_dir, cli.is_shortened(args))
     results_path = paths.results / RESULTS_FILE
     status = 0
     if not args.plot_only:
         paths.ensure_writable()
-        results, model, splits = common.run_experiment(
-            args, common.mlp, init_seeds=[args.seed], desc="Q5.2 MLP", checkpoint_path=results_path.with_suffix(".ckpt")
-        )
-        results["question"] = "Q5.2"
-        # Kept so Q5.5 can show the validation digits that one network gets wrong and the other right.
+        config = cli.run_config(args, lr=args.lr, seed=args.seed)
+        results, model, splits = runs.train_and_record(
+            "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args))
+        # the validation digits Q5.5 shows the one network getting wrong and the other right
         results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
-        common.write_json_atomic(results_path, results)
-        if common.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}."):
+        runs.write_json_atomic(results_path, results)
+        if runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}."):
             status = 1
         print(f"results: {results_path}")
-    results = common.read_results(results_path)
+    results = runs.read_results(results_path)
     if results["diverged_at_epoch"][0] is None:  # a diverged run is drawn, never cited
         snippet_path = paths.generated / "q5_2.tex"
-        common.write_text_atomic(snippet_path, snippet(results))
+        runs.write_text_atomic(snippet_path, snippet(results))
         print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")
@@ -111,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

@@ -5,7 +5,7 @@ The training objective is |R - b| + b, R the mini-batch mean cross-entropy
 are trained as ONE stacked model (K = 21 x seeds copies) through the common
 trainer: within a seed every level starts from the same weights, and every
 copy sees the same mini-batches, so the levels are compared pairwise. The b = 0
-copy of seed 0 is exactly the Q5.2 run. The sweep runs at the assignment's
+copy of seed 0 is exactly the Q5.2 run. The sweep sweeps at the assignment's
 lr 0.1 and again at lr 0.01 (everything else equal), since how much flooding
 matters depends on the step size (Q5.4).
 
@@ -25,7 +25,6 @@ drawn beside the chosen level when it exists.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import statistics
 import warnings
@@ -33,8 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
+import torch
+
+import cli
 import common
 import plotting
+import runs
+from latex import latex_scientific
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00, 0.01, ..., 0.20}
@@ -44,35 +48,19 @@ CALIBRATION_BINS = 15
 LEVELS_DRAWN = (0.0, 0.02, 0.05, 0.1, 0.2)  # training-loss curves shown in one figure
 
 
-def float_list(text: str, what: str, minimum: float, strict: bool) -> list[float]:
-    try:
-        values = [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"{what} needs at least one value, got {text!r}")
-    bad = [v for v in values if not math.isfinite(v) or v < minimum or (strict and v == minimum)]
-    if bad:
-        relation = ">" if strict else ">="
-        raise argparse.ArgumentTypeError(f"every {what[:-1]} must be {relation} {minimum:g}, got {bad[0]:g}")
-    if len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"{what} lists a value twice: {text!r}")
-    return values
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_training_arguments(parser, single_run=False)
+    cli.add_training_arguments(parser, single_run=False)
     parser.add_argument(
-        "--flood-levels", type=lambda t: float_list(t, "flood levels", 0.0, strict=False),
+        "--flood-levels", type=cli.float_list("flood levels", 0.0, strict=False),
         default=FLOOD_LEVELS, metavar="B,B,...", help="flood levels b >= 0 (default: 0.00,0.01,...,0.20)",
     )
     parser.add_argument(
-        "--seeds", type=common.positive_int, default=SEEDS, metavar="N",
+        "--seeds", type=cli.positive_int, default=SEEDS, metavar="N",
         help="initialisations per level, seeds 0..N-1; seed 0 is Q5.2's (default: %(default)s)",
     )
     parser.add_argument(
-        "--lrs", type=lambda t: float_list(t, "learning rates", 0.0, strict=True), default=LEARNING_RATES,
+        "--lrs", type=cli.float_list("learning rates", 0.0, strict=True), default=LEARNING_RATES,
         metavar="LR,LR,...", help="one stacked sweep per learning rate; the first is the assignment's (default: 0.1,0.01)",
     )
     # 21 x 3 stacked MLPs are 200 MB of state: save it less often than a single run does.
@@ -85,19 +73,33 @@ def results_name(lr: float) -> str:
 
 
 def sweep(args: argparse.Namespace, lr: float, results_path: Path) -> dict:
-    """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr."""
+    """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
+    mini-batch order of seed 0 (Q5.2's)."""
     init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
     levels = [level for _ in range(args.seeds) for level in args.flood_levels]
-    run_args = copy.copy(args)
-    run_args.lr, run_args.seed = lr, 0  # mini-batch order of seed 0, as in Q5.2
-    results, model, splits = common.run_experiment(
-        run_args, common.mlp, init_seeds, flood_levels=levels, desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}",
-        checkpoint_path=results_path.with_suffix(".ckpt"),
-    )
-    results["question"] = "Q5.3"
-    ece = common.expected_calibration_error(model, splits["val"], bins=CALIBRATION_BINS)
-    results["final_val_ece"] = ece.cpu().tolist()
+    config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
+    results, model, splits = runs.train_and_record(
+        "Q5.3", config, common.mlp, init_seeds, levels, results_path,
+        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **cli.run_options(args))
+    results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
+
+
+@torch.no_grad()
+def expected_calibration_error(model: common.StackedCopies, split: common.Split, bins: int = CALIBRATION_BINS,
+                               batch_size: int = 1000) -> torch.Tensor:
+    """ECE of every copy: sum over equal-width confidence bins of |bin| / N * |accuracy - mean confidence|,
+    the confidence being the largest softmax probability. (K,) tensor, a fraction in [0, 1]."""
+    # per bin: sum of correct predictions and of confidences (|bin| * accuracy and |bin| * mean confidence)
+    correct = torch.zeros(model.copies, bins, device=split.labels.device)
+    confidence_sum = torch.zeros_like(correct)
+    for logits, labels in common.logits_in_chunks(model, split, batch_size):
+        confidence, predicted = logits.softmax(-1).max(-1)  # (K, b)
+        # bin i holds confidences in (i/bins, (i+1)/bins]; a confidence is never below 1/10
+        index = (confidence * bins).ceil().long().clamp(1, bins) - 1
+        correct.scatter_add_(1, index, (predicted == labels).float())
+        confidence_sum.scatter_add_(1, index, confidence)
+    return (correct - confidence_sum).abs().sum(1) / len(split)
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -117,7 +119,7 @@ def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
     table: dict[float, dict[str, list]] = {}
     for k, copy_info in enumerate(results["copies"]):
         row = table.setdefault(copy_info["flood_level"], {})
-        val_errors = common.series(results, "val_error", k)
+        val_errors = runs.series(results, "val_error", k)
         finite = [e for e in range(len(val_errors)) if val_errors[e] is not None]
         for key in ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction"):
             row.setdefault(key, []).append(history[key][-1][k])
@@ -126,29 +128,20 @@ def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
     return {level: {key: mean_std(values) for key, values in row.items()} for level, row in sorted(table.items())}
 
 
-def lowest_validation_error(table: dict[float, dict], levels=None) -> float | None:
-    """Among `levels` (default: all) of a by_level table, the b with the smallest mean final
-    validation error over seeds, ties to the smaller b; diverged levels are skipped (None if all are)."""
-    finite = [b for b in (table if levels is None else levels) if not math.isnan(table[b]["val_error"][0])]
+def lowest_validation_error(table: dict[float, dict], flooded_only: bool = False) -> float | None:
+    """The b of a by_level table (b > 0 only if flooded_only) with the smallest mean final validation
+    error over seeds, ties to the smaller b; diverged levels are skipped (None if all are)."""
+    finite = [b for b in table if not math.isnan(table[b]["val_error"][0]) and (b > 0 or not flooded_only)]
     return min(finite, key=lambda b: (table[b]["val_error"][0], b), default=None)
 
 
-def chosen_level(table: dict[float, dict]) -> float:
-    """Q5.3's b, from a by_level table: the smallest mean final validation error over seeds; ties go
-    to the smaller b."""
-    return lowest_validation_error(table)
-
-
-def best_flooded_level(table: dict[float, dict]) -> float | None:
-    """The b > 0 of smallest mean final validation error (None if there is none that trained)."""
-    return lowest_validation_error(table, [b for b in table if b > 0])
-
-
-def shown_level(table: dict[float, dict], chosen: float) -> float:
-    """The flood level the figures and text set against b = 0 (from a by_level table and its chosen
-    level): the chosen one, or, when b = 0 itself is chosen, the best flooded level (so that flooding
-    is still shown)."""
-    return chosen if chosen > 0 else best_flooded_level(table) or chosen
+def analyse(results: dict) -> dict:
+    """One sweep's per-level table and the levels read from it: the chosen b (Q5.3's answer), the
+    best flooded b > 0, and the one the figures and text set against b = 0 (the chosen one, or the
+    best flooded one when b = 0 itself is chosen, so that flooding is still shown)."""
+    table = by_level(results)
+    chosen, flooded = lowest_validation_error(table), lowest_validation_error(table, flooded_only=True)
+    return {"table": table, "chosen": chosen, "flooded": flooded, "shown": chosen if chosen > 0 else flooded or chosen}
 
 
 def copies_at(results: dict, level: float) -> list[int]:
@@ -227,7 +220,7 @@ def resolvable_change_clause(seeds: int) -> str:
     return f"with {seeds} seeds that takes a mean change of about {ratio:.2g} times its standard deviation"
 
 
-def effect_of_flooding(results: dict) -> dict:
+def effect_of_flooding(results: dict, analysis: dict) -> dict | None:
     """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
     test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
     finite b > 0 to compare).
@@ -236,9 +229,8 @@ def effect_of_flooding(results: dict) -> dict:
     test error, never used for the choice, is the honest measure. The change counts when a
     paired t-test over the seeds rejects "no change" at SIGNIFICANCE (resolvable_change_clause
     says how large a change that takes)."""
-    table = by_level(results)
-    level = best_flooded_level(table)
-    if 0.0 not in table or level is None:
+    level = analysis["flooded"]
+    if 0.0 not in analysis["table"] or level is None:
         return None
     test_changes = paired_change(results, level, "test_error")
     mean, std = mean_std(test_changes)
@@ -312,7 +304,7 @@ def findings_sentences(effects: dict[float, dict | None]) -> str:
 
 
 def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
-    """Copies of one sweep with an epoch each (as common.collapsed_copies gives them), as
+    """Copies of one sweep with an epoch each (as runs.collapsed_copies gives them), as
     "b=.. (seed s) at epoch e" for the first `named`."""
     names = [f"$b={run['copies'][k]['flood_level']:.2f}$ (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
              for k, epoch in list(copies.items())[:named]]
@@ -320,11 +312,11 @@ def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
     return ", ".join(names) + (f" and {more} more" if more else "")
 
 
-def collapse_sentence(runs: dict[float, dict]) -> str:
+def collapse_sentence(sweeps: dict[float, dict]) -> str:
     """Which copies collapsed, at every learning rate: their errors are in the means, so the reader must know."""
     sentences = []
-    for lr, run in runs.items():
-        collapsed = common.collapsed_copies(run)
+    for lr, run in sweeps.items():
+        collapsed = runs.collapsed_copies(run)
         if collapsed:
             sentences.append(f"At lr {lr:g}, {len(collapsed)} of {len(run['copies'])} copies collapsed (their "
                              f"training loss rose above its value before training): {named_copies(run, collapsed)}; "
@@ -336,7 +328,7 @@ def collapse_sentence(runs: dict[float, dict]) -> str:
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
     """Per epoch, the mean, min and max over seeds of one history key at one level."""
     # a diverged copy's epochs are None: NaN here, left out of the mean and the band
-    rows = np.array([common.series(results, key, k) for k in copies_at(results, level)], dtype=float)
+    rows = np.array([runs.series(results, key, k) for k in copies_at(results, level)], dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged stays NaN
         return np.nanmean(rows, 0).tolist(), np.nanmin(rows, 0).tolist(), np.nanmax(rows, 0).tolist()
@@ -345,11 +337,11 @@ def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[
 # ----------------------------------------------------------------------------- figures
 
 
-def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -> list[Path]:
-    main_lr = next(iter(runs))
-    main = runs[main_lr]
-    table = by_level(main)
-    best = chosen_level(table)
+def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: dict | None,
+         figures_dir: Path) -> list[Path]:
+    main_lr = next(iter(sweeps))
+    main, analysis = sweeps[main_lr], analyses[main_lr]
+    table, best, shown = analysis["table"], analysis["chosen"], analysis["shown"]
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
     label = plotting.shortened_label(main)
@@ -357,7 +349,6 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
 
     # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
     # chosen, the best flooded level, so that flooding is still in the picture)
-    shown = shown_level(table, best)
     drawn_levels = {best: "chosen", shown: "best flooded level"} if shown != best else {best: "chosen"}
     fig, ax = plotting.plt.subplots(figsize=(6.4, 4.4))
     for i, (level, role) in enumerate(drawn_levels.items()):
@@ -367,7 +358,7 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
             ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
     if mlp_results is not None:
         for key, color, name in (("train_error", "k", "training"), ("val_error", "0.5", "validation")):
-            ax.plot(mlp_results["history"]["epoch"], common.series(mlp_results, key), color=color,
+            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color=color,
                     linestyle="--", linewidth=1, label=f"Q5.2 (no flooding, seed 0): {name}")
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
@@ -394,7 +385,7 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
     drawn = [b for b in LEVELS_DRAWN if b in table] or levels[:5]
     for i, level in enumerate(drawn):
         k = copies_at(main, level)[0]
-        batch_loss = np.array(common.series(main, "batch_loss", k)[1:], dtype=float)  # None -> NaN: a gap
+        batch_loss = np.array(runs.series(main, "batch_loss", k)[1:], dtype=float)  # None -> NaN: a gap
         ax.plot(epochs[1:], batch_loss, color=f"C{i}", label=f"b = {level:.2f}")
         if level > 0:
             ax.axhline(level, color=f"C{i}", linestyle=":", linewidth=1)
@@ -424,8 +415,8 @@ def plot(runs: dict[float, dict], mlp_results: dict | None, figures_dir: Path) -
 
     # 5. both learning rates: error and calibration against b
     fig, (ax_error, ax_ece) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
-    for i, (lr, run) in enumerate(runs.items()):
-        run_table = by_level(run)
+    for i, lr in enumerate(sweeps):
+        run_table = analyses[lr]["table"]
         run_levels = list(run_table)
         for ax, key in ((ax_error, "val_error"), (ax_ece, "ece")):
             ax.errorbar(run_levels, [run_table[b][key][0] for b in run_levels],
@@ -453,13 +444,13 @@ def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: 
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
 
-def choice_sentence(table: dict[float, dict], chosen: float) -> str:
+def choice_sentence(analysis: dict) -> str:
     """The chosen level against training without flooding, in words; when b = 0 itself is chosen,
     against the best flooded level instead."""
     def errors(level: float) -> str:
         return f"{pm(table[level]['val_error'])}\\,\\% (test {pm(table[level]['test_error'])}\\,\\%)"
 
-    flooded = best_flooded_level(table)
+    table, chosen, flooded = analysis["table"], analysis["chosen"], analysis["flooded"]
     if chosen > 0:
         against = f" against {errors(0.0)} without flooding" if 0.0 in table else ""
         return f"The chosen level is $b={chosen:.2f}$, with a final validation error of {errors(chosen)}{against}."
@@ -483,20 +474,20 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[
         "TrainError": pm(row["train_error"], digits=3),
         "ECE": pm(row["ece"]),
         "ValLoss": pm(row["val_loss"], digits=3),
-        "TrainLoss": "diverged" if math.isnan(train_loss) else f"${common.latex_scientific(train_loss)}$",
+        "TrainLoss": "diverged" if math.isnan(train_loss) else f"${latex_scientific(train_loss)}$",
         "FloodActive": "diverged" if math.isnan(train_loss) else f"{100 * row['flood_active_fraction'][0]:.0f}",
         "BestEpoch": pm(row["best_epoch"], digits=0),
     }
     return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{{value}}}" for quantity, value in values.items()]
 
 
-def snippet(runs: dict[float, dict]) -> str:
+def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
     """The table of final errors per b for every learning rate, and the numbers the text cites
     (Q5.2's own numbers come from report/generated/q5_2.tex)."""
-    lrs = list(runs)
-    tables = {lr: by_level(run) for lr, run in runs.items()}
-    chosen = {lr: chosen_level(table) for lr, table in tables.items()}
-    main_lr, main = lrs[0], runs[lrs[0]]
+    lrs = list(sweeps)
+    tables = {lr: analysis["table"] for lr, analysis in analyses.items()}
+    chosen = {lr: analysis["chosen"] for lr, analysis in analyses.items()}
+    main_lr, main = lrs[0], sweeps[lrs[0]]
     header = " & ".join(f"\\multicolumn{{3}}{{c}}{{lr {lr:g}}}" for lr in lrs)
     sub = " & ".join("val. error & test error & ECE" for _ in lrs)
     rows = []
@@ -510,7 +501,7 @@ def snippet(runs: dict[float, dict]) -> str:
                 cells.append(pm(entry["val_error"], bold=level == chosen[lr]))
                 cells.extend([pm(entry["test_error"]), pm(entry["ece"])])
         rows.append(f"{level:.2f} & " + " & ".join(cells) + " \\\\")
-    shown = shown_level(tables[main_lr], chosen[main_lr])
+    shown = analyses[main_lr]["shown"]
     no_flood = tables[main_lr].get(0.0)
     lines = [
         f"% Generated by codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps; do not edit.",
@@ -529,20 +520,20 @@ def snippet(runs: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
-        f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(tables[main_lr], chosen[main_lr])}}}",
+        f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(analyses[main_lr])}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
         *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
     # Q5.4: at every learning rate, the best flooded level against b = 0
-    effects = {lr: effect_of_flooding(run) for lr, run in runs.items()}
+    effects = {lr: effect_of_flooding(run, analyses[lr]) for lr, run in sweeps.items()}
     computed = {lr: effect for lr, effect in effects.items() if effect is not None}
     lines += [
         f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
         f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
         f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
         f"\\newcommand{{\\QFiveFourResolvable}}{{{resolvable_change_clause(main['config']['seeds'])}}}",
-        f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(runs)}}}",
+        f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(sweeps)}}}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -551,9 +542,9 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
     """Q5.2's run, to draw beside the chosen level, if it exists and was trained like the sweep."""
     if not path.exists():
         return None
-    mlp_results = common.read_results(path)
+    mlp_results = runs.read_results(path)
     keys = ("split_seed", "subset", "epochs", "batch_size", "momentum", "lr", "seed")
-    differing = common.differing_settings(mlp_results["config"], sweep_results["config"], keys)
+    differing = runs.differing_settings(mlp_results["config"], sweep_results["config"], keys)
     if differing:
         print(f"note: Q5.2's curves are not drawn: {path} was trained otherwise ({', '.join(differing)})")
         return None
@@ -562,18 +553,18 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    paths = common.output_paths(args)
+    paths = cli.output_paths(args.output_dir, cli.is_shortened(args))
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
     status = 0
     if not args.plot_only:
         paths.ensure_writable()
         for lr, results_path in results_paths.items():
             results = sweep(args, lr, results_path)
-            common.write_json_atomic(results_path, results)
+            runs.write_json_atomic(results_path, results)
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
                 status = 1 if all(d is not None for d in results["diverged_at_epoch"]) else status
-            collapsed = common.collapsed_copies(results)
+            collapsed = runs.collapsed_copies(results)
             if collapsed:
                 print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
                       f"before training: {named_copies(results, collapsed)}".replace("$", ""))
@@ -585,20 +576,20 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
-    runs = {lr: common.read_results(path) for lr, path in results_paths.items()}
-    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(runs.values())))
-    for lr, run in runs.items():
-        table = by_level(run)
-        b = chosen_level(table)
+    sweeps = {lr: runs.read_results(path) for lr, path in results_paths.items()}
+    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())))
+    analyses = {lr: analyse(run) for lr, run in sweeps.items()}
+    for lr, analysis in analyses.items():
+        table, b = analysis["table"], analysis["chosen"]
         print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {pm(table[b]['val_error'])} %, "
               f"test error {pm(table[b]['test_error'])} %".replace("$", "").replace("\\pm", "+-"))
     snippet_path = paths.generated / "q5_3.tex"
-    common.write_text_atomic(snippet_path, snippet(runs))
+    runs.write_text_atomic(snippet_path, snippet(sweeps, analyses))
     print(f"snippet: {snippet_path}")
-    for figure in plot(runs, mlp_results, paths.figures):
+    for figure in plot(sweeps, analyses, mlp_results, paths.figures):
         print(f"figure: {figure}")
     return status
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

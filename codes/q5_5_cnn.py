@@ -5,16 +5,22 @@ padding 2) -> ReLU -> MaxPool 2x2 -> Linear(32*7*7 -> 10): 28,938 parameters,
 against the MLP's 397,510. Trained as Q5.2 (same split, 500 epochs, SGD with
 momentum 0.9, batch 128, same initialisation seed and mini-batches, same
 trainer) except for the learning rate: 0.01, because at Q5.2's 0.1 this CNN
-trains erratically and then collapses (the check: codes/q5_5_step_size.py).
+trains erratically and then collapses. The learning-rate check (--lrs) trains
+the same CNN at each rate for the same epochs, and keeps the rate with the
+lowest final validation error (the test set plays no part); a run collapses
+when its training loss rises above its value before training.
 
-    python codes/q5_2_mlp.py && python codes/q5_5_cnn.py   # the assignment's runs
-    python codes/q5_5_cnn.py --epochs 1 --subset 1000       # a seconds-long check (needs a
-                                                            # Q5.2 run of the same length)
-    python codes/q5_5_cnn.py --plot-only                    # redraw from the saved results
+    python codes/q5_5_cnn.py                            # the assignment's run
+    python codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158  # the learning-rate check
+    python codes/q5_5_cnn.py --epochs 1 --subset 1000     # a seconds-long check
+    python codes/q5_5_cnn.py --plot-only                  # redraw from the saved results
 
 Writes results/q5_5_cnn.json, report/figures/q5_5_cnn_vs_mlp.png,
-report/figures/q5_5_disagreements.png and report/generated/q5_5.tex;
-a shortened run writes under results/quick/.
+report/figures/q5_5_disagreements.png and report/generated/q5_5.tex; the
+check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.png
+and report/generated/q5_5_step_size.tex. The comparison with the MLP reads
+Q5.2's results file (results/q5_2_mlp.json beside this run's) and is left out,
+with a note, when there is none. A shortened run writes under results/quick/.
 """
 from __future__ import annotations
 
@@ -25,12 +31,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+import cli
 import common
 import plotting
+import runs
+from latex import latex_macros, latex_scientific, seconds_text
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 RESULTS_FILE = "q5_5_cnn.json"
-LEARNING_RATE = 0.01  # chosen by the check in q5_5_step_size.py; Q5.2's 0.1 makes this CNN collapse
+LEARNING_RATE = 0.01  # chosen by the learning-rate check; Q5.2's 0.1 makes this CNN collapse
+LR_CHECK_RATES = [0.1, 0.01]
+LR_CHECK_EPOCHS = 158  # the committed check's budget: the lr 0.1 run has collapsed well before it
 DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
 
 
@@ -43,31 +54,53 @@ def cnn() -> nn.Sequential:
     )
 
 
+def multiply_adds_per_image(module: nn.Module) -> int:
+    """Multiply-adds of one forward pass of one MNIST image through the Linear and Conv2d layers
+    (what dominates the cost; activations and pooling are not counted)."""
+    total = 0
+
+    def count(layer, inputs, output):
+        nonlocal total
+        if isinstance(layer, nn.Linear):
+            total += layer.in_features * layer.out_features
+        else:  # each output value of a convolution is one dot product over its receptive field
+            total += output[0].numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, 1, common.IMAGE_SIDE, common.IMAGE_SIDE))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_training_arguments(parser)
+    cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(
+        "--lrs", type=cli.float_list("learning rates", 0.0, strict=True), default=None, metavar="LR,LR,...",
+        help=f"run the learning-rate check instead: one run per rate, everything else equal (the committed "
+        f"check: {','.join(f'{lr:g}' for lr in LR_CHECK_RATES)} with --epochs {LR_CHECK_EPOCHS})")
+    parser.add_argument(
         "--mlp-results", type=Path, default=None,
-        help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)",
-    )
+        help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)")
     return parser.parse_args(argv)
 
 
-def load_mlp_results(path: Path, args: argparse.Namespace) -> dict:
-    """The Q5.2 run to compare with; it must have used the same split and data."""
+def load_mlp_results(path: Path, config: dict) -> dict | None:
+    """The Q5.2 run to compare with, if there is one; it must have used the same split and data."""
     if not path.exists():
-        raise common.UserError(
-            f"Q5.5 compares the CNN with the Q5.2 MLP, but {path} does not exist: run codes/q5_2_mlp.py "
-            "with the same --epochs/--subset first, or pass --mlp-results."
-        )
-    mlp_results = common.read_results(path)
-    differing = common.differing_settings(mlp_results["config"], vars(args), ("split_seed", "subset"))
+        print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison "
+              "(run codes/q5_2_mlp.py with the same --epochs/--subset, or pass --mlp-results)")
+        return None
+    mlp_results = runs.read_results(path)
+    differing = runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset"))
     if differing:
-        raise common.UserError(
-            f"{path} was run with other settings than this run ({', '.join(differing)}): "
-            "the comparison needs the same validation images."
-        )
+        raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
+                               "the comparison needs the same validation images.")
     return mlp_results
 
 
@@ -89,17 +122,19 @@ def disagreements(labels, cnn_predictions, mlp_predictions, val_images) -> dict:
     return record
 
 
-def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
-    runs = {"MLP (Q5.2)": (mlp_results, "C0"), "CNN": (results, "C3")}
+def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Path]:
+    """The CNN's curves beside the MLP's, and the digits the two classify differently (the CNN
+    alone, and no digits, without Q5.2's results)."""
+    curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP (Q5.2)": (mlp_results, "C0"), "CNN": (results, "C3")}
     fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
-    for name, (run, color) in runs.items():
+    for name, (run, color) in curves.items():
         epochs = run["history"]["epoch"]
-        final = common.final_metrics(run)
-        ax_error.plot(epochs, common.series(run, "train_error"), color=color, linestyle="--", label=f"{name} training")
-        ax_error.plot(epochs, common.series(run, "val_error"), color=color,
+        final = runs.final_metrics(run)
+        ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"{name} training")
+        ax_error.plot(epochs, runs.series(run, "val_error"), color=color,
                       label=f"{name} validation (final {final['val_error']:.2f}%)")
-        ax_loss.plot(epochs, common.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
-        ax_loss.plot(epochs, common.series(run, "val_loss"), color=color, label=f"{name} validation")
+        ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
+        ax_loss.plot(epochs, runs.series(run, "val_loss"), color=color, label=f"{name} validation")
     for ax in (ax_error, ax_loss):
         ax.set_xlabel("epoch")
         ax.legend(fontsize=8)
@@ -107,11 +142,16 @@ def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
     ax_loss.set_yscale("log")
     ax_loss.set_ylabel("mean cross-entropy")
     setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
-    setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
+    if mlp_results is None:
+        setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
+    else:
+        setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
     fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.shortened_label(results)}", fontsize=10)
     ax_error.set_title("error (dashed: training, solid: validation)")
     ax_loss.set_title("loss (dashed: training, solid: validation)")
     paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
+    if mlp_results is None:
+        return paths
 
     found = results["disagreements"]
     rows = [("cnn_right_mlp_wrong", "CNN right, MLP wrong"), ("mlp_right_cnn_wrong", "MLP right, CNN wrong")]
@@ -135,7 +175,7 @@ def plot(results: dict, mlp_results: dict, figures_dir: Path) -> list[Path]:
 
 def late_training_error(run: dict, window: int) -> tuple[float, float]:
     """Lowest and highest training error (%) over a run's last `window` epochs."""
-    errors = common.series(run, "train_error")[1:]  # epoch 0 is before training
+    errors = runs.series(run, "train_error")[1:]  # epoch 0 is before training
     return min(errors[-window:]), max(errors[-window:])
 
 
@@ -171,7 +211,7 @@ def mcnemar_sentence(found: dict) -> str:
     """What the split of the disagreements says about the gap between the networks, from the data."""
     cnn_only, mlp_only = found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"]
     p = mcnemar_p_value(cnn_only, mlp_only)
-    shown = f"$p={common.latex_scientific(p)}$" if p < 1e-3 else f"$p={p:.3f}$"
+    shown = f"$p={latex_scientific(p)}$" if p < 1e-3 else f"$p={p:.3f}$"
     verdict = ("so the gap is not an accident of which digits are in the validation set"
                if p < 0.01 else "so these validation digits do not show either network to be the more accurate")
     return (f"If both networks were equally accurate, each of the {cnn_only + mlp_only} disagreements would be "
@@ -181,10 +221,10 @@ def mcnemar_sentence(found: dict) -> str:
 
 def comparison_snippet(results: dict, mlp_results: dict) -> str:
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text cites."""
-    mlp, net = common.final_metrics(mlp_results), common.final_metrics(results)
+    mlp, net = runs.final_metrics(mlp_results), runs.final_metrics(results)
     def per_epoch(run: dict) -> str:
         s = run["seconds"]
-        return f"{common.seconds_text(s['train_per_epoch'])} + {common.seconds_text(s['eval_per_epoch'])}"
+        return f"{seconds_text(s['train_per_epoch'])} + {seconds_text(s['eval_per_epoch'])}"
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
@@ -200,7 +240,7 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
     found = results["disagreements"]
     devices = {mlp_results["environment"]["device_name"], results["environment"]["device_name"]}
     epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
-    multiply_adds = {"Mlp": common.multiply_adds_per_image(common.mlp()), "Cnn": common.multiply_adds_per_image(cnn())}
+    multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
@@ -228,53 +268,174 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
             f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",
-            f"QFiveFive{name}SecondsPerEpoch": common.seconds_text(seconds['train_per_epoch'] + seconds['eval_per_epoch']),
+            f"QFiveFive{name}SecondsPerEpoch": seconds_text(seconds['train_per_epoch'] + seconds['eval_per_epoch']),
         })
     table = ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
              f"{body}\n\\bottomrule\n\\end{{tabular}}")
     macros["QFiveFiveTable"] = table
-    return common.latex_macros("codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json", macros)
+    return latex_macros("codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json", macros)
+
+
+def check_summary(run: dict) -> dict:
+    final = runs.final_metrics(run)
+    losses = runs.series(run, "train_loss")
+    lowest = runs.argmin_finite(losses)
+    return {"lr": run["config"]["lr"], "collapse_epoch": runs.collapse_epoch(run), "final": final,
+            "diverged_at_epoch": run["diverged_at_epoch"][0],
+            "lowest_train_loss": losses[lowest], "lowest_train_loss_epoch": run["history"]["epoch"][lowest]}
+
+
+def check_finding(s: dict) -> str:
+    """One sentence on one run, from its history."""
+    if s["diverged_at_epoch"] is not None:
+        return f"At lr {s['lr']:g} the training loss becomes non-finite at epoch {s['diverged_at_epoch']}."
+    final = s["final"]
+    loss = s["lowest_train_loss"]
+    loss = f"{loss:.4f}" if loss >= 1e-3 else f"${latex_scientific(loss)}$"
+    text = f"At lr {s['lr']:g} the training loss is lowest at epoch {s['lowest_train_loss_epoch']} ({loss})"
+    if s["collapse_epoch"] is not None:
+        return (text + f"; at epoch {s['collapse_epoch']} it rises above its value before training, and the "
+                f"network ends at {final['train_error']:.2f}\\,\\% training and {final['val_error']:.2f}\\,\\% "
+                f"validation error, although its validation error was {final['best_val_error']:.2f}\\,\\% at "
+                f"epoch {final['best_val_epoch']}.")
+    zero = final["zero_train_error_epoch"]
+    reached = f"reaches zero at epoch {zero}" if zero is not None else f"ends at {final['train_error']:.3f}\\,\\%"
+    return text + f"; its training error {reached}, and its final validation error is {final['val_error']:.2f}\\,\\%."
+
+
+def chosen_lr(summaries: list[dict]) -> float:
+    """The rate with the lowest final validation error (ties to the larger rate, the faster one)."""
+    return min(summaries, key=lambda s: math.inf if s["final"]["val_error"] is None else s["final"]["val_error"])["lr"]
+
+
+def check_snippet(summaries: list[dict], epochs: int) -> str:
+    macros = {
+        "QFiveFiveStepSizeEpochs": epochs,
+        "QFiveFiveStepSizeRates": ", ".join(f"{s['lr']:g}" for s in summaries),
+        "QFiveFiveStepSizeFindings": " ".join(check_finding(s) for s in summaries),
+        "QFiveFiveStepSizeChosen": f"{chosen_lr(summaries):g}",
+    }
+    return latex_macros("codes/q5_5_cnn.py --lrs from results/q5_5_lr_check_lr*.json", macros)
+
+
+def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
+    fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(10, 3.8))
+    for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
+        epochs, lr = run["history"]["epoch"], run["config"]["lr"]
+        ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
+        ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} training")
+        ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} validation")
+        collapsed = runs.collapse_epoch(run)
+        if collapsed is not None:
+            ax_loss.axvline(collapsed, color=color, linestyle=":", linewidth=1)
+            ax_loss.annotate(f"collapse (epoch {collapsed})", (collapsed, 1.0), xytext=(-6, 0), textcoords="offset points",
+                             ha="right", fontsize=8, color=color)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("training loss (mean cross-entropy)")
+    ax_loss.set_title("training loss")
+    plotting.error_axis(ax_error)
+    ax_error.set_title("error (dashed: training, solid: validation)")
+    for ax in (ax_loss, ax_error):
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    config = check_runs[0]["config"]
+    fig.suptitle(f"Q5.5 learning-rate check: the CNN from the same initialisation on the same mini-batches "
+                 f"(SGD momentum {config['momentum']}, batch {config['batch_size']}, {check_runs[0]['epochs_completed']} epochs)",
+                 fontsize=10)
+    return plotting.save(fig, figures_dir / "q5_5_step_size.png")
+
+
+
+
+def check_results_path(results_dir: Path, lr: float) -> Path:
+    return results_dir / f"q5_5_lr_check_lr{lr:g}.json"
+
+
+def check_runs_in(results_dir: Path) -> list[dict]:
+    """The learning-rate check's runs, largest rate first; they must differ in the learning rate alone."""
+    check_runs = [runs.read_results(path) for path in sorted(results_dir.glob("q5_5_lr_check_lr*.json"))]
+    if len(check_runs) < 2:
+        raise common.UserError(f"the learning-rate check needs at least two runs "
+                               f"({results_dir}/q5_5_lr_check_lr*.json), found {len(check_runs)}")
+    check_runs.sort(key=lambda run: -run["config"]["lr"])
+    paired = ("epochs", "seed", "split_seed", "subset", "batch_size", "momentum", "tf32")
+    for run in check_runs[1:]:
+        differing = runs.differing_settings(run["config"], check_runs[0]["config"], paired)
+        if differing:
+            raise common.UserError(f"the runs of the learning-rate check in {results_dir} differ in more than the "
+                                   f"learning rate: {', '.join(differing)}")
+    return check_runs
+
+
+def draw_check(paths: cli.OutputPaths) -> None:
+    """The check's figure and snippet, from its runs; it must choose the rate the CNN is trained at."""
+    check_runs = check_runs_in(paths.results)
+    summaries = [check_summary(run) for run in check_runs]
+    chosen = chosen_lr(summaries)
+    if chosen != LEARNING_RATE:
+        raise common.UserError(f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at "
+                               f"{LEARNING_RATE:g}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
+    path = paths.generated / "q5_5_step_size.tex"
+    runs.write_text_atomic(path, check_snippet(summaries, check_runs[0]["epochs_completed"]))
+    print(f"snippet: {path}")
+    print(f"figure: {plot_check(check_runs, paths.figures)}")
+
+
+def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None, full_epochs: int) -> int:
+    """One CNN run at learning rate lr, its results written (with the comparison when there is an MLP
+    run); 1 if it diverged."""
+    config = cli.run_config(args, lr=lr, seed=args.seed)
+    results, model, splits = runs.train_and_record(
+        "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
+        **cli.run_options(args, full_epochs))
+    val = splits["val"]
+    cnn_predictions = common.predict(model, val)[0].cpu()
+    results["final_val_predictions"] = cnn_predictions.tolist()
+    mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(val)
+    if mlp_results is not None and not mismatch:
+        results["disagreements"] = disagreements(val.labels.cpu(), cnn_predictions,
+                                                 torch.tensor(mlp_results["final_val_predictions"]), val.images.cpu())
+    runs.write_json_atomic(results_path, results)  # the run is kept even if the comparison is impossible
+    if mismatch:
+        raise common.UserError(
+            f"the Q5.2 results hold {len(mlp_results['final_val_predictions'])} validation predictions, this split "
+            f"has {len(val)}: was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}.")
+    print(f"results: {results_path}")
+    diverged = runs.print_single_run_outcome(
+        results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
+    return 1 if diverged else 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    paths = common.output_paths(args)
+    full_epochs = LR_CHECK_EPOCHS if args.lrs else common.ASSIGNMENT["epochs"]
+    paths = cli.output_paths(args.output_dir, cli.is_shortened(args, full_epochs))
+    if args.lrs:  # the learning-rate check
+        if not args.plot_only:
+            paths.ensure_writable()
+            for lr in args.lrs:
+                if train_cnn(args, lr, check_results_path(paths.results, lr), None, full_epochs):
+                    print(f"note: lr {lr:g} diverged; the check keeps its history", flush=True)
+        draw_check(paths)
+        return 0
     results_path = paths.results / RESULTS_FILE
-    mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
-    mlp_results = load_mlp_results(mlp_path, args)
+    mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
+    mlp_results = load_mlp_results(args.mlp_results or paths.results / MLP_RESULTS_FILE, mlp_config)
     if not args.plot_only:
         paths.ensure_writable()
-        results, model, splits = common.run_experiment(
-            args, cnn, init_seeds=[args.seed], desc="Q5.5 CNN", checkpoint_path=results_path.with_suffix(".ckpt")
-        )
-        results["question"] = "Q5.5"
-        val = splits["val"]
-        cnn_predictions = common.predict(model, val)[0].cpu()
-        results["final_val_predictions"] = cnn_predictions.tolist()
-        mlp_predictions = mlp_results["final_val_predictions"]
-        if len(mlp_predictions) == len(val):
-            results["disagreements"] = disagreements(
-                val.labels.cpu(), cnn_predictions, torch.tensor(mlp_predictions), val.images.cpu()
-            )
-        common.write_json_atomic(results_path, results)  # the run is kept even if the comparison is impossible
-        if "disagreements" not in results:
-            raise common.UserError(
-                f"{mlp_path} holds {len(mlp_predictions)} validation predictions, this split has {len(val)}: "
-                f"was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}."
-            )
-        if common.print_single_run_outcome(
-            results, "CNN", "a smaller --lr trains it steadily (see codes/q5_5_step_size.py). "
-            f"The history is in {results_path}."):
+        if train_cnn(args, args.lr, results_path, mlp_results, full_epochs):
             return 1
-        print(f"results: {results_path}")
-    results = common.read_results(results_path)
-    snippet = paths.generated / "q5_5.tex"
-    common.write_text_atomic(snippet, comparison_snippet(results, mlp_results))
-    print(f"snippet: {snippet}")
-    for figure in plot(results, mlp_results, paths.figures):
+    results = runs.read_results(results_path)
+    if mlp_results is not None and "disagreements" in results:
+        snippet_path = paths.generated / "q5_5.tex"
+        runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results))
+        print(f"snippet: {snippet_path}")
+    for figure in plot(results, mlp_results if "disagreements" in results else None, paths.figures):
         print(f"figure: {figure}")
+    if args.plot_only and list(paths.results.glob("q5_5_lr_check_lr*.json")):
+        draw_check(paths)
     return 0
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

@@ -22,48 +22,44 @@ from pathlib import Path
 
 import torch
 
-import common
+import cli
+import runs
 
 CODES = Path(__file__).resolve().parent
 
-# key -> (name, script, extra flags of the quick pass, whether it reads MNIST), in the order they run
+QUICK = ["--epochs", "2", "--subset", "2000"]
+# key -> (name, script, flags, flags of the quick pass, whether it reads MNIST), in the order they run
 STEPS = {
-    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], False),
-    "q1": ("Q1 playground", "q1_playground.py", ["--epochs", "20", "--seeds", "2"], False),
-    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", ["--epochs", "2", "--subset", "2000"], True),
-    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", ["--epochs", "2", "--subset", "2000", "--seeds", "2"], True),
-    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", ["--epochs", "2", "--subset", "2000"], True),
+    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], [], False),
+    "q1": ("Q1 playground", "q1_playground.py", [], ["--epochs", "20", "--seeds", "2"], False),
+    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", [], QUICK, True),
+    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", [], QUICK + ["--seeds", "2"], True),
+    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", [], QUICK, True),
+    "q5_5_lrs": ("Q5.5 learning-rate check", "q5_5_cnn.py", ["--lrs", "0.1,0.01", "--epochs", "158"],
+                 ["--lrs", "0.1,0.01"] + QUICK, True),
 }
 
 
-def key_numbers(script: str, results_dir: Path) -> dict:
-    """The headline numbers of one step, read back from its results file."""
-    def load(name: str) -> dict | None:
+def key_numbers(key: str, results_dir: Path) -> dict:
+    """The headline numbers of one step, read back from its results files."""
+    files = {"q1": ["q1_playground.json"], "q5_2": ["q5_2_mlp.json"], "q5_5": ["q5_5_cnn.json"],
+             "q5_3": sorted(p.name for p in results_dir.glob("q5_3_flooding_lr*.json")),
+             "q5_5_lrs": sorted(p.name for p in results_dir.glob("q5_5_lr_check_lr*.json"))}.get(key, [])
+    numbers = {}
+    for name in files:
         path = results_dir / name
-        return json.loads(path.read_text()) if path.exists() else None
-
-    if script == "q1_playground.py" and (run := load("q1_playground.json")):
-        return {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
-                "seconds": run["seconds"]}
-    if script == "q5_2_mlp.py" and (run := load("q5_2_mlp.json")):
-        return {**common.final_metrics(run), "device": run["environment"]["device_name"],
-                "training_seconds": run["seconds"]["total"]}
-    if script == "q5_5_cnn.py" and (run := load("q5_5_cnn.json")):
-        return {**common.final_metrics(run), "device": run["environment"]["device_name"],
-                "training_seconds": run["seconds"]["total"]}
-    if script == "q5_3_flooding.py":
-        import q5_3_flooding
-
-        numbers = {}
-        for path in sorted(results_dir.glob("q5_3_flooding_lr*.json")):
-            run = json.loads(path.read_text())
-            table = q5_3_flooding.by_level(run)
-            level = q5_3_flooding.chosen_level(table)
-            numbers[path.stem] = {"chosen_level": level, "val_error": table[level]["val_error"],
-                                  "test_error": table[level]["test_error"], "device": run["environment"]["device_name"],
-                                  "training_seconds": run["seconds"]["total"], "copies": len(run["copies"])}
-        return numbers
-    return {}
+        if not path.exists():
+            continue
+        run = json.loads(path.read_text())
+        if key == "q1":
+            numbers[path.stem] = {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
+                                  "seconds": run["seconds"]}
+            continue
+        numbers[path.stem] = {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
+                              "copies": len(run["copies"])}
+        if len(run["copies"]) == 1:
+            numbers[path.stem].update(runs.final_metrics(run))
+    return numbers
 
 
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
@@ -84,32 +80,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
-    parser.add_argument("--steps", type=common.choice_list(list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
+    parser.add_argument("--steps", type=cli.choice_list(list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
-    common.add_data_arguments(parser)
+    cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
     if args.output_dir is None and args.quick:
-        args.output_dir = common.QUICK_DIR
-    results_dir = common.RESULTS_DIR if args.output_dir is None else args.output_dir
-    common.ensure_writable(results_dir)
+        args.output_dir = cli.QUICK_DIR
+    results_dir = cli.RESULTS_DIR if args.output_dir is None else args.output_dir
+    cli.ensure_writable(results_dir)
 
     path = results_dir / "run_summary.json"
     mode = "quick" if args.quick else "full"
     kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
 
-    device = common.select_device(args.device)
-    if device.type == "cpu" and not args.quick and {"q5_3", "q5_5"} & set(args.steps):
-        print("warning: no CUDA GPU is used, so Q5.3 (two sweeps of 63 networks) and Q5.5 train on the CPU: "
+    device, _ = cli.training_device(args.device)
+    if device.type == "cpu" and not args.quick and {"q5_3", "q5_5", "q5_5_lrs"} & set(args.steps):
+        print("warning: no CUDA GPU is used, so Q5.3 (two sweeps of 63 networks) and Q5.5 (the CNN and its learning-rate check) train on the CPU: "
               "more than a day on a 2-core machine (README, 'Expected time'). `make quick` checks every "
               "script in minutes; --steps runs only some questions.", file=sys.stderr, flush=True)
     # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
-    environments = {True: common.environment(device), False: common.environment(torch.device("cpu"))}
+    environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
     ran, start = {}, time.perf_counter()
     for key in args.steps:
-        name, script, quick_flags, reads_mnist = STEPS[key]
-        command = [sys.executable, str(CODES / script)]
-        if args.quick:
-            command += quick_flags
+        name, script, flags, quick_flags, reads_mnist = STEPS[key]
+        command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags)]
         if args.output_dir is not None:
             command += ["--output-dir", str(args.output_dir)]
         if reads_mnist:
@@ -121,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         returncode = subprocess.run(command).returncode
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
                     "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
-                    "key_numbers": key_numbers(script, results_dir)}
+                    "key_numbers": key_numbers(key, results_dir)}
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
@@ -133,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         "steps_run_last": list(ran),
         "steps": steps,
     }
-    common.write_json_atomic(path, summary)
+    runs.write_json_atomic(path, summary)
     print(f"summary: {path} ({time.perf_counter() - start:.0f} s now, {summary['total_seconds']:.0f} s for all recorded steps)")
     return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

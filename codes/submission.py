@@ -14,11 +14,12 @@ import re
 import zipfile
 from pathlib import Path
 
+import cli
 import common
 
-CODES_DIR = common.REPO_ROOT / "codes"
-REPORT_DIR = common.REPO_ROOT / "report"
-DIST_DIR = common.REPO_ROOT / "dist"
+CODES_DIR = cli.REPO_ROOT / "codes"
+REPORT_DIR = cli.REPO_ROOT / "report"
+DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
@@ -76,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

@@ -10,6 +10,7 @@ import zipfile
 import pytest
 
 import common
+import cli
 import run_all
 import submission
 from conftest import run_script, write_mnist
@@ -24,7 +25,7 @@ def snapshot(*folders):
 def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_path):
     data = write_mnist(tmp_path / "data", n_train=2500, n_test=300)
     # results/quick/ (make quick's folder) included: the tests write only to temporary folders
-    real = (common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
+    real = (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
     before = snapshot(*real)
     quick = tmp_path / "quick"
     done = run_script("run_all.py", "--quick", "--output-dir", str(quick), "--data-dir", str(data), "--offline")
@@ -34,10 +35,10 @@ def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_p
     assert summary["mode"] == "quick" and summary["completed"]
     assert [s["key"] for s in summary["steps"]] == list(run_all.STEPS)
     assert all(s["returncode"] == 0 and s["seconds"] > 0 for s in summary["steps"])
-    mlp = next(s for s in summary["steps"] if s["script"] == "q5_2_mlp.py")["key_numbers"]
+    mlp = next(s for s in summary["steps"] if s["key"] == "q5_2")["key_numbers"]["q5_2_mlp"]
     assert 0 <= mlp["val_error"] <= 100
     for figure in ("q1_1_spiral_best.png", "q5_2_error.png", "q5_3_chosen_level.png", "q5_5_cnn_vs_mlp.png",
-                   "q4_1_blur.png"):
+                   "q5_5_step_size.png", "q4_1_blur.png"):
         assert (quick / "figures" / figure).exists()
 
     # rerunning one step keeps the record of the others
@@ -46,21 +47,22 @@ def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     updated = json.loads((quick / "run_summary.json").read_text())
     assert updated["completed"] and updated["steps_run_last"] == ["q5_5"]
-    assert updated["steps"][:-1] == summary["steps"][:-1]
-    assert updated["steps"][-1]["key"] == "q5_5" and updated["steps"][-1] != summary["steps"][-1]
+    rerun = [s["key"] == "q5_5" for s in summary["steps"]].index(True)
+    assert [s for i, s in enumerate(updated["steps"]) if i != rerun] == [s for i, s in enumerate(summary["steps"]) if i != rerun]
+    assert updated["steps"][rerun]["key"] == "q5_5" and updated["steps"][rerun] != summary["steps"][rerun]
     assert updated["total_seconds"] == pytest.approx(sum(step["seconds"] for step in updated["steps"]))
 
 
 @pytest.mark.parametrize("epochs, subset, root", [
     (common.ASSIGNMENT["epochs"], None, None),  # the assignment's run: the real folders
-    (2, None, common.QUICK_DIR),
-    (common.ASSIGNMENT["epochs"], 1000, common.QUICK_DIR),
+    (2, None, cli.QUICK_DIR),
+    (common.ASSIGNMENT["epochs"], 1000, cli.QUICK_DIR),
 ])
 def test_shortened_runs_write_under_the_quick_folder(epochs, subset, root):
-    paths = common.output_paths(argparse.Namespace(output_dir=None, epochs=epochs, subset=subset))
+    paths = cli.output_paths(None, cli.is_shortened(argparse.Namespace(epochs=epochs, subset=subset)))
     if root is None:
         assert (paths.results, paths.figures, paths.generated) == (
-            common.RESULTS_DIR, common.FIGURES_DIR, common.GENERATED_DIR)
+            cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
     else:
         assert (paths.results, paths.figures, paths.generated) == (root, root / "figures", root / "generated")
 

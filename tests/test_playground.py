@@ -91,7 +91,7 @@ def test_l1_weight_that_crosses_zero_dies_and_stays_zero():
     assert stepped > 0 and stepped - lr * rate * math.copysign(1, w) < 0  # the case under test
     net = single_weight_net(w, b, "L1", rate, lr)
     net.step(*batch(xs, ys))
-    assert net.weights[0][0, 0, 0] == 0 and net.dead[0][0, 0, 0]
+    assert net.weights[0][0, 0, 0] == 0 and not net.live[0][0, 0, 0]  # dead: never updated again
     net.step(*batch([2.0], [-1.0]))
     assert net.weights[0][0, 0, 0] == 0
 
@@ -102,7 +102,7 @@ def test_l1_step_without_crossing_equals_the_hand_computation():
     net.step(*batch(xs, ys))
     dw, _ = hand_gradient(w, b, xs, ys)
     assert net.weights[0][0, 0, 0] == pytest.approx(w - lr * dw - lr * rate * -1, abs=1e-6)
-    assert not net.dead[0][0, 0, 0]
+    assert net.live[0][0, 0, 0]
 
 
 @pytest.mark.parametrize("activation", pg.ACTIVATION_NAMES)
@@ -124,7 +124,7 @@ def test_backpropagation_equals_autograd(activation):
         loss = (0.5 * (a[:, 0] - torch.tensor(y[k], dtype=torch.float64)) ** 2).mean()
         loss.backward()
         for layer, (w, b) in enumerate(zip(weights, biases)):
-            rows, cols = net._block(k, layer)
+            rows, cols = pg.real_block(run.config, layer)
             np.testing.assert_allclose(weight_grads[layer][k][np.ix_(rows, cols)], w.grad.numpy(), rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(bias_grads[layer][k, 0, cols], b.grad.numpy(), rtol=1e-4, atol=1e-6)
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import common
+import latex
 import conftest
 
 
@@ -90,5 +91,5 @@ def test_tf32_changes_nothing_on_the_cpu(mnist_root, tmp_path):
 
 
 def test_seconds_are_written_with_three_significant_digits():
-    texts = [common.seconds_text(s) for s in (0.00492, 0.0439, 0.135, 2.98, 12.65, 1180.4, 0.0)]
+    texts = [latex.seconds_text(s) for s in (0.00492, 0.0439, 0.135, 2.98, 12.65, 1180.4, 0.0)]
     assert texts == ["0.00492", "0.0439", "0.135", "2.98", "12.7", "1180", "0"]

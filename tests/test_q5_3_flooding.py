@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import common
+import runs
 import q5_3_flooding
 from conftest import run_script
 
@@ -50,7 +51,7 @@ def test_calibration_error_matches_hand_computation():
         layer.weight.copy_(torch.eye(10))
     model = common.StackedCopies([nn.Sequential(nn.Flatten(), layer)])
     images = torch.tensor(rows).view(4, 1, 1, 10)
-    ece = common.expected_calibration_error(model, common.Split(images, labels), bins=15, batch_size=3)
+    ece = q5_3_flooding.expected_calibration_error(model, common.Split(images, labels), bins=15, batch_size=3)
     by_hand = 2 / 4 * abs(0.5 - 0.95) + 2 / 4 * abs(0.5 - 0.55)
     assert ece.item() == pytest.approx(by_hand, rel=1e-5)
 
@@ -69,9 +70,9 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     assert len(sweep["final_val_ece"]) == 6
     mlp = json.loads((out / "q5_2_mlp.json").read_text())
     for key in ("train_loss", "val_error", "test_loss"):
-        assert common.series(sweep, key, 0) == pytest.approx(common.series(mlp, key), rel=1e-4, abs=1e-5)
+        assert runs.series(sweep, key, 0) == pytest.approx(runs.series(mlp, key), rel=1e-4, abs=1e-5)
     # b = 1.5 lies above the synthetic loss after a few steps: the flood was active there
-    assert max(common.series(sweep, "flood_active_fraction", 2)[1:]) > 0
+    assert max(runs.series(sweep, "flood_active_fraction", 2)[1:]) > 0
     assert (out / "q5_3_flooding_lr0.01.json").exists()
     other = tmp_path / "other_q5_2.json"
     other.write_text(json.dumps({**mlp, "config": {**mlp["config"], "batch_size": 32}}))
@@ -153,13 +154,17 @@ def test_paired_t_test_by_hand():
     assert math.isnan(q5_3_flooding.paired_t_test_p([0.1])) and math.isnan(q5_3_flooding.paired_t_test_p([0.1, None]))
 
 
+def effect_of(results: dict) -> dict | None:
+    return q5_3_flooding.effect_of_flooding(results, q5_3_flooding.analyse(results))
+
+
 def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     results = sweep_results({
         (0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.9, 1.0, 0.2),
         (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 1.9, 0.9), (1, 0.1): (1.95, 1.2, 0.4),
         (2, 0.0): (2.1, 2.1, 1.1), (2, 0.05): (1.9, 1.95, 0.8), (2, 0.1): (2.0, 1.1, 0.3),
     })
-    effect = q5_3_flooding.effect_of_flooding(results)
+    effect = effect_of(results)
     # b = 0.05 has the lower mean validation error (1.833 against 1.95); b = 0.1's better test error is not looked at
     assert effect["level"] == 0.05
     changes = [1.7 - 1.9, 1.9 - 2.0, 1.95 - 2.1]
@@ -174,24 +179,24 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     # the same mean change with one seed moving against it: not resolved
     mixed = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6),
                            (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 2.1, 0.9)})
-    mixed_effect = q5_3_flooding.effect_of_flooding(mixed)
+    mixed_effect = effect_of(mixed)
     assert mixed_effect["direction"] == "inconsistent" and mixed_effect["seeds_lower"] == 1
     assert "within what 2 seeds can resolve: it is lower in 1 of 2" in q5_3_flooding.effect_sentence(mixed_effect)
     # every seed lower but by little against the spread (p = 0.2 for two seeds): also not resolved
     small = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6),
                            (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 1.9, 0.9)})
-    assert q5_3_flooding.effect_of_flooding(small)["direction"] == "inconsistent"
+    assert effect_of(small)["direction"] == "inconsistent"
 
     assert "not necessary" in q5_3_flooding.answer_sentence({0.1: mixed_effect, 0.01: mixed_effect})
     answer = q5_3_flooding.answer_sentence({0.1: effect, 0.01: mixed_effect})
     assert answer.startswith("So the answer depends on the step size: at lr 0.1 holding the training loss at $b>0$ "
                              "generalised better than driving it towards zero; at lr 0.01 holding")
-    assert q5_3_flooding.effect_of_flooding(sweep_results({(0, 0.05): (1.8, 1.7, 0.6)})) is None  # no b = 0 to compare with
+    assert effect_of(sweep_results({(0, 0.05): (1.8, 1.7, 0.6)})) is None  # no b = 0 to compare with
     findings = q5_3_flooding.findings_sentences({0.1: effect, 0.01: None})
     assert findings.startswith("At the assignment's step size (lr 0.1) the best flooded level, $b=0.05$, lowers")
     assert "At lr 0.01 the sweep has no level $b=0$" in findings
 
-    one_seed = q5_3_flooding.effect_of_flooding(sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6)}))
+    one_seed = effect_of(sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6)}))
     assert one_seed["direction"] == "one seed"
     assert "no spread" in q5_3_flooding.effect_sentence(one_seed)
     assert "--seeds" in q5_3_flooding.answer_sentence({0.1: one_seed})
@@ -199,16 +204,14 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
 
 def test_choice_sentence_names_the_best_flooded_level_when_no_flooding_is_chosen():
     results = sweep_results({(0, 0.0): (1.6, 1.5, 1.0), (0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.7, 1.9, 0.2)})
-    table = q5_3_flooding.by_level(results)
-    assert q5_3_flooding.chosen_level(table) == 0.0 and q5_3_flooding.shown_level(table, 0.0) == 0.1
-    sentence = q5_3_flooding.choice_sentence(table, 0.0)
+    analysis = q5_3_flooding.analyse(results)
+    assert analysis["chosen"] == 0.0 and analysis["flooded"] == analysis["shown"] == 0.1
+    sentence = q5_3_flooding.choice_sentence(analysis)
     assert sentence.startswith("The chosen level is $b=0$, that is no flooding")
     assert "The best flooded level, $b=0.10$, ended at $1.70 \\pm 0.00$" in sentence
-    flooded_wins = sweep_results({(0, 0.0): (1.9, 1.5, 1.0), (0, 0.05): (1.8, 1.7, 0.6)})
-    flooded_wins_table = q5_3_flooding.by_level(flooded_wins)
-    assert q5_3_flooding.chosen_level(flooded_wins_table) == 0.05
-    assert q5_3_flooding.shown_level(flooded_wins_table, 0.05) == 0.05
-    assert q5_3_flooding.choice_sentence(flooded_wins_table, 0.05).startswith(
+    flooded_wins = q5_3_flooding.analyse(sweep_results({(0, 0.0): (1.9, 1.5, 1.0), (0, 0.05): (1.8, 1.7, 0.6)}))
+    assert flooded_wins["chosen"] == flooded_wins["shown"] == 0.05
+    assert q5_3_flooding.choice_sentence(flooded_wins).startswith(
         "The chosen level is $b=0.05$, with a final validation error of $1.80 \\pm 0.00$")
 
 
@@ -221,11 +224,11 @@ def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
     results["history"]["train_loss"] = [[2.3, 2.3, 2.4, 2.4], [0.5, 0.6, 0.5, 0.4], [0.2, 2.9, 0.2, None],
                                         [0.1, 2.2, 0.1, None]]
     steady = sweep_results({(0, 0.0): (2.0, 1.9, 1.0)})
-    assert common.collapsed_copies(results) == {1: 2} and common.collapsed_copies(steady) == {}
+    assert runs.collapsed_copies(results) == {1: 2} and runs.collapsed_copies(steady) == {}
     assert q5_3_flooding.collapse_sentence({0.1: results, 0.01: steady}) == (
         "At lr 0.1, 1 of 4 copies collapsed (their training loss rose above its value before training): "
         "$b=0.10$ (seed 0) at epoch 2; they are kept in the means.")
     assert q5_3_flooding.collapse_sentence({0.01: steady}).startswith("No copy collapsed")
     results["history"]["train_loss"][3][0] = 2.5  # copy 0 (b = 0, seed 0) too, at epoch 3
-    collapsed = common.collapsed_copies(results)
+    collapsed = runs.collapsed_copies(results)
     assert q5_3_flooding.named_copies(results, collapsed, named=1) == "$b=0.00$ (seed 0) at epoch 3 and 1 more"

@@ -1,13 +1,18 @@
-"""The Q5.5 CNN: its shape and size by hand, and the script end to end."""
+"""The Q5.5 CNN: its shape and size by hand, the learning-rate check's collapse detection and choice
+by hand, and the script end to end (alone, beside Q5.2's run, and the check)."""
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 import common
+import q5_5_cnn
+import runs
 from conftest import run_script
-from q5_5_cnn import cnn, comparison_snippet, mcnemar_p_value, mcnemar_sentence, settling_sentence
+from q5_5_cnn import (LEARNING_RATE, check_finding, check_summary, chosen_lr, cnn, comparison_snippet, mcnemar_p_value,
+                      mcnemar_sentence, parse_args, settling_sentence)
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -22,8 +27,8 @@ def test_cnn_output_shape_and_parameter_count():
 def test_multiply_adds_match_a_hand_count():
     # conv1: 16 maps of 28x28, each value a 1x5x5 dot product; conv2: 32 maps of 14x14 over 16x5x5
     by_hand = 16 * 28 * 28 * 25 + 32 * 14 * 14 * 16 * 25 + 32 * 7 * 7 * 10
-    assert common.multiply_adds_per_image(cnn()) == by_hand == 2_838_080
-    assert common.multiply_adds_per_image(common.mlp()) == 784 * 500 + 500 * 10
+    assert q5_5_cnn.multiply_adds_per_image(cnn()) == by_hand == 2_838_080
+    assert q5_5_cnn.multiply_adds_per_image(common.mlp()) == 784 * 500 + 500 * 10
 
 
 def test_settling_sentence_reads_the_last_fifth_of_each_run():
@@ -59,8 +64,11 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     out = tmp_path / "out"
     quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
              "--output-dir", str(out), "--no-progress")
-    refused = run_script("q5_5_cnn.py", *quick)
-    assert refused.returncode == 1 and "run codes/q5_2_mlp.py" in refused.stderr
+    alone = run_script("q5_5_cnn.py", *quick, "--output-dir", str(tmp_path / "alone"))
+    assert alone.returncode == 0 and "no Q5.2 results" in alone.stdout, alone.stderr
+    assert (tmp_path / "alone" / "figures" / "q5_5_cnn_vs_mlp.png").exists()
+    assert not (tmp_path / "alone" / "figures" / "q5_5_disagreements.png").exists()
+    assert "disagreements" not in json.loads((tmp_path / "alone" / "q5_5_cnn.json").read_text())
     assert run_script("q5_2_mlp.py", *quick).returncode == 0
     done = run_script("q5_5_cnn.py", *quick)
     assert done.returncode == 0, done.stderr
@@ -87,3 +95,78 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
+
+
+CONFIG = {"epochs": 4, "seed": 0, "split_seed": 0, "subset": None, "batch_size": 128, "momentum": 0.9, "tf32": False}
+
+
+def check_run(lr: float, train_loss: list[float], train_error: list[float], val_error: list[float], **config) -> dict:
+    """A results record with the fields the learning-rate check reads; loss and error over epochs 0..4."""
+    history = {"epoch": list(range(len(train_loss))), "train_loss": [[v] for v in train_loss],
+               "train_error": [[v] for v in train_error], "val_error": [[v] for v in val_error]}
+    for key in ("val_loss", "test_loss", "test_error"):
+        history[key] = [[1.0]] * len(train_loss)
+    return {"config": {**CONFIG, "lr": lr, **config}, "history": history, "epochs_completed": len(train_loss) - 1,
+            "diverged_at_epoch": [None]}
+
+
+COLLAPSING = check_run(0.1, [2.3, 0.4, 0.2, 9.0, 2.31], [90.0, 5.0, 2.0, 88.0, 88.8], [90.0, 5.5, 2.5, 88.0, 88.7])
+STEADY = check_run(0.01, [2.3, 0.6, 0.3, 0.2, 0.1], [90.0, 8.0, 1.0, 0.0, 0.0], [90.0, 8.5, 2.0, 1.5, 1.25])
+
+
+def test_collapse_is_the_first_epoch_worse_than_before_training():
+    assert runs.collapse_epoch(COLLAPSING) == 3  # 9.0 > 2.3; epoch 0 itself never counts
+    assert runs.collapse_epoch(STEADY) is None
+
+
+def test_check_findings_and_choice_by_hand():
+    assert check_finding(check_summary(COLLAPSING)) == (
+        "At lr 0.1 the training loss is lowest at epoch 2 (0.2000); at epoch 3 it rises above its value before "
+        "training, and the network ends at 88.80\\,\\% training and 88.70\\,\\% validation error, although its "
+        "validation error was 2.50\\,\\% at epoch 2.")
+    assert check_finding(check_summary(STEADY)).endswith(
+        "its training error reaches zero at epoch 3, and its final validation error is 1.25\\,\\%.")
+    assert chosen_lr([check_summary(COLLAPSING), check_summary(STEADY)]) == 0.01
+    assert parse_args([]).lr == LEARNING_RATE == 0.01  # the committed default is the rate the check chooses
+
+
+def redraw_check(folder, *check_runs):
+    for record in check_runs:
+        (folder / f"q5_5_lr_check_lr{record['config']['lr']:g}.json").parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"q5_5_lr_check_lr{record['config']['lr']:g}.json").write_text(json.dumps(record))
+    return run_script("q5_5_cnn.py", "--lrs", "0.1,0.01", "--plot-only", "--output-dir", str(folder))
+
+
+def test_check_redraws_figure_and_snippet(tmp_path):
+    done = redraw_check(tmp_path, STEADY, COLLAPSING)
+    assert done.returncode == 0, done.stderr
+    snippet = (tmp_path / "generated" / "q5_5_step_size.tex").read_text()
+    assert "\\newcommand{\\QFiveFiveStepSizeChosen}{0.01}" in snippet
+    assert "\\newcommand{\\QFiveFiveStepSizeRates}{0.1, 0.01}" in snippet  # largest rate first
+    assert (tmp_path / "figures" / "q5_5_step_size.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("check_runs, message", [
+    ((STEADY,), "needs at least two runs"),
+    ((check_run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]),
+      check_run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1])),
+     "the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01"),
+    ((STEADY, check_run(0.1, [2.3] * 5, [90.0] * 5, [90.0] * 5, momentum=0.5)),
+     "differ in more than the learning rate: --momentum 0.9 vs 0.5"),
+])
+def test_unpaired_or_missing_check_runs_are_refused(tmp_path, check_runs, message):
+    done = redraw_check(tmp_path, *check_runs)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "generated").exists()
+
+
+def test_check_trains_one_run_per_rate(mnist_root, tmp_path):
+    out = tmp_path / "out"
+    # a rate 100 times smaller learns less in one epoch (ties go to the larger rate): 0.01 is chosen
+    done = run_script("q5_5_cnn.py", "--lrs", "0.01,0.0001", "--epochs", "1", "--batch-size", "16", "--data-dir",
+                      str(mnist_root), "--offline", "--output-dir", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert (out / "figures" / "q5_5_step_size.png").exists()
+    for lr in (0.01, 0.0001):
+        record = json.loads((out / f"q5_5_lr_check_lr{lr:g}.json").read_text())
+        assert record["config"]["lr"] == lr and record["epochs_completed"] == 1

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import common
+import runs
 
 
 def small_cnn() -> nn.Sequential:
@@ -73,8 +74,8 @@ def test_stacked_training_equals_separate_runs(build):
                 optimizer.zero_grad()
                 ((loss - level).abs() + level).backward()
                 optimizer.step()
-        for name, expected in model.state_dict().items():
-            torch.testing.assert_close(stacked.copy_state(k)[name], expected, rtol=1e-5, atol=1e-6)
+        for stacked_parameter, expected in zip(stacked.parameters(), model.parameters()):
+            torch.testing.assert_close(stacked_parameter[k], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_evaluate_matches_hand_computation():
@@ -162,7 +163,7 @@ def test_a_diverged_copy_leaves_the_others_untouched():
                                   lr=0.05, momentum=0.9, batch_size=16, seed=0)
     together, single = common.fit(stacked, 3, progress=False), common.fit(alone, 3, progress=False)
     assert together["diverged_at_epoch"] == [None, 1] and together["epochs_completed"] == 3
-    assert common.series(together, "val_loss", 0) == pytest.approx(common.series(single, "val_loss", 0), rel=1e-5)
+    assert runs.series(together, "val_loss", 0) == pytest.approx(runs.series(single, "val_loss", 0), rel=1e-5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -228,11 +229,11 @@ def single_run(train_losses: list[float | None], diverged_at: int | None = None)
 
 
 def test_single_run_outcome_names_divergence_collapse_and_the_final_numbers():
-    error, warning, summary = common.single_run_outcome(single_run([2.3, 0.5, None], diverged_at=2), "CNN", "advice")
+    error, warning, summary = runs.single_run_outcome(single_run([2.3, 0.5, None], diverged_at=2), "CNN", "advice")
     assert error == ("error: the CNN diverged at epoch 2 (the training loss is not finite) with --lr 0.1; advice")
     assert warning is None and summary is None
-    error, warning, summary = common.single_run_outcome(single_run([2.3, 0.5, 2.4, 0.1]), "CNN", "advice")
+    error, warning, summary = runs.single_run_outcome(single_run([2.3, 0.5, 2.4, 0.1]), "CNN", "advice")
     assert error is None and warning.startswith("warning: at epoch 2 the CNN's training loss rose above")
     assert summary == ("CNN final errors: train 47.000%, validation 0.70%, test 0.70% (best validation 0.70% at "
                        "epoch 3); 0.0391 s training + 0.00492 s evaluation per epoch on GPU")
-    assert common.single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")[1] is None
+    assert runs.single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")[1] is None

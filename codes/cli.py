@@ -1,0 +1,186 @@
+"""The command line the MNIST scripts share: flag types, the common flags, where a run writes,
+the training device, and one script's main() run with clear errors instead of tracebacks."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+import common
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "results"
+FIGURES_DIR = REPO_ROOT / "report" / "figures"
+GENERATED_DIR = REPO_ROOT / "report" / "generated"
+QUICK_DIR = RESULTS_DIR / "quick"  # shortened runs write here, never over the real results
+DATA_DIR = Path(os.environ.get("MNIST_DATA_DIR", REPO_ROOT / "data"))  # holds MNIST/raw/
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def float_list(what: str, minimum: float, strict: bool) -> Callable[[str], list[float]]:
+    """An argparse type: distinct comma-separated numbers, each >= minimum (> if strict)."""
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{what} needs at least one value, got {text!r}")
+        bad = [v for v in values if not math.isfinite(v) or v < minimum or (strict and v == minimum)]
+        if bad:
+            raise argparse.ArgumentTypeError(f"every {what[:-1]} must be {'>' if strict else '>='} {minimum:g}, got {bad[0]:g}")
+        if len(set(values)) != len(values):
+            raise argparse.ArgumentTypeError(f"{what} lists a value twice: {text!r}")
+        return values
+    return parse
+
+
+def choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
+    """An argparse type: a comma-separated, non-empty list of names from `choices`, in `choices`' order."""
+    def parse(text: str) -> list[str]:
+        names = {name.strip() for name in text.split(",") if name.strip()}
+        if not names or names - set(choices):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}; got {text!r}")
+        return [name for name in choices if name in names]
+    return parse
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where MNIST is, how it is split, and which device trains (and in what precision)."""
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+                        help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR or %(default)s)")
+    parser.add_argument("--offline", action="store_true", help="never try to download MNIST")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="training device; auto picks cuda when a GPU is present (default: %(default)s)")
+    parser.add_argument(
+        "--tf32", action=argparse.BooleanOptionalAction, default=True,
+        help="on a GPU, let matrix products use TF32, as PyTorch already does for convolutions (float32 "
+        "accumulation of 10-bit-mantissa products; faster on Ampere and newer GPUs); --no-tf32 keeps them "
+        "in full float32. No effect on a CPU, whose runs record it as off (default: on)")
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = True) -> None:
+    """The flags of the MNIST question scripts, defaulting to the assignment's settings; a sweep
+    (single_run=False) sets its learning rates and seeds with flags of its own."""
+    a = common.ASSIGNMENT
+    parser.add_argument("--epochs", type=positive_int, default=a["epochs"], help="training epochs (default: %(default)s)")
+    if single_run:
+        parser.add_argument("--lr", type=positive_float, default=a["lr"], help="SGD learning rate (default: %(default)s)")
+    parser.add_argument("--momentum", type=nonnegative_float, default=a["momentum"], help="SGD momentum (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=a["batch_size"],
+                        help="mini-batch size; not fixed by the assignment (default: %(default)s)")
+    if single_run:
+        parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
+    parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
+                        help="use only N training images and at most N validation and test images (a quick check)")
+    add_data_arguments(parser)
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where the results file and figures go (default: results/ and report/figures/ for the "
+                        "assignment's run, results/quick/ for a shortened one)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",
+                        help="save the training state every EPOCHS epochs, at the end and on Ctrl-C (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="continue from the saved state of a stopped run")
+
+
+@dataclass
+class OutputPaths:
+    results: Path
+    figures: Path
+    generated: Path  # LaTeX snippets the report inputs
+
+    def ensure_writable(self) -> None:
+        for folder in (self.results, self.figures, self.generated):
+            ensure_writable(folder)
+
+
+def output_paths(output_dir: Path | None, shortened: bool) -> OutputPaths:
+    """Where a run writes: output_dir if given; a shortened run never over the real results."""
+    root = output_dir if output_dir is not None else QUICK_DIR if shortened else None
+    if root is None:
+        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR)
+    return OutputPaths(root, root / "figures", root / "generated")
+
+
+def is_shortened(args: argparse.Namespace, full_epochs: int = common.ASSIGNMENT["epochs"]) -> bool:
+    """True when the run is not the full run (other than `full_epochs` epochs, or a subset)."""
+    return args.epochs != full_epochs or args.subset is not None
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail before training, not after it, when results cannot be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise common.UserError(f"Cannot write to {folder}: {err.strerror or err}.") from None
+
+
+def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool]:
+    """The device --device names, and whether its matrix products use TF32 (only CUDA has it)."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise common.UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    tf32 = tf32 and choice == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    return torch.device(choice), tf32
+
+
+def run_config(args: argparse.Namespace, **settings) -> dict:
+    """The settings that decide what a run computes, from the shared flags and a script's own
+    (`settings`: its learning rate, seed, ...); the device is resolved, and TF32 set as the run uses it."""
+    device, tf32 = training_device(args.device, args.tf32)
+    return {"epochs": args.epochs, "momentum": args.momentum, "batch_size": args.batch_size, "subset": args.subset,
+            "split_seed": args.split_seed, "device": device.type, "tf32": tf32, **settings}
+
+
+def run_options(args: argparse.Namespace, full_epochs: int = common.ASSIGNMENT["epochs"]) -> dict:
+    """How a run reads its data, saves its state and shows its progress (runs.train_and_record's keywords)."""
+    return {"data_dir": args.data_dir, "download": not args.offline, "checkpoint_every": args.checkpoint_every,
+            "resume": args.resume, "progress": not args.no_progress, "shortened": is_shortened(args, full_epochs)}
+
+
+def run_main(main: Callable[[], int | None]) -> None:
+    """Run a script's main(): user errors become one message and exit status 1, not a traceback."""
+    try:
+        sys.exit(main())
+    except common.RunInterrupted as err:
+        print(f"\n{err}", file=sys.stderr)
+        sys.exit(130)
+    except common.UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
