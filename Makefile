@@ -6,10 +6,11 @@ PY := $(VENV)/bin/python
 .PHONY: all quick test benchmark checks q1 q5_2 q5_3 q5_5 plots report submission
 
 .NOTPARALLEL:
-# Every question at the assignment's settings (GPU when present), the run on record in
+# Every question at the assignment's settings (GPU when present; without one only the steps a
+# CPU finishes, unless ALLOW_CPU=1), the run on record in
 # results/run_summary.json, then the PDF (which says what to install if TeX is missing).
 all: $(VENV)/.installed
-	$(PY) codes/run_all.py
+	$(PY) codes/run_all.py $(if $(ALLOW_CPU),--allow-cpu)
 	$(MAKE) report
 
 # Every script with few epochs and a subset, into results/quick/ (never the real results).
@@ -33,12 +34,13 @@ q5_2: $(VENV)/.installed
 q5_3: $(VENV)/.installed
 	$(PY) codes/q5_3_flooding.py
 
-# Q5.3 and Q5.5 read Q5.2's results: run q5_2 first.
+# Q5.3 and Q5.5 draw Q5.2's run beside theirs when results/q5_2_mlp.json exists.
 q5_5: $(VENV)/.installed
 	$(PY) codes/q5_5_cnn.py
 
 # Redraw every figure from the committed results files, without training; a question
-# whose results do not exist yet is skipped with a message.
+# whose results do not exist yet is skipped with a message. Q5.5's redraw includes its
+# learning-rate check when the check's results are there.
 PLOTTED := q1_playground.py:q1_playground.json q5_2_mlp.py:q5_2_mlp.json q5_5_cnn.py:q5_5_cnn.json \
 	q5_3_flooding.py:q5_3_flooding_lr0.1.json
 plots: $(VENV)/.installed
@@ -47,8 +49,6 @@ plots: $(VENV)/.installed
 		if [ -f $$results ]; then $(PY) codes/$$script --plot-only || exit 1; \
 		else echo "skipped codes/$$script: no $$results yet"; fi; \
 	done
-	@if ls results/q5_5_step_size/*/q5_5_cnn.json >/dev/null 2>&1; then $(PY) codes/q5_5_step_size.py; \
-	else echo "skipped codes/q5_5_step_size.py: no results/q5_5_step_size/*/q5_5_cnn.json yet"; fi
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
@@ -56,19 +56,19 @@ test: $(VENV)/.installed
 benchmark: $(VENV)/.installed
 	$(PY) codes/benchmark.py
 
-# The PDF, from the committed (or freshly written) figures and generated snippets.
-# Fails on a LaTeX error, a missing figure (an error) or an undefined reference.
-TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-science
-REPORT_SOURCES := report/report.tex $(wildcard report/generated/*.tex) $(wildcard report/figures/*.png)
+# The PDF, from the committed (or freshly written) figures and generated snippets. Fails on a
+# LaTeX error, an undefined reference, or a figure or snippet the report includes that does not
+# exist (named with the script that makes it). latexmk rebuilds only when an input changed.
+TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-science poppler-utils
 
-report: report/report.pdf
-
-report/report.pdf: $(REPORT_SOURCES)
+report: $(VENV)/.installed
 	@command -v latexmk >/dev/null || { echo "TeX is missing: apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
-	cd report && latexmk -g -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { rm -f report.pdf; tail -n 20 report.log; exit 1; }
-	@! grep -n -E "undefined|Missing character" report/report.log || { rm -f $@; exit 1; }
-	@echo "$@"
+	@$(PY) codes/submission.py --check-report
+	@cd report && latexmk -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { rm -f report.pdf; tail -n 20 report.log; exit 1; }
+	@! grep -n -E "undefined|Missing character" report/report.log || { rm -f report/report.pdf; exit 1; }
+	@echo "report/report.pdf"
 
-# dist/<STUDENT_ID>.zip: report_<id>.pdf and codes/, the PDF rebuilt first if anything is newer.
-submission: report/report.pdf $(VENV)/.installed
-	$(PY) codes/submission.py --student-id "$(STUDENT_ID)"
+# dist/<STUDENT_ID>.zip: report_<id>.pdf (the report with the id on its title page) and codes/.
+# The id reaches the script as an environment variable, never through a shell command line.
+submission: report
+	@$(PY) codes/submission.py

@@ -3,6 +3,7 @@ the training device, and one script's main() run with clear errors instead of tr
 from __future__ import annotations
 
 import argparse
+import fcntl
 import math
 import os
 import sys
@@ -19,7 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "results"
 FIGURES_DIR = REPO_ROOT / "report" / "figures"
 GENERATED_DIR = REPO_ROOT / "report" / "generated"
-QUICK_DIR = RESULTS_DIR / "quick"  # shortened runs write here, never over the real results
+QUICK_DIR = RESULTS_DIR / "quick"  # make quick's folder
+RUNS_DIR = RESULTS_DIR / "runs"  # every run not at the assignment's settings, each in its own folder
+# the flags that change what an MNIST run computes; any other value than its default is not the assignment's run
+COMPUTING = ("epochs", "lr", "momentum", "batch_size", "seed", "subset", "split_seed", "tf32")
 DATA_DIR = Path(os.environ.get("MNIST_DATA_DIR", REPO_ROOT / "data"))  # holds MNIST/raw/
 
 
@@ -37,10 +41,17 @@ def positive_float(text: str) -> float:
     return value
 
 
-def nonnegative_float(text: str) -> float:
+def momentum(text: str) -> float:
     value = float(text)
-    if not value >= 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (at 1 or more the steps grow without bound), got {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text}")
     return value
 
 
@@ -77,7 +88,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
                         help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR or %(default)s)")
     parser.add_argument("--offline", action="store_true", help="never try to download MNIST")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
+    parser.add_argument("--split-seed", type=seed, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="training device; auto picks cuda when a GPU is present (default: %(default)s)")
     parser.add_argument(
@@ -94,22 +105,27 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     parser.add_argument("--epochs", type=positive_int, default=a["epochs"], help="training epochs (default: %(default)s)")
     if single_run:
         parser.add_argument("--lr", type=positive_float, default=a["lr"], help="SGD learning rate (default: %(default)s)")
-    parser.add_argument("--momentum", type=nonnegative_float, default=a["momentum"], help="SGD momentum (default: %(default)s)")
+    parser.add_argument("--momentum", type=momentum, default=a["momentum"], help="SGD momentum (default: %(default)s)")
     parser.add_argument("--batch-size", type=positive_int, default=a["batch_size"],
                         help="mini-batch size; not fixed by the assignment (default: %(default)s)")
     if single_run:
-        parser.add_argument("--seed", type=int, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
+        parser.add_argument("--seed", type=seed, default=0, help="seed of the initialisation and batch order (default: %(default)s)")
     parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
                         help="use only N training images and at most N validation and test images (a quick check)")
     add_data_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=None,
-                        help="where the results file and figures go (default: results/ and report/figures/ for the "
-                        "assignment's run, results/quick/ for a shortened one)")
+                        help="where the results file, figures and snippets go (default: results/, report/figures/ "
+                        "and report/generated/ for the assignment's run, results/runs/<script>-<settings>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",
                         help="save the training state every EPOCHS epochs, at the end and on Ctrl-C (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from the saved state of a stopped run")
+    parser.add_argument("--restart", action="store_true",
+                        help="start over, discarding the saved state of a stopped run (which a run otherwise refuses to do)")
+
+
+_HELD_LOCKS: dict[Path, object] = {}  # the lock files this process holds, open until it ends
 
 
 @dataclass
@@ -117,23 +133,78 @@ class OutputPaths:
     results: Path
     figures: Path
     generated: Path  # LaTeX snippets the report inputs
+    changed: list[str]  # the settings that differ from the assignment's run, as "flag value"
+
+    @property
+    def is_assignment_run(self) -> bool:
+        """True when these are the committed results, figures and snippets the report reads."""
+        return self.results == RESULTS_DIR
 
     def ensure_writable(self) -> None:
         for folder in (self.results, self.figures, self.generated):
             ensure_writable(folder)
 
+    def claim(self, *prefixes: str) -> None:
+        """Become the only writer of the outputs whose names start with `prefixes`: an OS lock on
+        <results>/.<prefix>.lock, held until this process ends (so a kill never leaves a stale lock);
+        then remove the temporary files a killed save of these outputs left behind."""
+        self.ensure_writable()
+        lock_path = (self.results / f".{prefixes[0]}.lock").resolve()
+        if lock_path in _HELD_LOCKS:
+            return
+        lock = open(lock_path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise common.UserError(f"{holder} is writing the same outputs in {self.results}; wait until it ends, "
+                                   "or give this run its own --output-dir.") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)")
+        lock.flush()
+        _HELD_LOCKS[lock_path] = lock
+        for folder in (self.results, self.figures, self.generated):
+            for prefix in prefixes:
+                for leftover in folder.glob(f".{prefix}*.tmp"):
+                    leftover.unlink(missing_ok=True)
 
-def output_paths(output_dir: Path | None, shortened: bool) -> OutputPaths:
-    """Where a run writes: output_dir if given; a shortened run never over the real results."""
-    root = output_dir if output_dir is not None else QUICK_DIR if shortened else None
+    def announce(self) -> None:
+        """Say where a run that is not the assignment's writes (at its start and its end)."""
+        if not self.is_assignment_run:
+            why = f"not the assignment's run ({', '.join(self.changed)})" if self.changed else "--output-dir"
+            print(f"note: {why}: results, figures and snippets go to {self.results}", flush=True)
+
+
+def flag_value(value) -> str:
+    if isinstance(value, list):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def changed_settings(args: argparse.Namespace, defaults: dict) -> list[str]:
+    """The settings in which args differ from `defaults` (the assignment's run), as "flag value"."""
+    return [f"{name.replace('_', '-')} {flag_value(getattr(args, name))}"
+            for name, default in defaults.items() if getattr(args, name) != default]
+
+
+def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> OutputPaths:
+    """Where a run writes: --output-dir if given; the committed results, figures and snippets only
+    when every setting in `defaults` has its default value; otherwise results/runs/<script>-<settings>/."""
+    changed = changed_settings(args, defaults)
+    root = args.output_dir
+    if root is None and changed:
+        name = "_".join(c.replace(" ", "") for c in changed)
+        root = RUNS_DIR / f"{script}-{name if len(name) <= 80 else name[:80] + '-etc'}"
     if root is None:
-        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR)
-    return OutputPaths(root, root / "figures", root / "generated")
+        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR, changed)
+    return OutputPaths(Path(root), Path(root) / "figures", Path(root) / "generated", changed)
 
 
-def is_shortened(args: argparse.Namespace, full_epochs: int = common.ASSIGNMENT["epochs"]) -> bool:
-    """True when the run is not the full run (other than `full_epochs` epochs, or a subset)."""
-    return args.epochs != full_epochs or args.subset is not None
+def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = COMPUTING) -> dict:
+    """The parser's defaults of `names`: the assignment's settings."""
+    return {name: parser.get_default(name) for name in names}
 
 
 def ensure_writable(folder: Path) -> None:
@@ -165,10 +236,11 @@ def run_config(args: argparse.Namespace, **settings) -> dict:
             "split_seed": args.split_seed, "device": device.type, "tf32": tf32, **settings}
 
 
-def run_options(args: argparse.Namespace, full_epochs: int = common.ASSIGNMENT["epochs"]) -> dict:
+def run_options(args: argparse.Namespace, paths: OutputPaths) -> dict:
     """How a run reads its data, saves its state and shows its progress (runs.train_and_record's keywords)."""
     return {"data_dir": args.data_dir, "download": not args.offline, "checkpoint_every": args.checkpoint_every,
-            "resume": args.resume, "progress": not args.no_progress, "shortened": is_shortened(args, full_epochs)}
+            "resume": args.resume, "restart": args.restart, "progress": not args.no_progress,
+            "settings_changed": paths.changed}
 
 
 def run_main(main: Callable[[], int | None]) -> None:

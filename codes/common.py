@@ -1,16 +1,8 @@
-"""The core of the MNIST questions (Q5.2, Q5.3, Q5.5): data, stacked models, the training loop.
-
-- MNIST from its four IDX files (decompressed from .gz if needed), the 8:2 train/validation
-  split from its own seeded generator, and the official test set, evaluated alongside and
-  never used for a choice.
-- `StackedCopies`: K independent copies of the MLP or the CNN run as one batched model.
-- `StackedTrainer`: SGD on all K copies at once, each flooded at its own level; on CUDA the
-  whole step is one CUDA graph replayed per mini-batch.
-- `train`: metrics on every split at epoch 0 and after every epoch, divergence detection,
-  checkpoints, exact resume and a clean stop on Ctrl-C.
-
-Everything here takes explicit arguments and returns values; the scripts parse flags,
-print and plot.
+"""The core of the MNIST questions (Q5.2, Q5.3, Q5.5), with explicit arguments and values:
+MNIST and its 8:2 split; `StackedCopies`, K copies of a network run as one batched model;
+`StackedTrainer`, SGD on all copies at once, each flooded at its own level (one CUDA graph per
+step on a GPU); and `fit`, the loop: every split evaluated at epoch 0 and after every epoch,
+divergence detection, checkpoints, exact resume, a clean stop on Ctrl-C.
 """
 from __future__ import annotations
 
@@ -25,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -64,34 +57,41 @@ class RunInterrupted(UserError):
 @contextlib.contextmanager
 def replaced_atomically(path: Path):
     """Yield a temporary path beside `path` that replaces it in one rename on success and is
-    removed on failure: a kill leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    removed on failure: a kill leaves the old file or the new one, never half of one. A failed
+    write (a full disk, an unwritable folder) becomes a UserError."""
+    path, tmp = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # torch.save reports a failed write as a RuntimeError
+        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, UserError):
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+            raise UserError(f"cannot write {path} ({reason}); the file that was there, if any, is unchanged.") from None
         raise
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def read_idx(path: Path, magic: int) -> torch.Tensor:
-    """An unsigned-byte IDX file as a uint8 tensor, its header and size checked."""
+def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
+    """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked."""
+    path = raw_dir / name
     try:
-        data = path.read_bytes()
+        if path.exists():
+            data = path.read_bytes()
+        else:
+            path = raw_dir / f"{name}.gz"
+            try:
+                data = gzip.decompress(path.read_bytes())
+            except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+                raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
     except OSError as err:  # a folder or an unreadable file where the file should be
         raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
     ndim = magic & 0xFF
@@ -109,6 +109,8 @@ def read_idx(path: Path, magic: int) -> torch.Tensor:
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise DataError(f"{path} is {what}: {len(data)} bytes, the header {tuple(shape)} implies {expected}. "
                         "Replace it with the original file.")
+    if shape[0] == 0:
+        raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}. Replace it with the original file.")
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
@@ -116,40 +118,27 @@ def read_idx(path: Path, magic: int) -> torch.Tensor:
 
 def load_mnist(data_dir: str | Path, download: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """uint8 images (N, 28, 28) and int64 labels (N,) of "train" and "test" from
-    `<data_dir>/MNIST/raw/`: the IDX files as they are, else their .gz beside them, else
-    torchvision's download."""
+    `<data_dir>/MNIST/raw/` (each file as it is or gzip-compressed), else from torchvision's download."""
     raw_dir = Path(data_dir) / "MNIST" / "raw"
-    for name in MNIST_FILES:
-        gz_path = raw_dir / f"{name}.gz"
-        if not (raw_dir / name).exists() and gz_path.exists():
-            try:
-                with gzip.open(gz_path, "rb") as src:
-                    data = src.read()
-            except (OSError, EOFError) as err:
-                raise DataError(f"{gz_path} is not a valid gzip file ({err}). Replace it with the original file.") from None
-            try:
-                write_bytes_atomic(raw_dir / name, data)
-            except OSError as err:
-                raise DataError(f"{gz_path} cannot be decompressed beside itself ({err.strerror or err}): "
-                                f"decompress it by hand, or copy {raw_dir} to a folder you can write.") from None
-    missing = [name for name in MNIST_FILES if not (raw_dir / name).exists()]
+
+    def missing() -> list[str]:
+        return [name for name in MNIST_FILES if not (raw_dir / name).exists() and not (raw_dir / f"{name}.gz").exists()]
+
     tried = "Download was not attempted (--offline). "
-    if missing and download:
+    if missing() and download:
         import torchvision  # its import takes a second; only a download needs it
 
         try:
             for train in (True, False):
                 torchvision.datasets.MNIST(data_dir, train=train, download=True)
-            tried = ""
         except Exception as err:  # any network or disk failure ends in the message below
             tried = f"Downloading them failed ({type(err).__name__}: {err}). "
-        missing = [name for name in MNIST_FILES if not (raw_dir / name).exists()]
-    if missing:
+    if missing():
         raise DataError(
-            f"MNIST was not found in {raw_dir} (missing: {', '.join(missing)}). That folder must hold the four "
+            f"MNIST was not found in {raw_dir} (missing: {', '.join(missing())}). That folder must hold the four "
             f"files {', '.join(MNIST_FILES)}, as they are or gzip-compressed with a .gz suffix. {tried}Copy the "
             "files there, or point --data-dir (or $MNIST_DATA_DIR) at the folder that contains MNIST/raw/.")
-    arrays = {name: read_idx(raw_dir / name, magic) for name, magic in MNIST_FILES.items()}
+    arrays = {name: read_idx(raw_dir, name, magic) for name, magic in MNIST_FILES.items()}
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images, labels = arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"].long()
@@ -453,11 +442,26 @@ class Checkpoint:
         if self.resume and not self.path.exists():
             raise UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
 
+    def read(self) -> dict:
+        try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
+            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(state, dict) and {"identity", "trainer", "record", "epochs"} <= state.keys():
+                return state
+        except Exception:
+            pass
+        raise UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
+                        "delete it, or start over with --restart.")
+
+    def unfinished(self) -> str | None:
+        """How far the saved run got, as "epoch E of N", if there is one that did not finish."""
+        if not self.path.exists():
+            return None
+        state = self.read()
+        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
+        return None if done >= state["epochs"] or all(d is not None for d in diverged) else f"epoch {done} of {state['epochs']}"
+
     def load(self) -> dict:
-        try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # a damaged file, whatever the unpickler says
-            raise UserError(f"{self.path} cannot be read ({err}); delete it and start again without --resume.") from None
+        state = self.read()
         saved = state["identity"]
         changed = sorted(k for k in self.identity.keys() | saved.keys() if self.identity.get(k) != saved.get(k))
         if changed:
@@ -465,9 +469,10 @@ class Checkpoint:
             raise UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
         return state
 
-    def save(self, trainer: StackedTrainer, record: dict) -> None:
+    def save(self, trainer: StackedTrainer, record: dict, epochs: int) -> None:
+        state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record, "epochs": epochs}
         with replaced_atomically(self.path) as tmp:
-            torch.save({"identity": self.identity, "trainer": trainer.state_dict(), "record": record}, tmp)
+            torch.save(state, tmp)
 
 
 @contextlib.contextmanager
@@ -545,7 +550,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
                                 val_err=f"{min(metrics['val_error'][k] for k in finite):.3f}%")
             last = epoch == epochs or not finite
             if checkpoint and (epoch % checkpoint.every == 0 or last or stop_requested.is_set()):
-                checkpoint.save(trainer, record)
+                checkpoint.save(trainer, record, epochs)
             if stop_requested.is_set() and not last:
                 raise RunInterrupted(f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
                                      "Run the same command with --resume to continue.")

@@ -1,38 +1,43 @@
-"""A PyTorch reproduction of the Neural Network Playground (playground.tensorflow.org), for Q1.
+"""A NumPy reproduction of the Neural Network Playground (playground.tensorflow.org), for Q1.
 
-The page's data generators, seven input features, network (tanh output,
-loss 0.5 (out - y)^2, weights U(-0.5, 0.5), biases 0.1) and update rule
-(gradients summed over a batch and divided by its size, then the L1/L2 step
-on the weight as it was before the update, biases never regularized, an L1
-weight that crosses zero becomes a dead link) follow the page's source, as
-summarised in the project notes. The page's random numbers cannot be
-matched, so runs are reproduced in behaviour, not bit for bit.
+The page's data generators, seven input features, network (tanh output, loss 0.5 (out - y)^2,
+weights U(-0.5, 0.5), biases 0.1) and update rule (gradients summed over a batch and divided by
+its size, then the L1/L2 step on the weight as it was before the update, biases never
+regularized, an L1 weight that crosses zero becomes a dead link) follow the page's source, as
+summarised in the project notes. The page's random numbers cannot be matched, so runs are
+reproduced in behaviour, not bit for bit.
 
-`train` trains many configurations at once: configurations with the same
-depth, activation, batch size and training-set size are stacked into one
-batched network, padded to 7 inputs and 8 neurons per layer with masks that
-keep the padding at exactly zero, so each copy computes what its own network
-would.
+`train` stacks configurations with the same depth, activation, batch size and training share
+into one batched network, padded to 7 inputs and 8 neurons per layer with masks that keep the
+padding at exactly zero, so each copy computes what its own network would.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 DATASETS = ("circle", "xor", "gauss", "spiral")
 FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)")
-ACTIVATION_NAMES = ("relu", "tanh", "sigmoid", "linear")
+# name -> (activation, its derivative written with the input z and the output a)
+ACTIVATIONS = {
+    "relu": (lambda z: np.maximum(z, 0), lambda z, a: (z > 0).astype(z.dtype)),
+    "tanh": (np.tanh, lambda z, a: 1 - a * a),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, a: a * (1 - a)),
+    "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
+}
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
 REGULARIZATIONS = ("none", "L1", "L2")
 POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
 DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
-# float32: NumPy's tanh and exp are vectorized for it and several times faster
-# than for float64, and the page's behaviour does not hinge on the last digits.
+# float32: NumPy's tanh and exp are vectorized for it (faster than float64); the page's behaviour does not
+# hinge on the last digits
 DTYPE = np.float32
 
 
@@ -62,12 +67,11 @@ def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarr
     elif name == "spiral":
         i = np.arange(half)
         radius = 5 * i / half
-        parts, labels = [], []
-        for delta, label in ((0.0, 1.0), (math.pi, -1.0)):
+        arms = []
+        for delta in (0.0, math.pi):  # the +1 arm, then the -1 arm
             t = 1.75 * i / half * 2 * math.pi + delta
-            parts.append(np.stack([radius * np.sin(t), radius * np.cos(t)], 1) + rng.uniform(-1, 1, (half, 2)) * noise)
-            labels.append(np.full(half, label))
-        points, labels = np.concatenate(parts), np.concatenate(labels)
+            arms.append(np.stack([radius * np.sin(t), radius * np.cos(t)], 1) + rng.uniform(-1, 1, (half, 2)) * noise)
+        points, labels = np.concatenate(arms), np.concatenate([np.ones(half), -np.ones(half)])
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
     return points, labels
@@ -76,8 +80,7 @@ def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarr
 def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int, seed: int):
     """Shuffle once, then the first train_percent % are training points, as the page does."""
     order = np.random.default_rng(seed + 1).permutation(len(labels))
-    n_train = len(labels) * train_percent // 100
-    train, test = order[:n_train], order[n_train:]
+    train, test = np.split(order, [len(labels) * train_percent // 100])
     return points[train], labels[train], points[test], labels[test]
 
 
@@ -115,7 +118,7 @@ class Config:
         object.__setattr__(self, "features", tuple(f for f in FEATURES if f in self.features))
         if len(self.hidden) > MAX_LAYERS or any(not 1 <= n <= MAX_NEURONS for n in self.hidden):
             raise ValueError(f"at most {MAX_LAYERS} hidden layers of 1 to {MAX_NEURONS} neurons")
-        if self.activation not in ACTIVATION_NAMES or self.regularization not in REGULARIZATIONS:
+        if self.activation not in ACTIVATIONS or self.regularization not in REGULARIZATIONS:
             raise ValueError("unknown activation or regularization")
         if not 1 <= self.batch_size <= 30 or not 10 <= self.train_percent <= 90:
             raise ValueError("batch size must be 1..30 and the training share 10..90 %")
@@ -131,8 +134,11 @@ class Config:
         return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
-def with_(config: Config, **changes) -> Config:
-    return replace(config, **changes)
+def real_block(config: Config, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of a configuration's real weights within a padded layer."""
+    rows = [FEATURES.index(f) for f in config.features] if layer == 0 else range(config.hidden[layer - 1])
+    cols = range(config.hidden[layer]) if layer < len(config.hidden) else range(1)
+    return np.asarray(rows), np.asarray(cols)
 
 
 # ----------------------------------------------------------------------------- training
@@ -158,81 +164,49 @@ def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list
     epoch are summed into the first update of the next one."""
     schedule, pending = [], []
     for _ in range(epochs):
-        batches = []
+        schedule.append([])
         for i in range(n_train):
             pending.append(i)
             if (i + 1) % batch_size == 0:
-                batches.append(pending)
+                schedule[-1].append(pending)
                 pending = []
-        schedule.append(batches)
     return schedule
-
-
-# name -> (activation, its derivative written with the input z and the output a)
-ACTIVATIONS = {
-    "relu": (lambda z: np.maximum(z, 0), lambda z, a: (z > 0).astype(z.dtype)),
-    "tanh": (np.tanh, lambda z, a: 1 - a * a),
-    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, a: a * (1 - a)),
-    "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
-}
 
 
 class StackedPlayground:
     """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer.
 
-    NumPy with a hand-written backward pass: the networks are tiny and the page
-    updates every 10 points, so per-operation overhead is what costs time, and
-    NumPy's is a fraction of autograd's. tests/test_playground.py checks the
-    gradients against torch.autograd.
-    """
+    NumPy with a hand-written backward pass: the networks are tiny and the page updates every 10
+    points, so per-operation overhead is what costs time, and NumPy's is a fraction of autograd's.
+    tests/test_playground.py checks the gradients against torch.autograd."""
 
     def __init__(self, configs: list[Config], start: list[Run] | None = None):
+        """Weights drawn from each configuration's seed, or copied from `start` (one Run per configuration)."""
         self.configs = configs
         self.activation, self.activation_derivative = ACTIVATIONS[configs[0].activation]
-        depth = len(configs[0].hidden)
-        widths = [len(FEATURES)] + [MAX_NEURONS] * depth + [1]
+        widths = [len(FEATURES)] + [MAX_NEURONS] * len(configs[0].hidden) + [1]
         s = len(configs)
-        self.weights, self.biases, self.live, self.dead, self.active = [], [], [], [], []
-        for layer, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
-            in_active = np.zeros((s, fan_in, 1), dtype=bool)
-            out_active = np.zeros((s, 1, fan_out), dtype=bool)
-            for k, c in enumerate(configs):
-                inputs = [FEATURES.index(f) for f in c.features] if layer == 0 else slice(0, c.hidden[layer - 1])
-                in_active[k, inputs] = True
-                out_active[k, :, : (c.hidden[layer] if layer < depth else 1)] = True
-            self.live.append(in_active & out_active)  # real links; dead ones are removed below
-            self.active.append(out_active)  # real neurons of this layer's output
-            self.weights.append(np.zeros((s, fan_in, fan_out), dtype=DTYPE))
-            self.biases.append(np.zeros((s, 1, fan_out), dtype=DTYPE))
-            self.dead.append(np.zeros((s, fan_in, fan_out), dtype=bool))
+        self.weights = [np.zeros((s, fan_in, fan_out), dtype=DTYPE) for fan_in, fan_out in zip(widths, widths[1:])]
+        self.biases = [np.zeros((s, 1, w.shape[2]), dtype=DTYPE) for w in self.weights]
+        self.live = [np.zeros(w.shape, dtype=bool) for w in self.weights]  # real links, less the dead ones
+        self.active = [np.zeros(b.shape, dtype=bool) for b in self.biases]  # real neurons of each layer's output
         for k, c in enumerate(configs):
             rng = np.random.default_rng(c.seed + 1000)
-            sizes = [len(c.features), *c.hidden, 1]
             for layer in range(len(self.weights)):
-                if start is not None:
-                    w, b, dead = start[k].weights[layer], start[k].biases[layer], start[k].dead[layer]
+                rows, cols = real_block(c, layer)
+                if start is None:
+                    w, b, live = rng.uniform(-0.5, 0.5, (len(rows), len(cols))), np.full(len(cols), BIAS_INIT), True
                 else:
-                    w = rng.uniform(-0.5, 0.5, (sizes[layer], sizes[layer + 1]))
-                    b = np.full(sizes[layer + 1], BIAS_INIT)
-                    dead = np.zeros_like(w, dtype=bool)
-                rows, cols = self._block(k, layer)
+                    w, b, live = start[k].weights[layer], start[k].biases[layer], ~start[k].dead[layer]
                 self.weights[layer][k][np.ix_(rows, cols)] = w
                 self.biases[layer][k, 0, cols] = b
-                self.dead[layer][k][np.ix_(rows, cols)] = dead
-        for live, dead in zip(self.live, self.dead):
-            live &= ~dead
+                self.live[layer][k][np.ix_(rows, cols)] = live
+                self.active[layer][k, 0, cols] = True
         self.lr = np.array([c.lr for c in configs], dtype=DTYPE).reshape(s, 1, 1)
         rates = np.array([c.reg_rate for c in configs], dtype=DTYPE).reshape(s, 1, 1)
         self.l1_rate = rates * np.array([c.regularization == "L1" for c in configs]).reshape(s, 1, 1)
         self.l2_rate = rates * np.array([c.regularization == "L2" for c in configs]).reshape(s, 1, 1)
         self.any_l1, self.any_l2 = bool(self.l1_rate.any()), bool(self.l2_rate.any())
-
-    def _block(self, k: int, layer: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column indices of copy k's real (unpadded) weights in a layer."""
-        c = self.configs[k]
-        rows = [FEATURES.index(f) for f in c.features] if layer == 0 else range(c.hidden[layer - 1])
-        cols = range(c.hidden[layer]) if layer < len(c.hidden) else range(1)
-        return np.asarray(rows), np.asarray(cols)
 
     def forward(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """x (S, N, 7) -> per layer (pre-activation z, output a); the last output is the tanh node."""
@@ -268,34 +242,31 @@ class StackedPlayground:
         """One page update on a batch: the gradient step, then the regularization step
         computed at the weight as it was before; an L1 weight crossing zero dies."""
         weight_grads, bias_grads = self.gradients(x, y)
-        for w, g, live, dead, active, b, gb in zip(
-            self.weights, weight_grads, self.live, self.dead, self.active, self.biases, bias_grads
-        ):
-            penalty = 0.0
+        layers = zip(self.weights, weight_grads, self.biases, bias_grads, self.live, self.active)
+        for w, w_grad, b, b_grad, live, active in layers:
+            penalty = 0.0  # the penalty terms are skipped for stacks that have none
             if self.any_l1:
                 penalty = self.l1_rate * np.sign(w)
             if self.any_l2:
                 penalty = penalty + self.l2_rate * w
-            stepped = w - self.lr * g
-            new = stepped - self.lr * penalty
-            if self.any_l1:
-                crossed = live & (self.l1_rate > 0) & (stepped * new < 0)
-                new[crossed] = 0.0
-            np.copyto(w, new, where=live)
+            stepped = w - self.lr * w_grad
+            np.copyto(w, stepped - self.lr * penalty, where=live)
             if self.any_l1:  # a dead link is never updated again
-                dead |= crossed
+                crossed = live & (self.l1_rate > 0) & (stepped * w < 0)
+                w[crossed] = 0.0
                 live &= ~crossed
-            b -= self.lr * gb * active
+            b -= self.lr * b_grad * active
 
     def runs(self, train_loss: np.ndarray, test_loss: np.ndarray) -> list[Run]:
+        """Each copy's unpadded network, with its column of the (epoch, copy) loss arrays, as a Run."""
         out = []
         for k, c in enumerate(self.configs):
-            blocks = [self._block(k, layer) for layer in range(len(self.weights))]
+            blocks = [real_block(c, layer) for layer in range(len(self.weights))]
             out.append(Run(
                 c, train_loss[:, k].tolist(), test_loss[:, k].tolist(),
-                [w[k][np.ix_(r, cl)].copy() for w, (r, cl) in zip(self.weights, blocks)],
-                [b[k, 0, cl].copy() for b, (_, cl) in zip(self.biases, blocks)],
-                [d[k][np.ix_(r, cl)].copy() for d, (r, cl) in zip(self.dead, blocks)],
+                [w[k][np.ix_(r, cl)] for w, (r, cl) in zip(self.weights, blocks)],  # indexing copies
+                [b[k, 0, cl] for b, (_, cl) in zip(self.biases, blocks)],
+                [~live[k][np.ix_(r, cl)] for live, (r, cl) in zip(self.live, blocks)],
             ))
         return out
 
@@ -310,39 +281,30 @@ def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     return tuple(np.stack(column).astype(DTYPE) for column in zip(*parts))
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))  # the CPUs this process may use, not all the machine's
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
     """Train every configuration for `epochs` (losses at epoch 0 and after each epoch).
 
-    `start` optionally gives each configuration's initial network (weights,
-    biases, dead links), for retraining a pruned network. Configurations of the
-    same depth, activation, batch size and training share train as one stacked
-    network; the stacks are independent (every configuration seeds its own data
-    and weights), so they run in parallel processes, `workers` of them (default:
-    one per available CPU), with the same results as one after another."""
+    `start` optionally gives each configuration's initial network (weights, biases, dead links),
+    for retraining a pruned network. The stacks are independent (every configuration seeds its own
+    data and weights), so they run in `workers` parallel processes (default: one per available
+    CPU), with the same results as one after another."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault((len(c.hidden), c.activation, c.batch_size, c.train_percent), []).append(i)
     # the largest stacks first, so that no process is left with a large one at the end
     members = sorted(groups.values(), key=len, reverse=True)
-    jobs = [([configs[i] for i in group], None if start is None else [start[i] for i in group]) for group in members]
-    workers = min(len(jobs), available_cpus() if workers is None else workers)
+    stacks = [[configs[i] for i in group] for group in members]
+    starts = [None if start is None else [start[i] for i in group] for group in members]
+    if workers is None:  # the CPUs this process may use, not all the machine's (sched_getaffinity: Linux only)
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(workers, len(stacks))
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-            trained = list(pool.map(train_stack, *zip(*jobs), [epochs] * len(jobs)))
+            trained = list(pool.map(train_stack, stacks, starts, itertools.repeat(epochs)))
     else:
-        trained = [train_stack(group, group_start, epochs) for group, group_start in jobs]
-    runs: list[Run | None] = [None] * len(configs)
-    for group, group_runs in zip(members, trained):
-        for i, run in zip(group, group_runs):
-            runs[i] = run
-    return runs
+        trained = [train_stack(stack, stack_start, epochs) for stack, stack_start in zip(stacks, starts)]
+    by_index = dict(zip(itertools.chain(*members), itertools.chain(*trained)))
+    return [by_index[i] for i in range(len(configs))]
 
 
 def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:

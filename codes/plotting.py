@@ -24,17 +24,14 @@ def error_axis(ax, label: str = "error (% misclassified)") -> None:
     ax.set_ylabel(label)
 
 
-def shortened_label(results: dict) -> str:
-    """A second title line for a shortened run, so it is never mistaken for the assignment's run."""
-    if not results.get("shortened"):
-        return ""
-    subset = results["config"].get("subset")
-    subset = f", subset {subset}" if subset else ""
-    return f"\nSHORTENED RUN ({results['epochs_completed']} epochs{subset}), not the assignment's run"
+def run_label(results: dict) -> str:
+    """A second title line for a run not at the assignment's settings, so it is never mistaken for it."""
+    changed = results.get("settings_changed")
+    return f"\nNOT THE ASSIGNMENT'S RUN ({', '.join(changed)})" if changed else ""
 
 
 def title_with_run(ax, title: str, results: dict) -> None:
-    ax.set_title(title + shortened_label(results))
+    ax.set_title(title + run_label(results))
 
 
 def save(fig, path: Path) -> Path:

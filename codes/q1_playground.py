@@ -15,8 +15,8 @@ Q1.3  the distribution of |weights| after training, pruning of the smallest
     python codes/q1_playground.py --plot-only          # redraw from the saved results
 
 Writes results/q1_playground.json, report/figures/q1_1_spiral_best.png,
-q1_2_sweeps.png, q1_3_pruning.png and report/generated/q1.tex; a shortened
-run writes under results/quick/.
+q1_2_sweeps.png, q1_3_pruning.png and report/generated/q1.tex; a run at
+other settings writes under results/runs/q1_playground-<settings>/.
 """
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ import itertools
 import math
 import statistics
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import LinearSegmentedColormap
 
-import common
+import cli
+import latex
 import playground as pg
 import plotting
+import runs
 
 EPOCHS = 500  # per training run, for the search and the sweeps
 SEEDS = 10  # per point of every Q1.2 and Q1.3 curve
@@ -59,33 +63,33 @@ SWEEPS = {  # Q1.2: what each sweep varies, as Config changes
 SMALL_NETWORKS = [(), (1,), (2,), (4,), (2, 2), (4, 2), (4, 4), (6, 4), (6, 6), (8, 8)]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=common.positive_int, default=EPOCHS, help="epochs per run (default: %(default)s)")
-    parser.add_argument("--seeds", type=common.positive_int, default=SEEDS,
-                        help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="where results and figures go (default: results/ and report/figures/, "
-                        "results/quick/ for a shortened run)")
-    parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
-    args = parser.parse_args(argv)
-    args.shortened = args.epochs != EPOCHS or args.seeds != SEEDS
-    return args
+def config_from_dict(record: dict) -> pg.Config:
+    return pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
 
 
-def config_dict(config: pg.Config) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}
+def run_dict(run: pg.Run) -> dict:
+    return {"config": asdict(run.config), "train_loss": run.train_loss, "test_loss": run.test_loss,
+            "weights": [w.tolist() for w in run.weights], "biases": [b.tolist() for b in run.biases],
+            "dead": [d.tolist() for d in run.dead]}
 
 
-def epochs_to_converge(run: pg.Run) -> int | None:
-    return next((e for e, loss in enumerate(run.train_loss) if loss < CONVERGED_BELOW), None)
+def run_from_dict(record: dict) -> pg.Run:
+    return pg.Run(config_from_dict(record["config"]), record["train_loss"], record["test_loss"],
+                  [np.array(w, dtype=pg.DTYPE) for w in record["weights"]],
+                  [np.array(b, dtype=pg.DTYPE) for b in record["biases"]],
+                  [np.array(d, dtype=bool) for d in record["dead"]])
+
+
+def chunks(runs: list, size: int) -> list[list]:
+    """Consecutive groups of `size`: the seeds of one point, as the runs were listed."""
+    return [runs[i:i + size] for i in range(0, len(runs), size)]
 
 
 def summary(runs: list[pg.Run]) -> dict:
     """Final test and training loss (mean, std over the runs) and epochs to converge (median; None if most never do)."""
     test = [r.test_loss[-1] for r in runs]
     train = [r.train_loss[-1] for r in runs]
-    converge = [epochs_to_converge(r) for r in runs]
+    converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in runs]
     reached = sorted(e for e in converge if e is not None)
     return {
         "test_losses": test,
@@ -103,9 +107,8 @@ def search(epochs: int) -> tuple[pg.Config, list[dict]]:
         pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
         for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())
     ]
-    runs = pg.train([pg.with_(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs)
-    table = [{"config": config_dict(c), **summary(runs[i * SEARCH_SEEDS:(i + 1) * SEARCH_SEEDS])}
-             for i, c in enumerate(grid)]
+    runs = pg.train([replace(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs)
+    table = [{"config": asdict(c), **summary(group)} for c, group in zip(grid, chunks(runs, SEARCH_SEEDS))]
     best = min(range(len(grid)), key=lambda i: table[i]["test_loss"][0])
     return grid[best], table
 
@@ -116,30 +119,7 @@ def fresh_seeds(count: int) -> range:
     return range(SEARCH_SEEDS, SEARCH_SEEDS + count)
 
 
-def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
-    """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
-    jobs, keys = [], []
-    for name, changes in SWEEPS.items():
-        for change in changes:
-            for dataset in SWEEP_DATASETS:
-                for seed in fresh_seeds(seeds):
-                    jobs.append(pg.with_(best, dataset=dataset, seed=seed, **change))
-                    keys.append((name, json_value(change), dataset))
-    runs = pg.train(jobs, epochs)
-    grouped: dict[tuple, list[pg.Run]] = {}
-    for key, run in zip(keys, runs):
-        grouped.setdefault(key, []).append(run)
-    result: dict = {}
-    for (name, value, dataset), group in grouped.items():
-        entry = summary(group)
-        if any(r.config.regularization == "L1" for r in group):
-            entry["dead_link_fraction"] = statistics.fmean(
-                float(np.mean(np.concatenate([d.ravel() for d in r.dead]))) for r in group)
-        result.setdefault(name, {}).setdefault(dataset, []).append({"value": value, **entry})
-    return result
-
-
-def json_value(change: dict):
+def sweep_value(change: dict):
     """The swept value as it appears in tables: a number, a name, a layer count or 'L1 0.001'."""
     if "hidden" in change:
         return len(change["hidden"])
@@ -148,26 +128,37 @@ def json_value(change: dict):
     return next(iter(change.values()))
 
 
+def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
+    """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
+    points = [(name, change, dataset) for name, changes in SWEEPS.items() for change in changes
+              for dataset in SWEEP_DATASETS]
+    runs = pg.train([replace(best, dataset=dataset, seed=seed, **change)
+                     for _, change, dataset in points for seed in fresh_seeds(seeds)], epochs)
+    result: dict = {}
+    for (name, change, dataset), group in zip(points, chunks(runs, seeds)):
+        entry = summary(group)
+        if group[0].config.regularization == "L1":
+            entry["dead_link_fraction"] = statistics.fmean(
+                float(np.mean(np.concatenate([d.ravel() for d in r.dead]))) for r in group)
+        result.setdefault(name, {}).setdefault(dataset, []).append({"value": sweep_value(change), **entry})
+    return result
+
+
 def prune(run: pg.Run, fraction: float) -> pg.Run:
     """Zero the smallest `fraction` of the weights by |w| (biases kept) and mark them dead."""
     magnitudes = np.concatenate([np.abs(w).ravel() for w in run.weights])
-    count = int(round(fraction * magnitudes.size))
-    order = np.argsort(magnitudes, kind="stable")[:count]
     removed = np.zeros(magnitudes.size, dtype=bool)
-    removed[order] = True
-    weights, dead, offset = [], [], 0
-    for w in run.weights:
-        cut = removed[offset:offset + w.size].reshape(w.shape)
-        weights.append(np.where(cut, 0.0, w).astype(w.dtype))
-        dead.append(cut)
-        offset += w.size
+    removed[np.argsort(magnitudes, kind="stable")[:int(round(fraction * magnitudes.size))]] = True
+    layer_ends = np.cumsum([w.size for w in run.weights])[:-1]
+    dead = [cut.reshape(w.shape) for cut, w in zip(np.split(removed, layer_ends), run.weights)]
+    weights = [np.where(cut, 0.0, w).astype(w.dtype) for cut, w in zip(dead, run.weights)]
     return pg.Run(run.config, run.train_loss, run.test_loss, weights, [b.copy() for b in run.biases], dead)
 
 
 def pruning(trained: list[pg.Run], epochs: int) -> dict:
     """Q1.3: |w| after training; pruned without and with retraining; smaller networks trained directly.
     `trained`: the best configuration trained from each of the fresh seeds."""
-    best, seeds = trained[0].config, len(trained)
+    seeds = len(trained)
     magnitudes = np.concatenate([np.abs(w).ravel() for r in trained for w in r.weights])
     pruned = [prune(r, f) for f in PRUNE_FRACTIONS for r in trained]
     as_is = pg.train([r.config for r in pruned], 0, start=pruned)
@@ -177,35 +168,18 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
         return int(sum((~d).sum() for d in run.dead) + sum(b.size for b in run.biases))
 
     curves = {"pruned": [], "pruned and retrained": [], "trained small": []}
-    for i, fraction in enumerate(PRUNE_FRACTIONS):
-        block = slice(i * seeds, (i + 1) * seeds)
-        for name, runs in (("pruned", as_is[block]), ("pruned and retrained", retrained[block])):
+    for fraction, as_is_runs, retrained_runs in zip(PRUNE_FRACTIONS, chunks(as_is, seeds), chunks(retrained, seeds)):
+        for name, runs in (("pruned", as_is_runs), ("pruned and retrained", retrained_runs)):
             curves[name].append({"fraction": fraction, "parameters": statistics.fmean(kept(r) for r in runs),
                                  **summary(runs)})
-    small = pg.train([pg.with_(r.config, hidden=h) for h in SMALL_NETWORKS for r in trained], epochs)
-    for i, hidden in enumerate(SMALL_NETWORKS):
-        runs = small[i * seeds:(i + 1) * seeds]
+    small = pg.train([replace(r.config, hidden=h) for h in SMALL_NETWORKS for r in trained], epochs)
+    for hidden, runs in zip(SMALL_NETWORKS, chunks(small, seeds)):
         curves["trained small"].append({"hidden": list(hidden), "parameters": runs[0].config.parameter_count(),
                                         **summary(runs)})
-    histogram_edges = np.linspace(0, float(magnitudes.max()), 31)
-    counts, _ = np.histogram(magnitudes, bins=histogram_edges)
-    small_share = {f"{t:g}": float((magnitudes < t).mean()) for t in (0.01, 0.05, 0.1)}
-    return {"weight_histogram": {"edges": histogram_edges.tolist(), "counts": counts.tolist()},
-            "share_below": small_share, "curves": curves, "full_parameters": best.parameter_count()}
-
-
-def run_dict(run: pg.Run) -> dict:
-    return {"config": config_dict(run.config), "train_loss": run.train_loss, "test_loss": run.test_loss,
-            "weights": [w.tolist() for w in run.weights], "biases": [b.tolist() for b in run.biases],
-            "dead": [d.tolist() for d in run.dead]}
-
-
-def run_from_dict(record: dict) -> pg.Run:
-    config = pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()})
-    return pg.Run(config, record["train_loss"], record["test_loss"],
-                  [np.array(w, dtype=pg.DTYPE) for w in record["weights"]],
-                  [np.array(b, dtype=pg.DTYPE) for b in record["biases"]],
-                  [np.array(d, dtype=bool) for d in record["dead"]])
+    counts, edges = np.histogram(magnitudes, bins=np.linspace(0, float(magnitudes.max()), 31))
+    return {"weight_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+            "share_below": {f"{t:g}": float((magnitudes < t).mean()) for t in (0.01, 0.05, 0.1)},
+            "curves": curves, "full_parameters": trained[0].config.parameter_count()}
 
 
 # ----------------------------------------------------------------------------- figures
@@ -219,15 +193,12 @@ def draw_network(ax, run: pg.Run) -> None:
     positions = [[(layer, (n - 1) / 2 - i) for i in range(n)] for layer, n in enumerate(sizes)]
     largest = max(float(np.abs(w).max()) for w in run.weights) or 1.0
     for layer, (w, dead) in enumerate(zip(run.weights, run.dead)):
-        for i, j in itertools.product(range(w.shape[0]), range(w.shape[1])):
-            if dead[i, j]:
-                continue
+        for i, j in zip(*np.nonzero(~dead)):  # row by row, as the links are listed
             (x0, y0), (x1, y1) = positions[layer][i], positions[layer + 1][j]
             ax.plot([x0, x1], [y0, y1], color=BLUE if w[i, j] > 0 else ORANGE,
                     linewidth=0.2 + 3.5 * abs(w[i, j]) / largest, alpha=0.8, zorder=1)
-    for layer, column in enumerate(positions):
-        for x, y in column:
-            ax.scatter([x], [y], s=140, color="white", edgecolor="k", zorder=2)
+    for x, y in itertools.chain(*positions):
+        ax.scatter([x], [y], s=140, color="white", edgecolor="k", zorder=2)
     for (x, y), name in zip(positions[0], run.config.features):
         ax.text(x - 0.15, y, name, ha="right", va="center", fontsize=7)
     ax.set_xlim(-1.0, len(sizes) - 0.5)
@@ -236,20 +207,15 @@ def draw_network(ax, run: pg.Run) -> None:
 
 
 def draw_heatmap(ax, run: pg.Run) -> None:
-    from matplotlib.colors import LinearSegmentedColormap
-
     cmap = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)
-    grid = pg.output_grid(run)
-    ax.imshow(grid, origin="lower", extent=(-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN), cmap=cmap,
+    ax.imshow(pg.output_grid(run), origin="lower", extent=(-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN), cmap=cmap,
               vmin=-1, vmax=1, alpha=0.85)
     points, labels = pg.make_dataset(run.config.dataset, run.config.noise, run.config.seed)
     train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, run.config.train_percent, run.config.seed)
     for x, y, edge, name in ((train_x, train_y, "white", "training"), (test_x, test_y, "black", "test")):
         ax.scatter(x[:, 0], x[:, 1], c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=0.6, s=14)
         ax.scatter([], [], color="grey", edgecolors=edge, linewidths=0.6, s=14, label=f"{name} points ({edge} edge)")
-    ax.set_xlim(-pg.DOMAIN, pg.DOMAIN)
-    ax.set_ylim(-pg.DOMAIN, pg.DOMAIN)
-    ax.set_aspect("equal")
+    ax.set(xlim=(-pg.DOMAIN, pg.DOMAIN), ylim=(-pg.DOMAIN, pg.DOMAIN), aspect="equal")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("output (orange -1, blue +1)", fontsize=9)
 
@@ -264,9 +230,8 @@ def spread(entries: list[dict]) -> tuple[list[float], list[float], list[float]]:
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
-    label = plotting.shortened_label({"shortened": results["shortened"], "config": {},
-                                      "epochs_completed": results["epochs"]})
-    paths = []
+    label = plotting.run_label(results)
+    seeds = results["seeds"]
     best = run_from_dict(results["best_run"])
     fig, (ax_net, ax_map, ax_loss) = plotting.plt.subplots(1, 3, figsize=(11, 3.9),
                                                            gridspec_kw={"width_ratios": [1.1, 1, 1]})
@@ -274,60 +239,50 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     draw_heatmap(ax_map, best)
     ax_loss.plot(best.train_loss, color="grey", label=f"training loss {best.train_loss[-1]:.4f}")
     ax_loss.plot(best.test_loss, color="black", label=f"test loss {best.test_loss[-1]:.4f}")
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("mean 0.5 (out - y)^2")
+    ax_loss.set(yscale="log", xlabel="epoch", ylabel="mean 0.5 (out - y)^2")
     ax_loss.legend(fontsize=8)
     ax_loss.set_title(f"loss (seed {best.config.seed})", fontsize=9)
     fig.suptitle(f"Q1.1 best configuration found for the spiral:\n{best.config.describe()}{label}", fontsize=10)
-    paths.append(plotting.save(fig, figures_dir / "q1_1_spiral_best.png"))
+    paths = [plotting.save(fig, figures_dir / "q1_1_spiral_best.png")]
 
-    sweeps = results["sweeps"]
     # one row per control: final test loss on the left, epochs to converge on the right
-    fig, axes = plotting.plt.subplots(len(sweeps), 2, figsize=(8.5, 2.6 * len(sweeps)), squeeze=False)
-    for row, (name, by_dataset) in enumerate(sweeps.items()):
-        ax_loss, ax_epochs = axes[row]
+    fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(8.5, 2.6 * len(results["sweeps"])),
+                                      squeeze=False)
+    for (ax_loss, ax_epochs), (name, by_dataset) in zip(axes, results["sweeps"].items()):
         for i, (dataset, entries) in enumerate(by_dataset.items()):
             x = np.arange(len(entries)) + (i - 0.5) * 0.15
             median, low, high = spread(entries)
             ax_loss.errorbar(x, median, yerr=[low, high], marker="o", markersize=3, capsize=2, linestyle="",
                              color=f"C{i}", label=dataset)
-            epochs = [e["epochs_to_converge"] if e["epochs_to_converge"] is not None else math.nan for e in entries]
+            epochs = [math.nan if e["epochs_to_converge"] is None else e["epochs_to_converge"] for e in entries]
             ax_epochs.plot(x, epochs, marker="o", markersize=4, linestyle="", color=f"C{i}", label=dataset)
             for ax in (ax_loss, ax_epochs):
                 ax.set_xticks(np.arange(len(entries)), [str(e["value"]) for e in entries],
                               rotation=30 if len(entries) > 5 else 0)
-        ax_loss.set_yscale("log")
-        ax_loss.set_ylabel("final test loss")
-        ax_epochs.set_ylabel(f"epochs to loss < {CONVERGED_BELOW}")
-        for ax in (ax_loss, ax_epochs):
-            ax.set_xlabel(name)
-    axes[0, 0].set_title(f"final test loss (median; bars: min to max of {results['seeds']} seeds)", fontsize=9)
-    axes[0, 1].set_title("epochs until the training loss < " f"{CONVERGED_BELOW}\n(median; no point: most runs never)",
+        ax_loss.set(yscale="log", ylabel="final test loss", xlabel=name)
+        ax_epochs.set(ylabel=f"epochs to loss < {CONVERGED_BELOW}", xlabel=name)
+    axes[0, 0].set_title(f"final test loss (median; bars: min to max of {seeds} seeds)", fontsize=9)
+    axes[0, 1].set_title(f"epochs until the training loss < {CONVERGED_BELOW}\n(median; no point: most runs never)",
                          fontsize=9)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
                  fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_2_sweeps.png"))
 
-    prune_results = results["pruning"]
     fig, (ax_hist, ax_curve) = plotting.plt.subplots(1, 2, figsize=(10, 4))
-    edges, counts = prune_results["weight_histogram"]["edges"], prune_results["weight_histogram"]["counts"]
+    edges, counts = results["pruning"]["weight_histogram"]["edges"], results["pruning"]["weight_histogram"]["counts"]
     ax_hist.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0")
-    ax_hist.set_xlabel("|weight| after training")
-    ax_hist.set_ylabel(f"links ({results['seeds']} networks)")
-    ax_hist.set_title("distribution of |weights| (best configuration)")
-    for i, (name, entries) in enumerate(prune_results["curves"].items()):
+    ax_hist.set(xlabel="|weight| after training", ylabel=f"links ({seeds} networks)",
+                title="distribution of |weights| (best configuration)")
+    for i, (name, entries) in enumerate(results["pruning"]["curves"].items()):
         entries = sorted(entries, key=lambda e: e["parameters"])
         median, low, high = spread(entries)
         ax_curve.errorbar([e["parameters"] for e in entries], median, yerr=[low, high], marker="o", markersize=3,
                           capsize=2, color=f"C{i + 1}", label=name)
-    ax_curve.set_xscale("log")
-    ax_curve.set_yscale("log")
-    ax_curve.set_xlabel("parameters kept (weights + biases)")
-    ax_curve.set_ylabel(f"final test loss (median, bars: min to max of {results['seeds']} seeds)")
+    ax_curve.set(xscale="log", yscale="log", xlabel="parameters kept (weights + biases)",
+                 ylabel=f"final test loss (median, bars: min to max of {seeds} seeds)",
+                 title=f"pruned (retrained {RETRAIN_EPOCHS} epochs) vs smaller networks")
     ax_curve.legend(fontsize=8)
-    ax_curve.set_title(f"pruned (retrained {RETRAIN_EPOCHS} epochs) vs smaller networks")
     fig.suptitle(f"Q1.3 do small weights mean a smaller model would do?{label}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_3_pruning.png"))
     return paths
@@ -348,66 +303,71 @@ def selection_clause(search_mean: float, fresh_mean: float) -> str:
 
 
 def snippet(results: dict) -> str:
-    best = results["best"]
-    fresh = results["best_fresh"]["test_loss"]
-    config = pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in best["config"].items()})
-    lines = [
-        "% Generated by codes/q1_playground.py from results/q1_playground.json; do not edit.",
-        f"\\newcommand{{\\QOneBestConfig}}{{{tex(config.describe())}}}",
-        f"\\newcommand{{\\QOneBestTestLoss}}{{${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$}}",
-        f"\\newcommand{{\\QOneSearchSize}}{{{len(results['search'])}}}",
-        f"\\newcommand{{\\QOneSearchSeeds}}{{{best['runs']}}}",
-        f"\\newcommand{{\\QOneBestFreshTestLoss}}{{${fresh[0]:.4f} \\pm {fresh[1]:.4f}$}}",
-        f"\\newcommand{{\\QOneSelectionOptimism}}{{{selection_clause(best['test_loss'][0], fresh[0])}}}",
-        f"\\newcommand{{\\QOneEpochs}}{{{results['epochs']}}}",
-        f"\\newcommand{{\\QOneSeeds}}{{{results['seeds']}}}",
-        f"\\newcommand{{\\QOneSeconds}}{{{results['seconds']:.0f}}}",
-        f"\\newcommand{{\\QOneMachine}}{{{results['machine']}}}",
-        f"\\newcommand{{\\QOneConvergedBelow}}{{{CONVERGED_BELOW}}}",
-    ]
+    best, fresh = results["best"], results["best_fresh"]["test_loss"]
+    macros = {
+        "QOneBestConfig": tex(config_from_dict(best["config"]).describe()),
+        "QOneBestTestLoss": f"${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$",
+        "QOneSearchSize": len(results["search"]),
+        "QOneSearchSeeds": best["runs"],
+        "QOneBestFreshTestLoss": f"${fresh[0]:.4f} \\pm {fresh[1]:.4f}$",
+        "QOneSelectionOptimism": selection_clause(best["test_loss"][0], fresh[0]),
+        "QOneEpochs": results["epochs"],
+        "QOneSeeds": results["seeds"],
+        "QOneSeconds": f"{results['seconds']:.0f}",
+        "QOneMachine": results["machine"],
+        "QOneConvergedBelow": CONVERGED_BELOW,
+    }
     for name, by_dataset in results["sweeps"].items():
         datasets = list(by_dataset)
         rows = []
-        for i, entry in enumerate(by_dataset[datasets[0]]):
-            cells = [tex(entry["value"])]
-            for dataset in datasets:
-                e = by_dataset[dataset][i]
+        for same_value in zip(*by_dataset.values()):  # one row per swept value, the datasets side by side
+            cells = [tex(same_value[0]["value"])]
+            for e in same_value:
                 epochs = "--" if e["epochs_to_converge"] is None else f"{e['epochs_to_converge']:.0f}"
                 cells += [f"${e['test_loss'][0]:.3f} \\pm {e['test_loss'][1]:.3f}$", epochs]
             rows.append(" & ".join(cells) + " \\\\")
-        macro = "QOneSweep" + "".join(word.capitalize() for word in name.split())
         header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{d}}}" for d in datasets)
         sub = " & ".join("test loss & epochs" for _ in datasets)
-        lines.append(f"\\newcommand{{\\{macro}}}{{\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule "
-                     f"{tex(name)} & {header} \\\\ & {sub} \\\\ \\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}}}")
-    share = results["pruning"]["share_below"]
-    lines.append(f"\\newcommand{{\\QOneShareBelowPointOne}}{{{100 * share['0.1']:.0f}}}")
-    return "\n".join(lines) + "\n"
+        macros["QOneSweep" + "".join(word.capitalize() for word in name.split())] = (
+            f"\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule {tex(name)} & {header} \\\\ & {sub} \\\\ "
+            f"\\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}")
+    macros["QOneShareBelowPointOne"] = f"{100 * results['pruning']['share_below']['0.1']:.0f}"
+    return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    paths = common.output_paths(args, shortened=args.shortened)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS,
+                        help="epochs per run (default: %(default)s)")
+    parser.add_argument("--seeds", type=cli.positive_int, default=SEEDS,
+                        help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where results, figures and the snippet go (default: results/, report/figures/ and "
+                        "report/generated/ for the full run, results/runs/q1_playground-<settings>/ otherwise)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
+    args = parser.parse_args(argv)
+    paths = cli.output_paths(args, "q1_playground", cli.defaults(parser, ("epochs", "seeds")))
+    paths.claim("q1")
+    paths.announce()
     results_path = paths.results / RESULTS_FILE
     if not args.plot_only:
-        paths.ensure_writable()
         start = time.perf_counter()
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
         sweep_results = sweeps(best, args.epochs, args.seeds)
-        retrained = pg.train([pg.with_(best, seed=s) for s in fresh_seeds(args.seeds)], args.epochs)
+        retrained = pg.train([replace(best, seed=s) for s in fresh_seeds(args.seeds)], args.epochs)
         results = {
-            "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "shortened": args.shortened,
-            "search": table, "best": next(row for row in table if row["config"] == config_dict(best)),
+            "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "settings_changed": paths.changed,
+            "search": table, "best": next(row for row in table if row["config"] == asdict(best)),
             "best_fresh": summary(retrained), "best_run": run_dict(retrained[0]),
             "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
-            "seconds": time.perf_counter() - start, "machine": common.cpu_name(),
+            "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }
-        common.write_json_atomic(results_path, results)
+        runs.write_json_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
-    results = common.read_results(results_path)
+    results = runs.read_results(results_path, ("search", "best", "best_fresh", "best_run", "sweeps", "pruning"))
     snippet_path = paths.generated / "q1.tex"
-    common.write_text_atomic(snippet_path, snippet(results))
+    runs.write_text_atomic(snippet_path, snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")
@@ -415,4 +375,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

@@ -33,8 +33,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import cli
 import common
+import latex
 import plotting
+import runs
 
 # Q4.1's image X and filter F, as printed in the assignment.
 Q4_X = [
@@ -70,8 +73,7 @@ def least_squares_projection(n: int = 50, d: int = 4, seed: int = 0) -> dict:
 
 def perceptron_errors(a: np.ndarray, b: np.ndarray, epochs: int = 1000) -> tuple[int, np.ndarray]:
     """Fewest points misclassified by a perceptron (w^T x + w0 > 0 for a, < 0 for b) over `epochs`."""
-    points = np.concatenate([a, b])
-    points = np.hstack([points, np.ones((len(points), 1))])
+    points = np.hstack([np.concatenate([a, b]), np.ones((len(a) + len(b), 1))])  # a constant 1 for w0
     signs = np.concatenate([np.ones(len(a)), -np.ones(len(b))])
     w = np.zeros(3)
     best = (len(points) + 1, w.copy())
@@ -91,7 +93,6 @@ def convex_hulls() -> dict:
     """Q2.2: an XOR-like pair whose hulls share the origin, and a separable pair."""
     meeting = (np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -2.0]]), np.array([[0.0, -1.0], [0.0, 1.0], [2.0, 1.5]]))
     common_point = 0.5 * meeting[0][0] + 0.5 * meeting[0][1]  # also 0.5 * b[0] + 0.5 * b[1]
-    assert np.allclose(common_point, 0.5 * meeting[1][0] + 0.5 * meeting[1][1])
     separable = (meeting[0] + np.array([-2.5, 0.0]), meeting[1] + np.array([2.0, 0.5]))
     errors_meeting, _ = perceptron_errors(*meeting)
     errors_separable, w = perceptron_errors(*separable)
@@ -160,19 +161,16 @@ def convolution_answers() -> dict:
     X = torch.tensor(Q4_X, dtype=torch.float64).view(1, 1, 6, 6)
     kernel = torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16
     Y = F.conv2d(X, kernel)[0, 0]
+
     def output_size(padding: tuple[int, int]) -> tuple[int, int]:
         return tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2, padding=padding).shape[2:])
 
-    size = output_size((0, 0))
-    # the smallest symmetric padding, per dimension, that gives back the (6, 4) input size
-    padding = tuple(
-        next(p for p in range(10) if output_size((p, 0) if dim == 0 else (0, p))[dim] == (6, 4)[dim]) for dim in (0, 1)
-    )
-    padded_size = output_size(padding)
+    # the smallest symmetric padding, per dimension (each output side depends only on its own), that keeps (6, 4)
+    padding = tuple(next(p for p in range(10) if output_size((p, p))[dim] == (6, 4)[dim]) for dim in (0, 1))
     layer = torch.nn.Conv2d(1, 1, kernel_size=4, stride=2, bias=False)
     return {
         "Y": Y.tolist(), "j": float(Y[2, 1]), "j_times_16": float(Y[2, 1] * 16),
-        "output_size": list(size), "padding": list(padding), "padded_size": list(padded_size),
+        "output_size": list(output_size((0, 0))), "padding": list(padding), "padded_size": list(output_size(padding)),
         "parameters": common.parameter_count(layer), "parameters_with_bias": layer.weight.numel() + 1,
         "conv_output_side_22": layer(torch.zeros(1, 1, 22, 22)).shape[-1],
     }
@@ -209,8 +207,6 @@ def dag_gradients(p: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
         "b2": dJ_dz2,
         "w11": dJ_dz1 * relu_derivative * x[0],
         "w21": dJ_dz1 * relu_derivative * x[1],
-        "z1": dJ_dz1,
-        "z2": dJ_dz2,
     }
 
 
@@ -240,9 +236,9 @@ def backprop_check(points: int = 200, seed: int = 0) -> dict:
 
 def plot_hulls(result: dict, path: Path) -> Path:
     fig, axes = plotting.plt.subplots(1, 2, figsize=(9, 4))
-    for ax, key, title in ((axes[0], "meeting", f"hulls meet: a perceptron leaves {result['errors_meeting']} "
-                            "point(s) wrong"),
-                           (axes[1], "separable", "hulls apart: separated with 0 errors")):
+    titles = {"meeting": f"hulls meet: a perceptron leaves {result['errors_meeting']} point(s) wrong",
+              "separable": "hulls apart: separated with 0 errors"}
+    for ax, (key, title) in zip(axes, titles.items()):
         for points, color, name in zip(result[key], ("C0", "C3"), ("{x_n}", "{y_n}")):
             ax.fill(*np.vstack([points, points[:1]]).T, color=color, alpha=0.2)
             ax.scatter(*points.T, color=color, label=f"{name} and its hull")
@@ -253,9 +249,7 @@ def plot_hulls(result: dict, path: Path) -> Path:
             gx, gy = np.meshgrid(np.linspace(-4, 4.5, 200), np.linspace(-3, 3, 200))
             ax.contour(gx, gy, w[0] * gx + w[1] * gy + w[2], levels=[0], colors="k")
             ax.plot([], [], color="k", label="w^T x + w0 = 0 (perceptron)")
-        ax.set_aspect("equal")
-        ax.set_xlim(-4, 4.5)
-        ax.set_ylim(-3, 3)
+        ax.set(aspect="equal", xlim=(-4, 4.5), ylim=(-3, 3))
         ax.legend(fontsize=7, loc="lower right")
         ax.set_title(title, fontsize=9)
     fig.suptitle("Q2.2 intersecting convex hulls cannot be linearly separated", fontsize=10)
@@ -267,9 +261,7 @@ def plot_growth(result: dict, path: Path) -> Path:
     for name, color in (("none", "C0"), ("L2", "C1"), ("L1", "C2")):
         label = "no regularization" if name == "none" else f"{name}, lambda = {result['lam']}"
         ax.plot(result["iterations"], result["paths"][name], color=color, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("gradient-descent iterations")
-    ax.set_ylabel("weight w")
+    ax.set(xscale="log", xlabel="gradient-descent iterations", ylabel="weight w")
     ax.legend(fontsize=8)
     ax.set_title("Q3.2 logistic regression on separable 1-D data: w grows like log(t) unless regularized",
                  fontsize=9)
@@ -284,15 +276,13 @@ def plot_blur(path: Path) -> Path:
     gray = torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]
     kernel = torch.tensor(Q4_F, dtype=torch.float32).view(1, 1, 3, 3) / 16
     passes = 10  # one pass is hard to see at print size; ten show the same effect, stronger
-    blurred = gray
+    blurred = [gray]  # blurred[k]: F applied k times
     for _ in range(passes):
-        blurred = F.conv2d(blurred, kernel, padding=1)
-    once = F.conv2d(gray, kernel, padding=1)
+        blurred.append(F.conv2d(blurred[-1], kernel, padding=1))
     fig, axes = plotting.plt.subplots(1, 3, figsize=(10, 4))
     crop = (slice(130, 330), slice(150, 350))
-    for ax, image, title in ((axes[0], gray, "input (detail)"), (axes[1], once, "F once"),
-                             (axes[2], blurred, f"F {passes} times")):
-        ax.imshow(image[0, 0][crop], cmap="gray")
+    for ax, k, title in zip(axes, (0, 1, passes), ("input (detail)", "F once", f"F {passes} times")):
+        ax.imshow(blurred[k][0, 0][crop], cmap="gray")
         ax.set_title(title)
         ax.axis("off")
     fig.suptitle("Q4.1 the filter F = [1 2 1; 2 4 2; 1 2 1] / 16 is a blur: it averages each pixel with its "
@@ -301,22 +291,26 @@ def plot_blur(path: Path) -> Path:
 
 
 def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
-    y = conv["Y"]
-    rows = " \\\\ ".join(" & ".join(f"{v:.4g}" for v in row) for row in y)
+    rows = " \\\\ ".join(" & ".join(f"{v:.4g}" for v in row) for row in conv["Y"])
     final = {name: path[-1] for name, path in growth["paths"].items()}
+    middle = len(growth["iterations"]) // 2
+
+    def thousands(n: int) -> str:
+        return f"{n:,}".replace(",", "{,}")
+
     macros = {
-        "CheckTwoOneResidual": common.latex_scientific(projection["max_column_residual_product"]),
-        "CheckTwoOneSymmetry": common.latex_scientific(projection["hat_asymmetry"]),
-        "CheckTwoOneIdempotence": common.latex_scientific(projection["hat_idempotence"]),
+        "CheckTwoOneResidual": latex.latex_scientific(projection["max_column_residual_product"]),
+        "CheckTwoOneSymmetry": latex.latex_scientific(projection["hat_asymmetry"]),
+        "CheckTwoOneIdempotence": latex.latex_scientific(projection["hat_idempotence"]),
         "CheckTwoOneShape": f"{projection['n']}\\times {projection['d']}",
         "CheckTwoTwoErrorsMeeting": str(hulls["errors_meeting"]),
         "CheckTwoTwoErrorsSeparable": str(hulls["errors_separable"]),
-        "CheckThreeOneGradientGap": common.latex_scientific(logistic["gradient_gap"]),
-        "CheckThreeOneUpdateGap": common.latex_scientific(logistic["update_gap"]),
-        "CheckThreeTwoIterations": f"{growth['iterations'][-1]:,}".replace(",", "{,}"),
+        "CheckThreeOneGradientGap": latex.latex_scientific(logistic["gradient_gap"]),
+        "CheckThreeOneUpdateGap": latex.latex_scientific(logistic["update_gap"]),
+        "CheckThreeTwoIterations": thousands(growth["iterations"][-1]),
         "CheckThreeTwoNone": f"{final['none']:.2f}",
-        "CheckThreeTwoNoneTenth": f"{growth['paths']['none'][len(growth['iterations']) // 2]:.2f}",
-        "CheckThreeTwoTenthIterations": f"{growth['iterations'][len(growth['iterations']) // 2]:,}".replace(",", "{,}"),
+        "CheckThreeTwoNoneTenth": f"{growth['paths']['none'][middle]:.2f}",
+        "CheckThreeTwoTenthIterations": thousands(growth["iterations"][middle]),
         "CheckThreeTwoLTwo": f"{final['L2']:.2f}",
         "CheckThreeTwoLOne": f"{final['L1']:.2f}",
         "CheckThreeTwoLambda": f"{growth['lam']}",
@@ -330,12 +324,12 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
         "CheckFourOneParameters": str(conv["parameters"]),
         "CheckFourOneParametersBias": str(conv["parameters_with_bias"]),
         "CheckFourOneOutputSide": str(conv["conv_output_side_22"]),
-        "CheckFourTwoGapActive": common.latex_scientific(backprop["max_relative_gap"]["active"]),
-        "CheckFourTwoGapInactive": common.latex_scientific(backprop["max_relative_gap"]["inactive"]),
+        "CheckFourTwoGapActive": latex.latex_scientific(backprop["max_relative_gap"]["active"]),
+        "CheckFourTwoGapInactive": latex.latex_scientific(backprop["max_relative_gap"]["inactive"]),
         "CheckFourTwoPointsActive": str(backprop["points"]["active"]),
         "CheckFourTwoPointsInactive": str(backprop["points"]["inactive"]),
     }
-    return common.latex_macros("codes/q2_q4_checks.py", macros)
+    return latex.latex_macros("codes/q2_q4_checks.py", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,24 +337,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write figures/ and generated/ here (default: report/figures and report/generated)")
     args = parser.parse_args(argv)
-    paths = common.output_paths(args, shortened=False)
-    figures, generated = paths.figures, paths.generated
-    for folder in (figures, generated):  # the checks keep no results file
-        common.ensure_writable(folder)
+    paths = cli.output_paths(args, "q2_q4_checks", {})
+    paths.claim("checks", "q2_", "q3_", "q4_")
     projection, hulls = least_squares_projection(), convex_hulls()
     logistic, growth = logistic_gradient_check(), weight_growth()
     conv, backprop = convolution_answers(), backprop_check()
-    path = generated / "checks.tex"
-    common.write_text_atomic(path, snippet(projection, hulls, logistic, growth, conv, backprop))
+    path = paths.generated / "checks.tex"
+    runs.write_text_atomic(path, snippet(projection, hulls, logistic, growth, conv, backprop))
     print(f"Q2.1 max |X^T r| = {projection['max_column_residual_product']:.1e}; Q3.1 gradient gap "
           f"{logistic['gradient_gap']:.1e}; Q4.1 j = {conv['j']:g}; Q4.2 max relative gap "
           f"{max(backprop['max_relative_gap'].values()):.1e}")
     print(f"snippet: {path}")
-    for figure in (plot_hulls(hulls, figures / "q2_2_convex_hulls.png"), plot_growth(growth, figures / "q3_2_weight_growth.png"),
-                   plot_blur(figures / "q4_1_blur.png")):
+    for figure in (plot_hulls(hulls, paths.figures / "q2_2_convex_hulls.png"),
+                   plot_growth(growth, paths.figures / "q3_2_weight_growth.png"),
+                   plot_blur(paths.figures / "q4_1_blur.png")):
         print(f"figure: {figure}")
     return 0
 
 
 if __name__ == "__main__":
-    common.run_main(main)
+    cli.run_main(main)

@@ -10,12 +10,13 @@ alongside. Batch size 128 (the assignment leaves it open).
     python codes/q5_2_mlp.py --plot-only               # redraw figures from the saved results
 
 Writes results/q5_2_mlp.json, report/figures/q5_2_error.png,
-report/figures/q5_2_loss.png and report/generated/q5_2.tex; a shortened run
-writes under results/quick/.
+report/figures/q5_2_loss.png and report/generated/q5_2.tex; a run at other
+settings writes under results/runs/q5_2_mlp-<settings>/.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cli
@@ -27,10 +28,10 @@ from latex import latex_macros, latex_scientific, seconds_text
 RESULTS_FILE = "q5_2_mlp.json"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_training_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
@@ -87,29 +88,32 @@ def snippet(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    paths = cli.output_paths(args.output_dir, cli.is_shortened(args))
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    paths = cli.output_paths(args, "q5_2_mlp", cli.defaults(parser))
+    paths.claim("q5_2")
+    paths.announce()
     results_path = paths.results / RESULTS_FILE
-    status = 0
     if not args.plot_only:
-        paths.ensure_writable()
         config = cli.run_config(args, lr=args.lr, seed=args.seed)
         results, model, splits = runs.train_and_record(
-            "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args))
+            "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args, paths))
         # the validation digits Q5.5 shows the one network getting wrong and the other right
         results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
         runs.write_json_atomic(results_path, results)
-        if runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}."):
-            status = 1
+        runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")
     results = runs.read_results(results_path)
-    if results["diverged_at_epoch"][0] is None:  # a diverged run is drawn, never cited
-        snippet_path = paths.generated / "q5_2.tex"
-        runs.write_text_atomic(snippet_path, snippet(results))
-        print(f"snippet: {snippet_path}")
+    if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
+        print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
+        return 1
+    snippet_path = paths.generated / "q5_2.tex"
+    runs.write_text_atomic(snippet_path, snippet(results))
+    print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")
-    return status
+    paths.announce()
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ never used to choose.
     python codes/q5_3_flooding.py --plot-only                      # redraw from the saved results
 
 Writes results/q5_3_flooding_lr<lr>.json per learning rate, five figures
-report/figures/q5_3_*.png and report/generated/q5_3.tex; a shortened run
-writes under results/quick/. Q5.2's results file (results/q5_2_mlp.json) is
+report/figures/q5_3_*.png and report/generated/q5_3.tex; a run at other
+settings writes under results/runs/q5_3_flooding-<settings>/. Q5.2's results file (results/q5_2_mlp.json) is
 drawn beside the chosen level when it exists.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import warnings
 from pathlib import Path
 
@@ -45,10 +46,14 @@ FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00
 SEEDS = 3  # initialisations per level; the committed sweep uses this many
 LEARNING_RATES = [common.ASSIGNMENT["lr"], 0.01]  # the assignment's, and a tenfold smaller one for Q5.4
 CALIBRATION_BINS = 15
+# what changes the sweep's numbers: any other value than the default is not the assignment's run
+SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds", "lrs")
+# what the sweeps at different learning rates must share to be compared
+PAIRED_SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds")
 LEVELS_DRAWN = (0.0, 0.02, 0.05, 0.1, 0.2)  # training-loss curves shown in one figure
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_training_arguments(parser, single_run=False)
     parser.add_argument(
@@ -65,22 +70,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     # 21 x 3 stacked MLPs are 200 MB of state: save it less often than a single run does.
     parser.set_defaults(checkpoint_every=50)
-    return parser.parse_args(argv)
+    return parser
 
 
 def results_name(lr: float) -> str:
     return f"q5_3_flooding_lr{lr:g}.json"
 
 
-def sweep(args: argparse.Namespace, lr: float, results_path: Path) -> dict:
+def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths) -> dict:
     """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
     mini-batch order of seed 0 (Q5.2's)."""
+    config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
+    runs.check_memory(common.mlp, args.seeds * len(args.flood_levels), torch.device(config["device"]))
     init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
     levels = [level for _ in range(args.seeds) for level in args.flood_levels]
-    config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
     results, model, splits = runs.train_and_record(
         "Q5.3", config, common.mlp, init_seeds, levels, results_path,
-        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **cli.run_options(args))
+        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **cli.run_options(args, paths))
     results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
 
@@ -344,7 +350,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     table, best, shown = analysis["table"], analysis["chosen"], analysis["shown"]
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
-    label = plotting.shortened_label(main)
+    label = plotting.run_label(main)
     paths = []
 
     # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
@@ -551,19 +557,32 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
     return mlp_results
 
 
+def agreeing_sweeps(paths: dict[float, Path]) -> dict[float, dict]:
+    """The sweeps' results, which must differ in the learning rate alone to share a table and figures."""
+    sweeps = {lr: runs.read_results(path) for lr, path in paths.items()}
+    (first_lr, first), *others = sweeps.items()
+    for lr, run in others:
+        differing = runs.differing_settings(run["config"], first["config"], PAIRED_SETTINGS)
+        if differing:
+            raise common.UserError(
+                f"{paths[lr]} and {paths[first_lr]} differ in more than the learning rate ({', '.join(differing)}), "
+                "so they cannot share one table: rerun one of them, or give each its own --output-dir.")
+    return sweeps
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    paths = cli.output_paths(args.output_dir, cli.is_shortened(args))
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    paths = cli.output_paths(args, "q5_3_flooding", cli.defaults(parser, SETTINGS))
+    paths.claim("q5_3")
+    paths.announce()
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
-    status = 0
     if not args.plot_only:
-        paths.ensure_writable()
         for lr, results_path in results_paths.items():
-            results = sweep(args, lr, results_path)
+            results = sweep(args, lr, results_path, paths)
             runs.write_json_atomic(results_path, results)
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
-                status = 1 if all(d is not None for d in results["diverged_at_epoch"]) else status
             collapsed = runs.collapsed_copies(results)
             if collapsed:
                 print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
@@ -576,7 +595,12 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
-    sweeps = {lr: runs.read_results(path) for lr, path in results_paths.items()}
+    sweeps = agreeing_sweeps(results_paths)
+    diverged = [f"{lr:g}" for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]
+    if diverged:  # figures and snippet stay as they were, together
+        print(f"the figures and the snippet are not redrawn: every copy of the sweep at lr {', '.join(diverged)} "
+              "diverged", file=sys.stderr)
+        return 1
     mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())))
     analyses = {lr: analyse(run) for lr, run in sweeps.items()}
     for lr, analysis in analyses.items():
@@ -588,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"snippet: {snippet_path}")
     for figure in plot(sweeps, analyses, mlp_results, paths.figures):
         print(f"figure: {figure}")
-    return status
+    paths.announce()
+    return 0
 
 
 if __name__ == "__main__":

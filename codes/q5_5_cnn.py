@@ -20,12 +20,14 @@ report/figures/q5_5_disagreements.png and report/generated/q5_5.tex; the
 check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.png
 and report/generated/q5_5_step_size.tex. The comparison with the MLP reads
 Q5.2's results file (results/q5_2_mlp.json beside this run's) and is left out,
-with a note, when there is none. A shortened run writes under results/quick/.
+with a note, when there is none. A run at other settings writes under
+results/runs/<script>-<settings>/.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -76,7 +78,7 @@ def multiply_adds_per_image(module: nn.Module) -> int:
     return total
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
@@ -87,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
         help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)")
-    return parser.parse_args(argv)
+    return parser
 
 
 def load_mlp_results(path: Path, config: dict) -> dict | None:
@@ -96,7 +98,7 @@ def load_mlp_results(path: Path, config: dict) -> dict | None:
         print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison "
               "(run codes/q5_2_mlp.py with the same --epochs/--subset, or pass --mlp-results)")
         return None
-    mlp_results = runs.read_results(path)
+    mlp_results = runs.read_results(path, ("config", "history", "diverged_at_epoch", "final_val_predictions"))
     differing = runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset"))
     if differing:
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
@@ -146,7 +148,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
     else:
         setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
-    fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.shortened_label(results)}", fontsize=10)
+    fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.run_label(results)}", fontsize=10)
     ax_error.set_title("error (dashed: training, solid: validation)")
     ax_loss.set_title("loss (dashed: training, solid: validation)")
     paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
@@ -167,7 +169,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         axes[row][0].text(-0.15, 0.5, f"{title}\n({found[kind]} in all)", transform=axes[row][0].transAxes,
                           ha="right", va="center", fontsize=8)
     title = "Q5.5 validation digits the two networks classify differently (at the last epoch)"
-    fig.suptitle(title + plotting.shortened_label(results), fontsize=9)
+    fig.suptitle(title + plotting.run_label(results), fontsize=9)
     fig.subplots_adjust(left=0.2)
     paths.append(plotting.save(fig, figures_dir / "q5_5_disagreements.png"))
     return paths
@@ -368,26 +370,29 @@ def check_runs_in(results_dir: Path) -> list[dict]:
 
 
 def draw_check(paths: cli.OutputPaths) -> None:
-    """The check's figure and snippet, from its runs; it must choose the rate the CNN is trained at."""
+    """The check's figure and snippet, from its runs; the committed check must choose the rate the
+    CNN is trained at."""
     check_runs = check_runs_in(paths.results)
     summaries = [check_summary(run) for run in check_runs]
     chosen = chosen_lr(summaries)
     if chosen != LEARNING_RATE:
-        raise common.UserError(f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at "
-                               f"{LEARNING_RATE:g}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
+        disagreement = (f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at {LEARNING_RATE:g}")
+        if paths.is_assignment_run:
+            raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
+        print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"
     runs.write_text_atomic(path, check_snippet(summaries, check_runs[0]["epochs_completed"]))
     print(f"snippet: {path}")
     print(f"figure: {plot_check(check_runs, paths.figures)}")
 
 
-def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None, full_epochs: int) -> int:
-    """One CNN run at learning rate lr, its results written (with the comparison when there is an MLP
-    run); 1 if it diverged."""
+def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None,
+              paths: cli.OutputPaths) -> dict:
+    """One CNN run at learning rate lr, its results written (with the comparison when there is an MLP run)."""
     config = cli.run_config(args, lr=lr, seed=args.seed)
     results, model, splits = runs.train_and_record(
         "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
-        **cli.run_options(args, full_epochs))
+        **cli.run_options(args, paths))
     val = splits["val"]
     cnn_predictions = common.predict(model, val)[0].cpu()
     results["final_val_predictions"] = cnn_predictions.tolist()
@@ -401,31 +406,38 @@ def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_resul
             f"the Q5.2 results hold {len(mlp_results['final_val_predictions'])} validation predictions, this split "
             f"has {len(val)}: was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}.")
     print(f"results: {results_path}")
-    diverged = runs.print_single_run_outcome(
+    runs.print_single_run_outcome(
         results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
-    return 1 if diverged else 0
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    full_epochs = LR_CHECK_EPOCHS if args.lrs else common.ASSIGNMENT["epochs"]
-    paths = cli.output_paths(args.output_dir, cli.is_shortened(args, full_epochs))
-    if args.lrs:  # the learning-rate check
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
+        check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
+        del check_defaults["lr"]
+        paths = cli.output_paths(args, "q5_5_cnn_lr_check", check_defaults)
+    else:
+        paths = cli.output_paths(args, "q5_5_cnn", cli.defaults(parser))
+    paths.claim("q5_5")
+    paths.announce()
+    if args.lrs:
         if not args.plot_only:
-            paths.ensure_writable()
             for lr in args.lrs:
-                if train_cnn(args, lr, check_results_path(paths.results, lr), None, full_epochs):
-                    print(f"note: lr {lr:g} diverged; the check keeps its history", flush=True)
+                train_cnn(args, lr, check_results_path(paths.results, lr), None, paths)
         draw_check(paths)
+        paths.announce()
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
     mlp_results = load_mlp_results(args.mlp_results or paths.results / MLP_RESULTS_FILE, mlp_config)
     if not args.plot_only:
-        paths.ensure_writable()
-        if train_cnn(args, args.lr, results_path, mlp_results, full_epochs):
-            return 1
+        train_cnn(args, args.lr, results_path, mlp_results, paths)
     results = runs.read_results(results_path)
+    if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
+        print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
+        return 1
     if mlp_results is not None and "disagreements" in results:
         snippet_path = paths.generated / "q5_5.tex"
         runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results))
@@ -434,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"figure: {figure}")
     if args.plot_only and list(paths.results.glob("q5_5_lr_check_lr*.json")):
         draw_check(paths)
+    paths.announce()
     return 0
 
 

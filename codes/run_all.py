@@ -7,9 +7,10 @@
 The full run writes results/run_summary.json; a quick run writes everything,
 the summary included, under results/quick/ (or --output-dir) and never touches
 the real results, figures or snippets. Each step's wall time, device and key
-numbers are recorded; the run stops at the first step that fails (later steps
-read earlier results). With --steps, only those steps run, and the summary
-keeps the record of the others from the previous run of the same mode.
+numbers are recorded; the run stops at the first step that fails. With --steps,
+only those steps run, and the summary keeps the record of the others from the
+previous run of the same mode. Without a GPU only the checks, Q1 and Q5.2 run
+(it says so before starting) unless --allow-cpu is given.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import runs
 CODES = Path(__file__).resolve().parent
 
 QUICK = ["--epochs", "2", "--subset", "2000"]
+CPU_STEPS = ("checks", "q1", "q5_2")  # what a CPU finishes in minutes; the rest is GPU work
 # key -> (name, script, flags, flags of the quick pass, whether it reads MNIST), in the order they run
 STEPS = {
     "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], [], False),
@@ -77,6 +79,9 @@ def previous_steps(path: Path, mode: str) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
+    parser.add_argument("--allow-cpu", action="store_true",
+                        help="without a GPU, run the steps that take more than a day on a CPU too (by default "
+                        f"only {', '.join(CPU_STEPS)} run there)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
@@ -94,10 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
 
     device, _ = cli.training_device(args.device)
-    if device.type == "cpu" and not args.quick and {"q5_3", "q5_5", "q5_5_lrs"} & set(args.steps):
-        print("warning: no CUDA GPU is used, so Q5.3 (two sweeps of 63 networks) and Q5.5 (the CNN and its learning-rate check) train on the CPU: "
-              "more than a day on a 2-core machine (README, 'Expected time'). `make quick` checks every "
-              "script in minutes; --steps runs only some questions.", file=sys.stderr, flush=True)
+    too_long = [key for key in args.steps if key not in CPU_STEPS]
+    if device.type == "cpu" and not args.quick and not args.allow_cpu and too_long:
+        print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
+              "on a 2-core CPU (README, 'Expected time'); running only "
+              f"{', '.join(STEPS[key][0] for key in args.steps if key in CPU_STEPS) or 'nothing'}. Instead: `make quick` "
+              "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
+              "(one sweep at one seed, into results/runs/); or run everything here anyway with "
+              "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
+        args.steps = [key for key in args.steps if key in CPU_STEPS]
     # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
     environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
     ran, start = {}, time.perf_counter()

@@ -20,9 +20,11 @@ from latex import seconds_text
 
 def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
                      flood_levels: Sequence[float], results_path: Path, *, data_dir: Path, download: bool,
-                     checkpoint_every: int, resume: bool, progress: bool, shortened: bool, desc: str):
+                     checkpoint_every: int, resume: bool, restart: bool, progress: bool, settings_changed: list[str],
+                     desc: str):
     """Train the copies with the settings in `config` (see cli.run_config), saving the training state
-    beside `results_path` as it goes; return the results record, the trained model and the splits."""
+    beside `results_path` as it goes; return the results record, the trained model and the splits.
+    The saved state of a stopped run is continued (resume) or discarded (restart), never silently replaced."""
     start = time.perf_counter()
     device = torch.device(config["device"])
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
@@ -30,6 +32,10 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     identity = {k: v for k, v in config.items() if k != "epochs"}
     identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels))
     checkpoint = common.Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
+    if not resume and not restart and (progress_saved := checkpoint.unfinished()):
+        raise common.UserError(f"{checkpoint.path} holds the saved state of a stopped run ({progress_saved}): "
+                               "continue it with --resume, or discard it and start over with --restart.")
+    check_memory(build, len(init_seeds), device)
     splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download)
     model = common.StackedCopies(common.seeded_copies(build, init_seeds)).to(device)
     trainer = common.StackedTrainer(model, splits, lr=config["lr"], momentum=config["momentum"],
@@ -41,7 +47,7 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
         "question": question,
         "config": config,
         "status": "completed" if not diverged else f"copies {diverged} diverged (non-finite training loss)",
-        "shortened": shortened,
+        "settings_changed": settings_changed,
         "model": {"architecture": str(one_copy), "parameters": common.parameter_count(one_copy)},
         "copies": [{"init_seed": s, "flood_level": b} for s, b in zip(init_seeds, flood_levels)],
         "split_sizes": {name: len(split) for name, split in splits.items()},
@@ -50,6 +56,20 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
         "wall_seconds": time.perf_counter() - start,
     }
     return results, model, splits
+
+
+def check_memory(build: Callable[[], nn.Sequential], copies: int, device: torch.device) -> None:
+    """Refuse, before any work, a stack of copies that cannot fit: each copy's parameters, gradients
+    and momentum on the device, and their copy in a checkpoint."""
+    needed = copies * common.parameter_count(build()) * 4 * 5  # float32: 3 on the device, 2 in the checkpoint
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > 0.8 * free:
+        raise common.UserError(f"{copies} stacked copies need about {needed / 2**30:.1f} GiB (parameters, gradients, "
+                               f"momentum and the checkpoint), more than the {free / 2**30:.1f} GiB free on {device.type}: "
+                               "ask for fewer copies (--seeds, --flood-levels).")
 
 
 def cpu_name() -> str:
@@ -86,23 +106,36 @@ def _json_safe(value):
     return value
 
 
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file through a temporary file and a rename: a kill leaves the old file or the new one."""
+    with common.replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write JSON through a temporary file and a rename: a kill leaves the old file or the new one."""
-    common.write_bytes_atomic(Path(path), json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode())
+    write_bytes_atomic(Path(path), json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode())
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    common.write_bytes_atomic(Path(path), text.encode())
+    write_bytes_atomic(Path(path), text.encode())
 
 
-def read_results(path: Path) -> dict:
+def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch")) -> dict:
+    """A results file, checked to hold the `required` keys."""
     path = Path(path)
     if not path.exists():
         raise common.UserError(f"No results file at {path}: run the script without --plot-only first.")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise common.UserError(f"{path} is not valid JSON ({err}); rerun the script to rewrite it.") from None
+    missing = [key for key in required if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
+                               "rerun the script to rewrite it.")
+    return results
 
 
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:

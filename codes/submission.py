@@ -1,16 +1,21 @@
-"""Build the zip the course asks for: report_<id>.pdf and codes/ at its top level.
+"""The report's inputs checked, and the zip the course asks for: report_<id>.pdf and codes/.
 
-    python codes/submission.py --student-id 2024012345   # or: make submission STUDENT_ID=2024012345
+    make submission STUDENT_ID=2024012345                 # or: STUDENT_ID=2024012345 python codes/submission.py
+    python codes/submission.py --check-report             # what `make report` runs before LaTeX
 
-Writes dist/<id>.zip holding report_<id>.pdf and codes/ (its README.md and
-every source file). Refuses an empty or path-like id, a missing PDF, and a PDF
-older than any figure, generated snippet or .tex file of the report (`make
-submission` rebuilds it first).
+Builds the report with the id on its title page into dist/build/, checks that the id is in the
+PDF's text, and writes dist/<id>.zip holding report_<id>.pdf and codes/ (its README.md and every
+source file). The id comes from $STUDENT_ID (or --student-id), as data: letters, digits, '-' and
+'_', at most 32 characters. --check-report fails on any figure or snippet the report includes that
+does not exist, naming the script that makes it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -20,25 +25,61 @@ import common
 CODES_DIR = cli.REPO_ROOT / "codes"
 REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+# the file name's start -> the command that writes it
+MAKERS = {"q1": "codes/q1_playground.py", "q2_": "codes/q2_q4_checks.py", "q3_": "codes/q2_q4_checks.py",
+          "q4_": "codes/q2_q4_checks.py", "checks": "codes/q2_q4_checks.py", "q5_2": "codes/q5_2_mlp.py",
+          "q5_3": "codes/q5_3_flooding.py", "q5_5_step_size": "codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158",
+          "q5_5": "codes/q5_5_cnn.py"}
 
 
-def check_student_id(student_id: str) -> str:
-    if not STUDENT_ID.fullmatch(student_id or ""):
-        raise common.UserError(
-            f"the student id {student_id!r} is not usable in a file name: use letters, digits, '-' and '_' only."
-        )
+def check_student_id(student_id: str | None) -> str:
+    if not student_id:
+        raise common.UserError("no student id: set STUDENT_ID=... (make submission STUDENT_ID=2024012345).")
+    if not STUDENT_ID.fullmatch(student_id):
+        raise common.UserError(f"the student id {student_id[:40]!r} is not usable: use 1 to 32 letters, digits, "
+                               "'-' and '_', starting with a letter or a digit.")
     return student_id
 
 
-def report_sources(report_dir: Path = REPORT_DIR) -> list[Path]:
-    return sorted([*report_dir.glob("*.tex"), *report_dir.glob("generated/*.tex"), *report_dir.glob("figures/*.png")])
+def report_inputs(report_tex: Path = REPORT_DIR / "report.tex") -> list[Path]:
+    """Every figure and snippet the report includes (\\includegraphics, \\input), as paths."""
+    text = re.sub(r"(?<!\\)%.*", "", report_tex.read_text())
+    figures = [REPORT_DIR / "figures" / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
+    snippets = [REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
+    return list(dict.fromkeys(figures + snippets))
 
 
-def stale_sources(pdf: Path, sources: list[Path]) -> list[Path]:
-    """The report sources newer than the PDF."""
-    built = pdf.stat().st_mtime
-    return [s for s in sources if s.stat().st_mtime > built]
+def missing_inputs(inputs: list[Path]) -> list[str]:
+    """The inputs that do not exist, each with the command that makes it."""
+    def maker(path: Path) -> str:
+        return next((command for start, command in sorted(MAKERS.items(), key=lambda kv: -len(kv[0]))
+                     if path.name.startswith(start)), "a script in codes/")
+    return [f"{path.relative_to(cli.REPO_ROOT)} (made by python {maker(path)})" for path in inputs if not path.exists()]
+
+
+def build_pdf(student_id: str, build_dir: Path) -> Path:
+    """The report with the id on its title page, built apart from report/ so the committed PDF stays as it is."""
+    for tool in ("latexmk", "pdftotext"):
+        if shutil.which(tool) is None:
+            raise common.UserError(f"{tool} is missing: apt-get install -y --no-install-recommends latexmk "
+                                   "texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra "
+                                   "texlive-science poppler-utils")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    name = f"report_{student_id}"
+    (build_dir / f"{name}.tex").write_text(f"\\def\\StudentID{{{student_id}}}\\input{{report.tex}}\n")
+    # the report's own folder is searched for report.tex, figures/ and generated/
+    env = {**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}
+    done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+                          cwd=build_dir, env=env, capture_output=True, text=True)
+    pdf = build_dir / f"{name}.pdf"
+    if done.returncode != 0 or not pdf.exists():
+        log = (build_dir / f"{name}.log").read_text(errors="replace") if (build_dir / f"{name}.log").exists() else ""
+        raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join((log or done.stdout).splitlines()[-20:]))
+    title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True).stdout
+    if f"Student ID: {student_id}" not in title_page:
+        raise common.UserError(f"{pdf}'s title page does not show 'Student ID: {student_id}'; the zip was not made.")
+    return pdf
 
 
 def code_files(codes_dir: Path = CODES_DIR) -> list[Path]:
@@ -59,20 +100,22 @@ def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student-id", required=True, help="your student id; names the zip and the PDF inside")
+    parser.add_argument("--student-id", default=os.environ.get("STUDENT_ID"),
+                        help="your student id (default: $STUDENT_ID); it names the zip and is printed on the title page")
+    parser.add_argument("--check-report", action="store_true", help="only check that the report's inputs exist")
     args = parser.parse_args(argv)
+    missing = missing_inputs(report_inputs())
+    if missing:
+        raise common.UserError("the report includes files that do not exist:\n  " + "\n  ".join(missing))
+    if args.check_report:
+        return 0
     student_id = check_student_id(args.student_id)
-    pdf = REPORT_DIR / "report.pdf"
-    if not pdf.exists():
-        raise common.UserError(f"{pdf} does not exist: build it with `make report`.")
-    stale = stale_sources(pdf, report_sources())
-    if stale:
-        raise common.UserError(f"{pdf} is older than {stale[0]} (and {len(stale) - 1} more): rebuild it with `make report`.")
+    pdf = build_pdf(student_id, DIST_DIR / "build")
     target = build_zip(student_id, pdf, code_files(), DIST_DIR)
     with zipfile.ZipFile(target) as archive:
         for name in archive.namelist():
             print(f"  {name}")
-    print(f"submission: {target}")
+    print(f"submission: {target} (the title page shows 'Student ID: {student_id}')")
     return 0
 
 

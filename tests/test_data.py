@@ -17,12 +17,25 @@ def test_reads_raw_idx_files(mnist_root):
     assert mnist["test"][0].shape == (30, 28, 28)
 
 
-def test_gz_only_files_are_decompressed_and_read(tmp_path):
+def test_gz_only_files_are_read_in_place_even_from_a_read_only_folder(tmp_path):
     root = write_mnist(tmp_path, gz=True)
-    mnist = common.load_mnist(root, download=False)
+    raw = root / "MNIST" / "raw"
+    raw.chmod(0o555)
+    try:
+        mnist = common.load_mnist(root, download=False)
+    finally:
+        raw.chmod(0o755)
     images, _ = synthetic_digits(30, seed=2)
     assert torch.equal(mnist["test"][0], torch.from_numpy(images))
-    assert (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f"{name}.gz" for name in common.MNIST_FILES)
+
+
+def test_a_folder_where_a_file_should_be_is_one_message(mnist_root):
+    path = mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(common.DataError, match="t10k-labels-idx1-ubyte cannot be read"):
+        common.load_mnist(mnist_root, download=False)
 
 
 def test_missing_folder_names_folder_and_files(tmp_path):

@@ -1,19 +1,23 @@
 """The one-command pipeline: the quick pass and the submission zip."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
 import common
 import cli
+import q5_2_mlp
 import run_all
 import submission
-from conftest import run_script, write_mnist
+from conftest import REPO_ROOT, run_script, write_mnist
 
 
 def snapshot(*folders):
@@ -53,18 +57,51 @@ def test_quick_pipeline_runs_every_step_and_never_touches_the_real_results(tmp_p
     assert updated["total_seconds"] == pytest.approx(sum(step["seconds"] for step in updated["steps"]))
 
 
-@pytest.mark.parametrize("epochs, subset, root", [
-    (common.ASSIGNMENT["epochs"], None, None),  # the assignment's run: the real folders
-    (2, None, cli.QUICK_DIR),
-    (common.ASSIGNMENT["epochs"], 1000, cli.QUICK_DIR),
+@pytest.mark.parametrize("flags, folder", [
+    ([], None),  # the assignment's run: the committed folders
+    (["--epochs", "2"], "q5_2_mlp-epochs2"),
+    (["--lr", "1e6"], "q5_2_mlp-lr1e+06"),
+    (["--momentum", "0.5", "--subset", "1000"], "q5_2_mlp-momentum0.5_subset1000"),
+    (["--no-tf32"], "q5_2_mlp-tf32False"),
 ])
-def test_shortened_runs_write_under_the_quick_folder(epochs, subset, root):
-    paths = cli.output_paths(None, cli.is_shortened(argparse.Namespace(epochs=epochs, subset=subset)))
-    if root is None:
-        assert (paths.results, paths.figures, paths.generated) == (
-            cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
+def test_only_the_assignments_settings_write_the_committed_results(flags, folder):
+    parser = q5_2_mlp.make_parser()
+    paths = cli.output_paths(parser.parse_args(flags), "q5_2_mlp", cli.defaults(parser))
+    if folder is None:
+        assert (paths.results, paths.figures, paths.generated) == (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
+        assert paths.is_assignment_run and paths.changed == []
     else:
+        root = cli.RUNS_DIR / folder
         assert (paths.results, paths.figures, paths.generated) == (root, root / "figures", root / "generated")
+        assert not paths.is_assignment_run and paths.changed
+    given = cli.output_paths(parser.parse_args(["--output-dir", "elsewhere"]), "q5_2_mlp", cli.defaults(parser))
+    assert given.results == Path("elsewhere") and not given.is_assignment_run
+
+
+def copy_of_the_project(tmp_path: Path) -> Path:
+    """The code in a fresh folder with committed-looking results, figures and snippets beside it."""
+    root = tmp_path / "project"
+    shutil.copytree(REPO_ROOT / "codes", root / "codes", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("results/q5_2_mlp.json", "report/figures/q5_2_error.png", "report/generated/q5_2.tex"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(f"the committed {name}")
+    return root
+
+
+def test_a_run_at_other_settings_leaves_the_committed_files_unchanged_and_says_where_it_wrote(tmp_path, mnist_root):
+    root = copy_of_the_project(tmp_path)
+    committed = snapshot(root / "results", root / "report")
+    done = subprocess.run([sys.executable, str(root / "codes" / "q5_2_mlp.py"), "--lr", "0.05", "--epochs", "1",
+                           "--batch-size", "16", "--data-dir", str(mnist_root), "--offline", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    folder = root / "results" / "runs" / "q5_2_mlp-epochs1_lr0.05_batch-size16"
+    assert done.stdout.count(f"not the assignment's run (epochs 1, lr 0.05, batch-size 16): results, figures and "
+                             f"snippets go to {folder}") == 2  # at the start and at the end
+    assert {p: v for p, v in snapshot(root / "results", root / "report").items() if "runs" not in p.parts} == committed
+    results = json.loads((folder / "q5_2_mlp.json").read_text())
+    assert results["settings_changed"] == ["epochs 1", "lr 0.05", "batch-size 16"]
+    assert (folder / "figures" / "q5_2_error.png").exists() and (folder / "generated" / "q5_2.tex").exists()
 
 
 def test_zip_holds_the_pdf_and_codes_at_the_top_level(tmp_path):
@@ -85,21 +122,10 @@ def test_zip_holds_the_pdf_and_codes_at_the_top_level(tmp_path):
         assert question in readme
 
 
-@pytest.mark.parametrize("bad_id", ["", "../escape", "a/b", "with space", "-leading"])
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", "with space", "-leading", "x" * 33, "caf\u00e9"])
 def test_empty_or_path_like_student_id_is_refused(bad_id, tmp_path):
-    with pytest.raises(common.UserError, match="not usable in a file name"):
+    with pytest.raises(common.UserError, match="is not usable"):
         submission.build_zip(bad_id, tmp_path / "r.pdf", [], tmp_path)
     assert not list(tmp_path.iterdir())
     done = run_script("submission.py", f"--student-id={bad_id}")
-    assert done.returncode == 1 and "not usable" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_a_pdf_older_than_a_figure_is_stale(tmp_path):
-    pdf, figure = tmp_path / "report.pdf", tmp_path / "figure.png"
-    pdf.write_bytes(b"pdf")
-    figure.write_bytes(b"png")
-    os.utime(pdf, (1_000, 1_000))
-    os.utime(figure, (2_000, 2_000))
-    assert submission.stale_sources(pdf, [figure]) == [figure]
-    os.utime(pdf, (3_000, 3_000))
-    assert submission.stale_sources(pdf, [figure]) == []
+    assert done.returncode == 1 and "is not usable" in done.stderr and "Traceback" not in done.stderr

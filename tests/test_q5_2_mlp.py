@@ -21,7 +21,7 @@ def test_quick_run_writes_results_and_both_figures(mnist_root, tmp_path):
                       "--output-dir", str(out), "--no-progress")
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "q5_2_mlp.json").read_text())
-    assert results["shortened"] is True
+    assert results["settings_changed"] == ["epochs 2", "batch-size 16", "subset 64"]
     assert results["question"] == "Q5.2"
     assert results["model"]["parameters"] == 784 * 500 + 500 + 500 * 10 + 10
     assert results["history"]["epoch"] == [0, 1, 2]

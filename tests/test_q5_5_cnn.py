@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
+import cli
 import common
 import q5_5_cnn
 import runs
 from conftest import run_script
 from q5_5_cnn import (LEARNING_RATE, check_finding, check_summary, chosen_lr, cnn, comparison_snippet, mcnemar_p_value,
-                      mcnemar_sentence, parse_args, settling_sentence)
+                      make_parser, mcnemar_sentence, settling_sentence)
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -107,7 +108,7 @@ def check_run(lr: float, train_loss: list[float], train_error: list[float], val_
     for key in ("val_loss", "test_loss", "test_error"):
         history[key] = [[1.0]] * len(train_loss)
     return {"config": {**CONFIG, "lr": lr, **config}, "history": history, "epochs_completed": len(train_loss) - 1,
-            "diverged_at_epoch": [None]}
+            "diverged_at_epoch": [None], "copies": [{"init_seed": 0, "flood_level": 0.0}]}
 
 
 COLLAPSING = check_run(0.1, [2.3, 0.4, 0.2, 9.0, 2.31], [90.0, 5.0, 2.0, 88.0, 88.8], [90.0, 5.5, 2.5, 88.0, 88.7])
@@ -127,7 +128,7 @@ def test_check_findings_and_choice_by_hand():
     assert check_finding(check_summary(STEADY)).endswith(
         "its training error reaches zero at epoch 3, and its final validation error is 1.25\\,\\%.")
     assert chosen_lr([check_summary(COLLAPSING), check_summary(STEADY)]) == 0.01
-    assert parse_args([]).lr == LEARNING_RATE == 0.01  # the committed default is the rate the check chooses
+    assert make_parser().parse_args([]).lr == LEARNING_RATE == 0.01  # the committed default is the rate the check chooses
 
 
 def redraw_check(folder, *check_runs):
@@ -148,16 +149,25 @@ def test_check_redraws_figure_and_snippet(tmp_path):
 
 @pytest.mark.parametrize("check_runs, message", [
     ((STEADY,), "needs at least two runs"),
-    ((check_run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]),
-      check_run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1])),
-     "the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01"),
     ((STEADY, check_run(0.1, [2.3] * 5, [90.0] * 5, [90.0] * 5, momentum=0.5)),
      "differ in more than the learning rate: --momentum 0.9 vs 0.5"),
 ])
 def test_unpaired_or_missing_check_runs_are_refused(tmp_path, check_runs, message):
     done = redraw_check(tmp_path, *check_runs)
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "generated").exists()
+    assert not (tmp_path / "generated" / "q5_5_step_size.tex").exists()
+
+
+def test_the_committed_check_must_choose_the_rate_the_cnn_is_trained_at(tmp_path, monkeypatch):
+    other = (check_run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]),
+             check_run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1]))
+    noted = redraw_check(tmp_path, *other)  # a run of its own folder: a note
+    assert noted.returncode == 0 and "note: the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01" in noted.stdout
+    # the committed check (results/q5_5_lr_check_lr*.json) against a CNN trained at another rate: refused
+    monkeypatch.setattr(q5_5_cnn, "LEARNING_RATE", 0.1)
+    committed = cli.output_paths(q5_5_cnn.make_parser().parse_args([]), "q5_5_cnn", {})
+    with pytest.raises(common.UserError, match="the check chooses lr 0.01, but codes/q5_5_cnn.py trains the CNN at 0.1"):
+        q5_5_cnn.draw_check(committed)
 
 
 def test_check_trains_one_run_per_rate(mnist_root, tmp_path):

@@ -1,0 +1,175 @@
+"""What keeps the submission trustworthy: sweeps that disagree are never combined, one writer per set
+of outputs, no saved state thrown away, failed writes leave the old files, the id reaches the PDF as
+data, the report's inputs are checked, a CPU is not handed a day-long job, and the former tracebacks
+are one message each."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import common
+import q5_2_mlp
+import runs
+import submission
+from conftest import REPO_ROOT, idx_bytes, run_script
+from test_robustness import QUICK, start_mlp, wait_for
+
+
+def test_sweeps_that_differ_in_more_than_the_learning_rate_are_not_combined(mnist_root, tmp_path):
+    flags = ("--epochs", "1", "--seeds", "1", "--flood-levels", "0,0.1", "--lrs", "0.1,0.01", "--data-dir",
+             str(mnist_root), *QUICK, "--output-dir", str(tmp_path))
+    assert run_script("q5_3_flooding.py", *flags).returncode == 0
+    other = tmp_path / "q5_3_flooding_lr0.01.json"
+    results = json.loads(other.read_text())
+    results["config"]["seeds"] = 3
+    other.write_text(json.dumps(results))
+    snippet = (tmp_path / "generated" / "q5_3.tex").read_bytes()
+    done = run_script("q5_3_flooding.py", *flags, "--plot-only")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{other} and {tmp_path / 'q5_3_flooding_lr0.1.json'} differ in more than the learning rate" in done.stderr
+    assert "--seeds 3 vs 1" in done.stderr
+    assert (tmp_path / "generated" / "q5_3.tex").read_bytes() == snippet
+
+
+def test_one_writer_at_a_time_and_no_stopped_run_is_discarded(mnist_root, tmp_path):
+    flags = ("--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path))
+    first = start_mlp("--epochs", "300", *flags)
+    wait_for(tmp_path / "q5_2_mlp.ckpt")
+    second = run_script("q5_2_mlp.py", "--epochs", "1", *flags)
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    assert f"a run (pid {first.pid}," in second.stderr and "is writing the same outputs" in second.stderr
+    first.send_signal(signal.SIGKILL)  # the lock goes with the process; the saved state stays
+    first.wait()
+    (tmp_path / ".q5_2_mlp.ckpt.abc123.tmp").write_bytes(b"half of a killed save")
+    again = run_script("q5_2_mlp.py", "--epochs", "300", *flags)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert "holds the saved state of a stopped run (epoch" in again.stderr and "of 300" in again.stderr
+    assert "--resume" in again.stderr and "--restart" in again.stderr
+    assert not (tmp_path / ".q5_2_mlp.ckpt.abc123.tmp").exists()  # the killed save's leftover is cleaned
+    restarted = run_script("q5_2_mlp.py", "--epochs", "2", *flags, "--restart")
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads((tmp_path / "q5_2_mlp.json").read_text())["epochs_completed"] == 2
+
+
+def test_a_full_disk_leaves_the_results_and_the_last_checkpoint_intact(mnist_root, tmp_path, monkeypatch):
+    flags = ["--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)]
+    assert q5_2_mlp.main(["--epochs", "2", *flags]) == 0
+    results, checkpoint = (tmp_path / "q5_2_mlp.json").read_bytes(), (tmp_path / "q5_2_mlp.ckpt").read_bytes()
+
+    def full_disk(obj, path, *args, **kwargs):  # what torch.save raises when the disk fills mid-write
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1024 vs 512")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(common.UserError, match="cannot write .*q5_2_mlp.ckpt .*unchanged"):
+        q5_2_mlp.main(["--epochs", "4", "--resume", *flags])
+    assert (tmp_path / "q5_2_mlp.ckpt").read_bytes() == checkpoint
+    assert (tmp_path / "q5_2_mlp.json").read_bytes() == results
+    assert not list(tmp_path.glob(".*.tmp"))
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(common.UserError, match="No space left on device"):
+        runs.write_json_atomic(tmp_path / "q5_2_mlp.json", {"replaced": True})
+    assert (tmp_path / "q5_2_mlp.json").read_bytes() == results
+
+
+def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path):
+    hostile = 'a"; touch pwned; echo "'
+    done = subprocess.run(["make", "-o", "report", "submission", f"STUDENT_ID={hostile}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "is not usable: use 1 to 32 letters" in done.stderr
+    assert not (REPO_ROOT / "pwned").exists() and "Traceback" not in done.stderr
+    for student_id, message in ((None, "set STUDENT_ID="), ("x" * 300, "1 to 32")):
+        env = {k: v for k, v in os.environ.items() if k != "STUDENT_ID"}
+        if student_id:
+            env["STUDENT_ID"] = student_id
+        refused = subprocess.run([sys.executable, str(REPO_ROOT / "codes" / "submission.py")], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.skipif(not (shutil.which("latexmk") and shutil.which("pdftotext")), reason="needs TeX and poppler-utils")
+def test_the_id_is_on_the_title_page_of_the_pdf(tmp_path):
+    pdf = submission.build_pdf("2024012345", tmp_path)
+    text = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True).stdout
+    assert "Student ID: 2024012345" in text
+
+
+def test_every_input_of_the_report_exists_and_a_missing_one_names_its_script():
+    inputs = submission.report_inputs()
+    assert submission.REPORT_DIR / "figures" / "q5_2_error.png" in inputs
+    assert submission.REPORT_DIR / "generated" / "q5_3.tex" in inputs
+    assert submission.missing_inputs(inputs) == []
+    gone = [submission.REPORT_DIR / "figures" / "q5_2_gone.png", submission.REPORT_DIR / "figures" / "q5_5_step_size_x.png"]
+    assert submission.missing_inputs(gone) == [
+        "report/figures/q5_2_gone.png (made by python codes/q5_2_mlp.py)",
+        "report/figures/q5_5_step_size_x.png (made by python codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158)"]
+
+
+def test_without_a_gpu_the_day_long_steps_are_named_and_not_started(mnist_root, tmp_path):
+    done = run_script("run_all.py", "--steps", "q5_3,q5_5", "--device", "cpu", "--data-dir", str(mnist_root),
+                      "--offline", "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "No CUDA GPU: not starting Q5.3 flooding, Q5.5 CNN" in done.stderr and "ALLOW_CPU=1" in done.stderr
+    assert not list(tmp_path.glob("q5_*.json"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--momentum", "2"), "--momentum: must lie in [0, 1)"),
+    (("--seed", "100000000000000000000000"), "--seed: must be an integer from 0 to 2**63 - 1"),
+])
+def test_bad_flags_are_one_message(flags, message, mnist_root, tmp_path):
+    done = run_script("q5_2_mlp.py", *flags, "--data-dir", str(mnist_root), "--output-dir", str(tmp_path))
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_stack_that_cannot_fit_is_refused_up_front(mnist_root, tmp_path):
+    done = run_script("q5_3_flooding.py", "--seeds", "1000000000", "--epochs", "1", "--data-dir", str(mnist_root),
+                      *QUICK, "--output-dir", str(tmp_path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "21000000000 stacked copies need about" in done.stderr and "fewer copies" in done.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is not a readable checkpoint"),
+    (b"garbage that is no zip file", "is not a readable checkpoint"),
+    ("a torch file", "is not a readable checkpoint"),
+])
+def test_a_bad_checkpoint_is_one_message(content, message, mnist_root, tmp_path):
+    path = tmp_path / "q5_2_mlp.ckpt"
+    if content == "a torch file":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(content)
+    done = run_script("q5_2_mlp.py", "--epochs", "1", "--resume", "--data-dir", str(mnist_root), *QUICK,
+                      "--output-dir", str(tmp_path))
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+    assert "weights_only" not in done.stderr
+
+
+@pytest.mark.parametrize("script, results_file", [("q5_2_mlp.py", "q5_2_mlp.json"), ("q1_playground.py", "q1_playground.json"),
+                                                  ("q5_3_flooding.py", "q5_3_flooding_lr0.1.json")])
+def test_a_results_file_that_is_not_one_is_refused_when_redrawing(script, results_file, tmp_path):
+    (tmp_path / results_file).write_text("{}")
+    done = run_script(script, "--plot-only", "--output-dir", str(tmp_path))
+    assert done.returncode == 1 and "is not a results file of this script" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_an_idx_file_with_no_images_is_one_message(mnist_root, tmp_path):
+    (mnist_root / "MNIST" / "raw" / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(torch.zeros(0, 28, 28).numpy()))
+    done = run_script("q5_2_mlp.py", "--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path))
+    assert done.returncode == 1 and "t10k-images-idx3-ubyte holds no images" in done.stderr
+    assert "Traceback" not in done.stderr
