@@ -1,0 +1,89 @@
+"""The main job on a GPU machine, in two parts of under ten minutes each, packed for the trip back.
+
+    python3 codes/gpu_job.py --part 1 --out "$OUT"   # CUDA tests, benchmark (TF32 and float32), checks, Q1, Q5.2, Q5.5, its lr check
+    python3 codes/gpu_job.py --part 2 --out "$OUT"   # Q5.3's two sweeps
+    python codes/gpu_job.py --part 1 --out /tmp/job --quick --data-dir DIR   # the same commands, quick, on a CPU
+
+The steps of the main job run through run_all.py, which records each in run_summary.json (a part
+keeps the other part's record). The CUDA tests need pytest; where it cannot be imported they are
+recorded as not run. Every command's output goes to OUT/gpu_job_part<N>.log, and the results, figures
+and snippets (the quick folder with --quick) to OUT/gpu_job_part<N>.tar.gz. The job stops at the
+first command that fails, and still packs what it has.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import cli
+
+CODES = Path(__file__).resolve().parent
+PARTS = {1: "checks,q1,q5_2,q5_5,q5_5_lrs", 2: "q5_3"}
+
+
+def commands(part: int, quick: bool, data_flags: list[str], results_dir: Path) -> list[tuple[str, list[str]]]:
+    """(name, command) of every step of one part."""
+    python = [sys.executable]
+    out = ["--output-dir", str(results_dir)] if quick else []
+    steps = []
+    if part == 1:
+        if importlib.util.find_spec("pytest") is not None:
+            tests = str(CODES.parent / "tests" / "test_trainer.py")
+            steps.append(("CUDA tests", [*python, "-m", "pytest", "-q", "-x", "-k", "cuda", tests]))
+        benchmark = [*python, str(CODES / "benchmark.py"), *data_flags, *out]
+        benchmark += ["--epochs", "1", "--batch-size", "16"] if quick else []
+        steps += [("benchmark, TF32", benchmark), ("benchmark, float32", [*benchmark, "--no-tf32"])]
+    run_all = [*python, str(CODES / "run_all.py"), "--steps", PARTS[part], *data_flags]
+    steps.append((f"main job: {PARTS[part]}", run_all + (["--quick", *out] if quick else [])))
+    return steps
+
+
+def kept(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    """What travels back: no checkpoints, locks or temporary files, no runs of other settings."""
+    parts = Path(info.name).parts
+    return None if info.name.endswith((".ckpt", ".lock", ".tmp")) or {"runs", "quick"} & set(parts[1:]) else info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", type=int, choices=sorted(PARTS), required=True, help="which half of the job")
+    parser.add_argument("--out", type=Path, required=True, help="where the log and the packed outputs go")
+    parser.add_argument("--quick", action="store_true", help="the quick form of every command (into OUT/results)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST's folder (default: the scripts' own)")
+    args = parser.parse_args(argv)
+    cli.ensure_writable(args.out)
+    results_dir = args.out / "results" if args.quick else cli.RESULTS_DIR
+    data_flags = ["--data-dir", str(args.data_dir), "--offline"] if args.data_dir else []
+    log_path = args.out / f"gpu_job_part{args.part}.log"
+    status = 0
+    with log_path.open("w") as log:
+        if args.part == 1 and importlib.util.find_spec("pytest") is None:
+            log.write("== CUDA tests: not run, pytest cannot be imported here\n")
+        for name, command in commands(args.part, args.quick, data_flags, results_dir):
+            start = time.perf_counter()
+            print(f"== {name}", flush=True)
+            log.write(f"== {name}: {' '.join(command)}\n")
+            log.flush()
+            status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+            log.write(f"== {name}: exit status {status}, {time.perf_counter() - start:.0f} s\n")
+            log.flush()
+            if status != 0:
+                print(f"error: {name} failed (exit status {status}); see {log_path}", file=sys.stderr)
+                break
+    packed = args.out / f"gpu_job_part{args.part}.tar.gz"
+    folders = [results_dir] if args.quick else [cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR]
+    with tarfile.open(packed, "w:gz") as archive:
+        for folder in folders:
+            archive.add(folder, arcname=str(folder.relative_to(cli.REPO_ROOT) if not args.quick else "results"),
+                        filter=kept)
+    print(f"log: {log_path}\npacked: {packed}")
+    return status
+
+
+if __name__ == "__main__":
+    cli.run_main(main)

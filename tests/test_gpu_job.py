@@ -1,0 +1,39 @@
+"""The GPU machine's entry point in its quick form on the CPU, which is also the quick pass of the
+whole pipeline: both parts run every command, the run summary records every step (a part keeps the
+other's record), the committed results are never touched, and the outputs are packed."""
+from __future__ import annotations
+
+import json
+import tarfile
+
+import cli
+from conftest import run_script, write_mnist
+from test_pipeline import snapshot
+
+
+def test_both_parts_run_in_their_quick_form_and_pack_their_outputs(tmp_path):
+    data = write_mnist(tmp_path / "data", n_train=2500, n_test=300)
+    out = tmp_path / "out"
+    committed = (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
+    before = snapshot(*committed)
+    for part in (1, 2):
+        done = run_script("gpu_job.py", "--part", str(part), "--out", str(out), "--quick", "--data-dir", str(data))
+        assert done.returncode == 0, (out / f"gpu_job_part{part}.log").read_text()[-3000:]
+    assert snapshot(*committed) == before
+    log = (out / "gpu_job_part1.log").read_text()
+    for step in ("CUDA tests", "benchmark, TF32", "benchmark, float32", "main job: checks,q1,q5_2,q5_5,q5_5_lrs"):
+        assert f"== {step}: exit status 0" in log
+    summary = json.loads((out / "results" / "run_summary.json").read_text())
+    assert [step["key"] for step in summary["steps"]] == ["checks", "q1", "q5_2", "q5_3", "q5_5", "q5_5_lrs"]
+    assert summary["completed"] and summary["steps_run_last"] == ["q5_3"]
+    assert all(step["returncode"] == 0 and step["seconds"] > 0 for step in summary["steps"])
+    assert summary["total_seconds"] == sum(step["seconds"] for step in summary["steps"])
+    mlp = next(step for step in summary["steps"] if step["key"] == "q5_2")["key_numbers"]["q5_2_mlp"]
+    assert 0 <= mlp["val_error"] <= 100
+    with tarfile.open(out / "gpu_job_part2.tar.gz") as archive:
+        names = set(archive.getnames())
+    figures = ("q1_1_spiral_best", "q4_1_blur", "q5_2_error", "q5_3_chosen_level", "q5_5_cnn_vs_mlp", "q5_5_step_size")
+    assert {f"results/figures/{name}.png" for name in figures} <= names
+    assert {"results/q5_3_flooding_lr0.1.json", "results/q5_2_mlp.json", "results/benchmark_cpu.json",
+            "results/generated/q5_3.tex"} <= names
+    assert not [name for name in names if name.endswith((".ckpt", ".lock"))]
