@@ -295,13 +295,6 @@ def tex(text) -> str:
     return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}")
 
 
-def selection_clause(search_mean: float, fresh_mean: float) -> str:
-    """How the best configuration's mean test loss on fresh seeds compares with the search's."""
-    if fresh_mean > search_mean:
-        return "higher: the usual optimism of picking the best of many noisy scores"
-    return "no higher, so the pick did not rest on the luck of its search seeds"
-
-
 def snippet(results: dict) -> str:
     best, fresh = results["best"], results["best_fresh"]["test_loss"]
     macros = {
@@ -310,7 +303,6 @@ def snippet(results: dict) -> str:
         "QOneSearchSize": len(results["search"]),
         "QOneSearchSeeds": best["runs"],
         "QOneBestFreshTestLoss": f"${fresh[0]:.4f} \\pm {fresh[1]:.4f}$",
-        "QOneSelectionOptimism": selection_clause(best["test_loss"][0], fresh[0]),
         "QOneEpochs": results["epochs"],
         "QOneSeeds": results["seeds"],
         "QOneSeconds": f"{results['seconds']:.0f}",

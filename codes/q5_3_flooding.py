@@ -217,13 +217,10 @@ def student_t_critical(p: float, df: int) -> float:
     return (low + high) / 2
 
 
-def resolvable_change_clause(seeds: int) -> str:
-    """How large a mean change must be, in standard deviations of the paired changes, for the
-    paired t-test over `seeds` seeds to count it: t_critical / sqrt(seeds), since t = mean / (std / sqrt(n))."""
-    if seeds < 2:
-        return "with one seed no change can count, as there is no spread to judge it against"
-    ratio = student_t_critical(SIGNIFICANCE, seeds - 1) / math.sqrt(seeds)
-    return f"with {seeds} seeds that takes a mean change of about {ratio:.2g} times its standard deviation"
+def resolvable_ratio(seeds: int) -> float | None:
+    """How large a mean change must be, in standard deviations of the paired changes, for the paired
+    t-test over `seeds` seeds to count it: t_critical / sqrt(seeds), as t = mean / (std / sqrt(n))."""
+    return None if seeds < 2 else student_t_critical(SIGNIFICANCE, seeds - 1) / math.sqrt(seeds)
 
 
 def effect_of_flooding(results: dict, analysis: dict) -> dict | None:
@@ -252,83 +249,13 @@ def effect_of_flooding(results: dict, analysis: dict) -> dict | None:
             "ece_change": mean_std(paired_change(results, level, "ece")), "direction": direction}
 
 
-def effect_sentence(effect: dict) -> str:
-    """The effect of the best flooded level in words, for the report."""
-    if effect["direction"] == "one seed":
-        return (f"changes the test error by {pm(effect['test_change'], signed=True)} percentage points; "
-                "with one seed there is no spread to judge that against")
-    change = (f"{pm(effect['test_change'], signed=True)} percentage points, paired by seed; "
-              f"paired $t$-test $p={effect['p_value']:.2g}$")
-    if effect["direction"] == "lower":
-        return f"lowers the test error ({change})"
-    if effect["direction"] == "higher":
-        return f"raises the test error ({change})"
-    return (f"leaves the test error unchanged within what {effect['seeds']} seeds can resolve: it is lower in "
-            f"{effect['seeds_lower']} of {effect['seeds']} seeds ({change})")
-
-
-def answer_sentence(effects: dict[float, dict]) -> str:
-    """Q5.4's answer from the effects at every learning rate (the assignment's first)."""
-    directions = {effect["direction"] for effect in effects.values()}
-    if directions == {"lower"}:
-        return ("So driving the training loss to zero after zero training error is not necessary, and "
-                "here it is harmful: holding it at a level $b>0$ generalises better at every step size tried.")
-    if directions == {"higher"}:
-        return ("So here driving the training loss towards zero generalised better than holding it at "
-                "a level $b>0$, at every step size tried.")
-    if "one seed" in directions:
-        return ("One seed cannot separate flooding's effect from the variation between initialisations; "
-                "a sweep over several seeds (\\texttt{--seeds}) answers Q5.4.")
-    if directions == {"inconsistent"}:
-        return ("So driving the training loss to zero after zero training error is not necessary: holding "
-                "it at a level $b>0$ instead gives the same test error within the seed-to-seed spread, and the "
-                "further decrease of the loss buys no measurable generalisation.")
-    outcome = {
-        "lower": "generalised better than driving it towards zero",
-        "inconsistent": "generalised as well as driving it towards zero",
-        "higher": "cost test accuracy, and driving it towards zero was better",
-    }
-    parts = [f"at lr {lr:g} holding the training loss at $b>0$ {outcome[effect['direction']]}"
-             for lr, effect in effects.items()]
-    return ("So the answer depends on the step size: " + "; ".join(parts) + ". Zero training loss is not needed "
-            "for a low test error, but flooding is no free substitute for it.")
-
-
-def findings_sentences(effects: dict[float, dict | None]) -> str:
-    """Q5.4's findings, one sentence per learning rate (the assignment's first)."""
-    sentences = []
-    for i, (lr, effect) in enumerate(effects.items()):
-        where = f"At the assignment's step size (lr {lr:g})" if i == 0 else f"At lr {lr:g}"
-        if effect is None:
-            sentences.append(f"{where} the sweep has no level $b=0$ or no level $b>0$ that trained without "
-                             "divergence, so there is nothing to compare.")
-            continue
-        sentences.append(f"{where} the best flooded level, $b={effect['level']:.2f}$, {effect_sentence(effect)}; "
-                         f"its validation calibration error changes by {pm(effect['ece_change'], signed=True)} "
-                         "percentage points.")
-    return " ".join(sentences)
-
-
 def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
     """Copies of one sweep with an epoch each (as runs.collapsed_copies gives them), as
     "b=.. (seed s) at epoch e" for the first `named`."""
-    names = [f"$b={run['copies'][k]['flood_level']:.2f}$ (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
+    names = [f"b={run['copies'][k]['flood_level']:.2f} (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
              for k, epoch in list(copies.items())[:named]]
     more = len(copies) - len(names)
     return ", ".join(names) + (f" and {more} more" if more else "")
-
-
-def collapse_sentence(sweeps: dict[float, dict]) -> str:
-    """Which copies collapsed, at every learning rate: their errors are in the means, so the reader must know."""
-    sentences = []
-    for lr, run in sweeps.items():
-        collapsed = runs.collapsed_copies(run)
-        if collapsed:
-            sentences.append(f"At lr {lr:g}, {len(collapsed)} of {len(run['copies'])} copies collapsed (their "
-                             f"training loss rose above its value before training): {named_copies(run, collapsed)}; "
-                             "they are kept in the means.")
-    return " ".join(sentences) or ("No copy collapsed: at every learning rate each copy's training loss stayed "
-                                   "below its value before training.")
 
 
 def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
@@ -450,23 +377,6 @@ def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: 
     return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
 
 
-def choice_sentence(analysis: dict) -> str:
-    """The chosen level against training without flooding, in words; when b = 0 itself is chosen,
-    against the best flooded level instead."""
-    def errors(level: float) -> str:
-        return f"{pm(table[level]['val_error'])}\\,\\% (test {pm(table[level]['test_error'])}\\,\\%)"
-
-    table, chosen, flooded = analysis["table"], analysis["chosen"], analysis["flooded"]
-    if chosen > 0:
-        against = f" against {errors(0.0)} without flooding" if 0.0 in table else ""
-        return f"The chosen level is $b={chosen:.2f}$, with a final validation error of {errors(chosen)}{against}."
-    if flooded is None:
-        return f"The chosen level is $b=0$, the only level that trained, with a final validation error of {errors(0.0)}."
-    return (f"The chosen level is $b=0$, that is no flooding: no flood level reached a lower mean validation "
-            f"error than the {errors(0.0)} without it. The best flooded level, $b={flooded:.2f}$, ended at "
-            f"{errors(flooded)}; the rest of this paragraph and the figures set it against $b=0$.")
-
-
 def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[str]:
     """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros;
     "--" for a level the sweep does not have."""
@@ -526,21 +436,26 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
-        f"\\newcommand{{\\QFiveThreeChoice}}{{{choice_sentence(analyses[main_lr])}}}",
+        f"\\newcommand{{\\QFiveThreeBestFloodedLevel}}{{{analyses[main_lr]['flooded']:.2f}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
         *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
-    # Q5.4: at every learning rate, the best flooded level against b = 0
-    effects = {lr: effect_of_flooding(run, analyses[lr]) for lr, run in sweeps.items()}
-    computed = {lr: effect for lr, effect in effects.items() if effect is not None}
-    lines += [
-        f"\\newcommand{{\\QFiveFourFindings}}{{{findings_sentences(effects)}}}",
-        f"\\newcommand{{\\QFiveFourAnswer}}{{{answer_sentence(computed) if computed else ''}}}",
-        f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
-        f"\\newcommand{{\\QFiveFourResolvable}}{{{resolvable_change_clause(main['config']['seeds'])}}}",
-        f"\\newcommand{{\\QFiveThreeCollapses}}{{{collapse_sentence(sweeps)}}}",
-    ]
+    # Q5.4: at every learning rate (the assignment's "Main", then "Small"), the best flooded level against b = 0
+    ratio = resolvable_ratio(main["config"]["seeds"])
+    lines += [f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
+              f"\\newcommand{{\\QFiveFourResolvableRatio}}{{{'--' if ratio is None else f'{ratio:.2g}'}}}",
+              f"\\newcommand{{\\QFiveThreeCollapsedCount}}{{{sum(len(runs.collapsed_copies(run)) for run in sweeps.values())}}}"]
+    for name, (lr, run) in zip(("Main", "Small", "Third", "Fourth"), sweeps.items()):
+        effect = effect_of_flooding(run, analyses[lr])
+        table = analyses[lr]["table"]
+        values = {"Lr": f"{lr:g}", "ChosenLevel": f"{analyses[lr]['chosen']:.2f}",
+                  "NoFloodTestError": pm(table[0.0]["test_error"]) if 0.0 in table else "--"}
+        if effect is not None:
+            values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),
+                          P=f"{effect['p_value']:.2g}", SeedsLower=effect["seeds_lower"],
+                          EceChange=pm(effect["ece_change"], signed=True), LevelTestError=pm(table[effect["level"]]["test_error"]))
+        lines += [f"\\newcommand{{\\QFiveFour{name}{key}}}{{{value}}}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 
 

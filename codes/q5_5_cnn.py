@@ -175,30 +175,15 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
     return paths
 
 
+def settling_window(*runs_compared: dict) -> int:
+    """The window over which the networks' late training error is read: the last fifth of the shorter run."""
+    return max(1, min(len(run["history"]["train_error"]) - 1 for run in runs_compared) // 5)
+
+
 def late_training_error(run: dict, window: int) -> tuple[float, float]:
     """Lowest and highest training error (%) over a run's last `window` epochs."""
     errors = runs.series(run, "train_error")[1:]  # epoch 0 is before training
     return min(errors[-window:]), max(errors[-window:])
-
-
-def settling_sentence(mlp_results: dict, results: dict) -> str:
-    """Whether each network's training error has settled at zero by the end of its run, from the data:
-    both are read over the same window, the last fifth of the shorter run."""
-    runs = {"MLP": mlp_results, "CNN": results}
-    window = max(1, min(len(run["history"]["train_error"]) - 1 for run in runs.values()) // 5)
-    late = {name: late_training_error(run, window) for name, run in runs.items()}
-    over = "In the last epoch" if window == 1 else f"Over the last {window} epochs"
-    settled = [name for name, (_, high) in late.items() if high == 0]
-    moving = {name: f"from {low:.3f} to {high:.3f}\\,\\%" for name, (low, high) in late.items() if high > 0}
-    if len(settled) == 2:
-        return f"{over} both networks stay at zero training error."
-    if len(settled) == 1:
-        (other, span), = moving.items()
-        return (f"{over} the {settled[0]}'s training error stays at zero, while the "
-                f"{other}'s ranges {span}: at this learning rate the {other}'s SGD does not settle at zero "
-                "training error.")
-    return (f"{over} neither network settles at zero: the training error ranges "
-            f"{moving['MLP']} (MLP) and {moving['CNN']} (CNN).")
 
 
 def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
@@ -207,18 +192,6 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
     disagreements = only_first_right + only_second_right
     tail = sum(math.comb(disagreements, k) for k in range(min(only_first_right, only_second_right) + 1))
     return min(1.0, 2 * tail / 2**disagreements)
-
-
-def mcnemar_sentence(found: dict) -> str:
-    """What the split of the disagreements says about the gap between the networks, from the data."""
-    cnn_only, mlp_only = found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"]
-    p = mcnemar_p_value(cnn_only, mlp_only)
-    shown = f"$p={latex_scientific(p)}$" if p < 1e-3 else f"$p={p:.3f}$"
-    verdict = ("so the gap is not an accident of which digits are in the validation set"
-               if p < 0.01 else "so these validation digits do not show either network to be the more accurate")
-    return (f"If both networks were equally accurate, each of the {cnn_only + mlp_only} disagreements would be "
-            f"a fair coin; a split at least as uneven as {cnn_only} to {mlp_only} then has probability {shown} "
-            f"(exact McNemar test), {verdict}.")
 
 
 def comparison_snippet(results: dict, mlp_results: dict) -> str:
@@ -243,6 +216,8 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
     devices = {mlp_results["environment"]["device_name"], results["environment"]["device_name"]}
     epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
     multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
+    window = settling_window(mlp_results, results)
+    p = mcnemar_p_value(found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"])
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
@@ -250,10 +225,11 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
         "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
         "QFiveFiveBothWrong": found["both_wrong"],
         "QFiveFiveDevice": " / ".join(sorted(devices)),
-        "QFiveFiveEpochs": (f"{epochs['Cnn']}" if epochs["Mlp"] == epochs["Cnn"]
-                            else f"{epochs['Mlp']} (MLP) and {epochs['Cnn']} (CNN)"),
-        "QFiveFiveSettling": settling_sentence(mlp_results, results),
-        "QFiveFiveMcNemar": mcnemar_sentence(found),
+        "QFiveFiveEpochs": epochs["Cnn"],
+        "QFiveFiveMlpEpochs": epochs["Mlp"],
+        "QFiveFiveSettlingWindow": window,
+        "QFiveFiveDisagreements": found["cnn_right_mlp_wrong"] + found["mlp_right_cnn_wrong"],
+        "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
         seconds = run["seconds"]
@@ -263,9 +239,8 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
             f"QFiveFive{name}BestValError": f"{final['best_val_error']:.2f}",
             f"QFiveFive{name}BestValEpoch": final["best_val_epoch"],
             f"QFiveFive{name}MultiplyAdds": f"{multiply_adds[name]:,}",
-            f"QFiveFive{name}ZeroTrainError": (
-                f"at epoch {final['zero_train_error_epoch']}" if final["zero_train_error_epoch"] is not None
-                else f"not within {run['epochs_completed']} epoch{'s' * (run['epochs_completed'] != 1)} (final: {final['train_error']:.3f}\\,\\%)"),
+            f"QFiveFive{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
+            f"QFiveFive{name}LateTrainErrorMax": f"{late_training_error(run, window)[1]:.3f}",
             f"QFiveFive{name}FinalMinusBestValError": f"{final['val_error'] - final['best_val_error']:.2f}",
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
@@ -287,36 +262,30 @@ def check_summary(run: dict) -> dict:
             "lowest_train_loss": losses[lowest], "lowest_train_loss_epoch": run["history"]["epoch"][lowest]}
 
 
-def check_finding(s: dict) -> str:
-    """One sentence on one run, from its history."""
-    if s["diverged_at_epoch"] is not None:
-        return f"At lr {s['lr']:g} the training loss becomes non-finite at epoch {s['diverged_at_epoch']}."
-    final = s["final"]
-    loss = s["lowest_train_loss"]
-    loss = f"{loss:.4f}" if loss >= 1e-3 else f"${latex_scientific(loss)}$"
-    text = f"At lr {s['lr']:g} the training loss is lowest at epoch {s['lowest_train_loss_epoch']} ({loss})"
-    if s["collapse_epoch"] is not None:
-        return (text + f"; at epoch {s['collapse_epoch']} it rises above its value before training, and the "
-                f"network ends at {final['train_error']:.2f}\\,\\% training and {final['val_error']:.2f}\\,\\% "
-                f"validation error, although its validation error was {final['best_val_error']:.2f}\\,\\% at "
-                f"epoch {final['best_val_epoch']}.")
-    zero = final["zero_train_error_epoch"]
-    reached = f"reaches zero at epoch {zero}" if zero is not None else f"ends at {final['train_error']:.3f}\\,\\%"
-    return text + f"; its training error {reached}, and its final validation error is {final['val_error']:.2f}\\,\\%."
-
-
 def chosen_lr(summaries: list[dict]) -> float:
     """The rate with the lowest final validation error (ties to the larger rate, the faster one)."""
     return min(summaries, key=lambda s: math.inf if s["final"]["val_error"] is None else s["final"]["val_error"])["lr"]
 
 
 def check_snippet(summaries: list[dict], epochs: int) -> str:
-    macros = {
-        "QFiveFiveStepSizeEpochs": epochs,
-        "QFiveFiveStepSizeRates": ", ".join(f"{s['lr']:g}" for s in summaries),
-        "QFiveFiveStepSizeFindings": " ".join(check_finding(s) for s in summaries),
-        "QFiveFiveStepSizeChosen": f"{chosen_lr(summaries):g}",
-    }
+    """The check's numbers; the larger rate's as \\QFiveFiveCheckHigh..., the smaller's as ...Low..."""
+    macros = {"QFiveFiveStepSizeEpochs": epochs,
+              "QFiveFiveStepSizeRates": ", ".join(f"{s['lr']:g}" for s in summaries),
+              "QFiveFiveStepSizeChosen": f"{chosen_lr(summaries):g}"}
+    for name, s in (("High", summaries[0]), ("Low", summaries[-1])):
+        final, loss = s["final"], s["lowest_train_loss"]
+        macros.update({
+            f"QFiveFiveCheck{name}Lr": f"{s['lr']:g}",
+            f"QFiveFiveCheck{name}LowestLossEpoch": s["lowest_train_loss_epoch"],
+            f"QFiveFiveCheck{name}LowestLoss": f"{loss:.4f}" if loss >= 1e-3 else f"${latex_scientific(loss)}$",
+            f"QFiveFiveCheck{name}CollapseEpoch": s["collapse_epoch"] or "--",
+            f"QFiveFiveCheck{name}DivergedEpoch": s["diverged_at_epoch"] or "--",
+            f"QFiveFiveCheck{name}FinalTrainError": "--" if final["train_error"] is None else f"{final['train_error']:.2f}",
+            f"QFiveFiveCheck{name}FinalValError": "--" if final["val_error"] is None else f"{final['val_error']:.2f}",
+            f"QFiveFiveCheck{name}BestValError": f"{final['best_val_error']:.2f}",
+            f"QFiveFiveCheck{name}BestValEpoch": final["best_val_epoch"],
+            f"QFiveFiveCheck{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
+        })
     return latex_macros("codes/q5_5_cnn.py --lrs from results/q5_5_lr_check_lr*.json", macros)
 
 

@@ -154,12 +154,6 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
     assert results["best_run"]["config"]["seed"] == 2
     assert "\\newcommand{\\QOneSearchSeeds}{2}" in snippet
 
-
-def test_selection_clause_says_whether_fresh_seeds_did_worse():
-    assert q1_playground.selection_clause(0.004, 0.026).startswith("higher")
-    assert q1_playground.selection_clause(0.004, 0.004).startswith("no higher")
-
-
 def test_stacks_in_parallel_processes_give_the_same_runs_as_one_after_another():
     configs = [pg.Config(hidden=(3, 2), lr=0.1, seed=0), pg.Config(hidden=(4,), activation="relu", seed=1),
                pg.Config(hidden=(3, 2), lr=0.03, seed=2), pg.Config(hidden=(), dataset="gauss", seed=3)]

@@ -1,0 +1,125 @@
+"""Every qualitative claim the report's prose makes, checked against the committed results files: a
+rerun whose results contradict a sentence of report/report.tex fails here instead of leaving it wrong.
+Each test names the sentence it guards."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import cli
+import q5_3_flooding
+import q5_5_cnn
+import runs
+
+RESULTS = cli.RESULTS_DIR
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def sweeps() -> dict[float, dict]:
+    return {lr: load(q5_3_flooding.results_name(lr)) for lr in q5_3_flooding.LEARNING_RATES}
+
+
+@pytest.fixture(scope="module")
+def analyses(sweeps) -> dict[float, dict]:
+    return {lr: q5_3_flooding.analyse(run) for lr, run in sweeps.items()}
+
+
+def test_q1_the_chosen_configuration_is_worse_on_fresh_seeds():
+    """Q1.1: 'it reaches ... on fresh seeds: higher, the usual optimism of picking the best'."""
+    results = load("q1_playground.json")
+    assert results["best_fresh"]["test_loss"][0] > results["best"]["test_loss"][0]
+
+
+def test_q5_2_zero_training_error_then_the_validation_loss_rises():
+    """Q5.1/Q5.2: 'the validation loss is lowest at epoch E, then rises ... while the training loss keeps
+    falling'; 'the training error reaches 0 at epoch N and stays there'; after it 'the remaining epochs change
+    the validation error very little'."""
+    run = load("q5_2_mlp.json")
+    final = runs.final_metrics(run)
+    epochs, train_error = run["history"]["epoch"], runs.series(run, "train_error")
+    zero = final["zero_train_error_epoch"]
+    assert zero is not None and all(e == 0 for e in train_error[epochs.index(zero):])
+    lowest = epochs.index(final["lowest_val_loss_epoch"])
+    assert lowest < len(epochs) - 1 and final["val_loss"] > final["lowest_val_loss"]
+    assert final["train_loss"] < runs.series(run, "train_loss")[lowest]
+    assert abs(final["val_error"] - runs.series(run, "val_error")[epochs.index(zero)]) < 0.5
+
+
+def test_q5_3_no_copy_collapsed(sweeps):
+    """Q5.3: 'No copy collapsed: at both learning rates every copy's training loss stayed below its value
+    before training.'"""
+    assert all(runs.collapsed_copies(run) == {} for run in sweeps.values())
+    assert all(d is None for run in sweeps.values() for d in run["diverged_at_epoch"])
+
+
+def test_q5_3_validation_chooses_no_flooding_at_the_assignments_rate(analyses):
+    """Q5.3: 'The chosen level is b = 0, that is no flooding'; at lr 0.01 'the best flooded level ... is also
+    the level validation chooses there'."""
+    main, small = analyses[0.1], analyses[0.01]
+    assert main["chosen"] == 0.0 and main["shown"] == main["flooded"] > 0
+    assert small["chosen"] == small["flooded"] > 0
+
+
+def test_q5_4_flooding_raises_the_test_error_at_lr_0_1_and_lowers_the_calibration_error(sweeps, analyses):
+    """Q5.4: at lr 0.1 the best flooded level 'raises the test error ... and lowers the validation calibration
+    error'; 'driving the training loss on towards zero ... generalised better'."""
+    effect = q5_3_flooding.effect_of_flooding(sweeps[0.1], analyses[0.1])
+    assert effect["direction"] == "higher" and effect["p_value"] < q5_3_flooding.SIGNIFICANCE
+    assert effect["test_change"][0] > 0 and effect["seeds_lower"] == 0
+    assert effect["ece_change"][0] < 0
+
+
+def test_q5_4_at_lr_0_01_the_change_is_lower_in_every_seed_but_not_resolved(sweeps, analyses):
+    """Q5.4: at lr 0.01 the level 'is lower in test error in 3 of 3 seeds, but ... too little against the spread
+    to count'; 'its calibration error rises'; 'both are above the ... of the unflooded lr 0.1 run'."""
+    effect = q5_3_flooding.effect_of_flooding(sweeps[0.01], analyses[0.01])
+    seeds = sweeps[0.01]["config"]["seeds"]
+    assert effect["direction"] == "inconsistent" and effect["p_value"] >= q5_3_flooding.SIGNIFICANCE
+    assert effect["seeds_lower"] == seeds == 3 and effect["test_change"][0] < 0
+    assert effect["ece_change"][0] > 0
+    unflooded_main = analyses[0.1]["table"][0.0]["test_error"][0]
+    small = analyses[0.01]["table"]
+    assert small[0.0]["test_error"][0] > unflooded_main and small[effect["level"]]["test_error"][0] > unflooded_main
+
+
+def test_q5_5_the_check_collapses_at_the_larger_rate_and_chooses_the_smaller():
+    """Q5.5 learning rate: at 0.1 the loss 'rises above its value before training'; at 0.01 it 'is still
+    falling at the last epoch' and 'the training error reaches zero'; the chosen rate is the one used."""
+    check = q5_5_cnn.check_runs_in(RESULTS)
+    high, low = (q5_5_cnn.check_summary(run) for run in check)
+    assert high["collapse_epoch"] is not None and low["collapse_epoch"] is None
+    assert low["lowest_train_loss_epoch"] == check[1]["epochs_completed"]
+    assert low["final"]["zero_train_error_epoch"] is not None
+    assert high["final"]["best_val_error"] < high["final"]["val_error"]
+    assert q5_5_cnn.chosen_lr([high, low]) == low["lr"] == q5_5_cnn.LEARNING_RATE
+
+
+def test_q5_5_the_cnn_is_better_and_the_gap_is_not_chance():
+    """Q5.5: 'the CNN reaches a final validation error of ... against the MLP's' (lower), the disagreements
+    split unevenly in the CNN's favour, 'so the gap is not an accident' (McNemar p < 0.01)."""
+    cnn, mlp = load("q5_5_cnn.json"), load("q5_2_mlp.json")
+    cnn_final, mlp_final = runs.final_metrics(cnn), runs.final_metrics(mlp)
+    assert cnn_final["val_error"] < mlp_final["val_error"] and cnn_final["test_error"] < mlp_final["test_error"]
+    found = cnn["disagreements"]
+    assert found["cnn_right_mlp_wrong"] > found["mlp_right_cnn_wrong"]
+    assert q5_5_cnn.mcnemar_p_value(found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"]) < 0.01
+    assert cnn["model"]["parameters"] < mlp["model"]["parameters"]
+
+
+def test_q5_5_both_networks_settle_at_zero_training_error_and_overfit_in_loss():
+    """Q5.5 overfitting: both reach zero training error, 'over the last N epochs both networks stay at zero
+    training error', 'the validation loss does not follow the training loss down', 'each after N epochs'."""
+    cnn, mlp = load("q5_5_cnn.json"), load("q5_2_mlp.json")
+    window = q5_5_cnn.settling_window(mlp, cnn)
+    assert cnn["epochs_completed"] == mlp["epochs_completed"]
+    for run in (cnn, mlp):
+        final = runs.final_metrics(run)
+        assert final["zero_train_error_epoch"] is not None
+        assert q5_5_cnn.late_training_error(run, window)[1] == 0
+        assert final["val_loss"] > final["lowest_val_loss"] and final["lowest_val_loss_epoch"] < run["epochs_completed"]
+        assert final["val_error"] >= final["best_val_error"]
