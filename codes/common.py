@@ -290,14 +290,20 @@ def logits_in_chunks(model: StackedCopies, split: Split, batch_size: int):
         yield model(split.images[start : start + batch_size]).float(), split.labels[start : start + batch_size]
 
 
-def evaluate(model: StackedCopies, split: Split, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy and error (% misclassified) of every copy on a split: two (K,) device tensors."""
-    loss_sum = torch.zeros(model.copies, device=split.labels.device)
-    wrong = torch.zeros(model.copies, device=split.labels.device)
+def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
+    """Per copy, (K,) device tensors: mean cross-entropy, error (% misclassified), and the mean confidence
+    (largest softmax probability) of the correctly and of the wrongly classified images (NaN if none)."""
+    sums = {key: torch.zeros(model.copies, device=split.labels.device) for key in ("loss", "wrong", "right_conf", "wrong_conf")}
     for logits, labels in logits_in_chunks(model, split, batch_size):
-        loss_sum += per_copy_cross_entropy(logits, labels, reduction="sum")
-        wrong += (logits.argmax(-1) != labels).sum(1)
-    return loss_sum / len(split), 100.0 * wrong / len(split)
+        confidence, predicted = logits.softmax(-1).max(-1)
+        wrong = predicted != labels
+        sums["loss"] += per_copy_cross_entropy(logits, labels, reduction="sum")
+        sums["wrong"] += wrong.sum(1)
+        sums["right_conf"] += (confidence * ~wrong).sum(1)
+        sums["wrong_conf"] += (confidence * wrong).sum(1)
+    right = len(split) - sums["wrong"]
+    return {"loss": sums["loss"] / len(split), "error": 100.0 * sums["wrong"] / len(split),
+            "confidence_right": sums["right_conf"] / right, "confidence_wrong": sums["wrong_conf"] / sums["wrong"]}
 
 
 def predict(model: StackedCopies, split: Split, batch_size: int = 1000) -> torch.Tensor:
@@ -422,10 +428,12 @@ class StackedTrainer:
                 "flood_active_fraction": (self.batches_below_flood / n).tolist()}
 
     def evaluate_all(self) -> dict[str, list[float]]:
-        """Loss and error of every copy on every split, with one host transfer."""
-        metrics = {}
-        for name, split in self.splits.items():
-            metrics[f"{name}_loss"], metrics[f"{name}_error"] = evaluate(self.model, split, self.eval_batch_size)
+        """evaluate's metrics of every copy on every split, and each copy's weight norm (the L2 norm of all
+        its parameters), with one host transfer."""
+        metrics = {f"{name}_{key}": value for name, split in self.splits.items()
+                   for key, value in evaluate(self.model, split, self.eval_batch_size).items()}
+        with torch.no_grad():
+            metrics["weight_norm"] = sum(p.flatten(1).square().sum(1) for p in self.model.parameters()).sqrt()
         return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
 
 

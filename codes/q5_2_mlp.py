@@ -50,17 +50,43 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     plotting.title_with_run(ax, f"Q5.2 training and validation error\n{setting}", results)
     paths = [plotting.save(fig, figures_dir / "q5_2_error.png")]
 
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    # the loss on a log axis; the validation loss alone on a linear one, where its rise is visible; and,
+    # where the run recorded them, the confidences and the weight norm the Q5.1 explanation rests on
+    evidence = "val_confidence_wrong" in history
+    fig, axes = plotting.plt.subplots(1, 3 if evidence else 2, figsize=(14 if evidence else 10, 4.0))
+    ax, ax_val = axes[0], axes[1]
     ax.plot(epochs, series["train_loss"], label="training", color="C0")
     ax.plot(epochs, series["val_loss"], label="validation", color="C1")
     val_loss = series["val_loss"]
     best = runs.argmin_finite(val_loss)
-    ax.axvline(epochs[best], color="C1", linestyle=":", label=f"lowest validation loss (epoch {epochs[best]})")
+    for panel in (ax, ax_val):
+        panel.axvline(epochs[best], color="C1", linestyle=":", label=f"lowest validation loss (epoch {epochs[best]})")
+        panel.set_xlabel("epoch")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("mean cross-entropy")
     ax.legend()
-    plotting.title_with_run(ax, f"Q5.2 training and validation loss\n{setting}", results)
+    ax.set_title("training and validation loss (log axis)")
+    ax_val.plot(epochs[best:], val_loss[best:], color="C1", label="validation")
+    ax_val.set_ylabel("validation cross-entropy (linear axis)")
+    ax_val.set_title(f"validation loss from its lowest point: {val_loss[best]:.3f} to {val_loss[-1]:.3f}")
+    ax_val.legend()
+    if evidence:
+        ax_conf = axes[2]
+        for key, color, label in (("train_confidence_right", "C0", "correct training digits"),
+                                  ("val_confidence_right", "C2", "correct validation digits"),
+                                  ("val_confidence_wrong", "C3", "misclassified validation digits")):
+            ax_conf.plot(epochs, [float("nan") if v is None else v for v in runs.series(results, key)], color=color, label=label)
+        ax_conf.set_xlabel("epoch")
+        ax_conf.set_ylabel("mean confidence (largest softmax probability)")
+        ax_norm = ax_conf.twinx()
+        ax_norm.plot(epochs, runs.series(results, "weight_norm"), color="k", linestyle="--", label="weight norm (right axis)")
+        ax_norm.set_ylabel("L2 norm of all weights")
+        ax_norm.grid(False)
+        lines = ax_conf.get_legend_handles_labels()
+        norm_lines = ax_norm.get_legend_handles_labels()
+        ax_conf.legend(lines[0] + norm_lines[0], lines[1] + norm_lines[1], fontsize=7)
+        ax_conf.set_title("confidence and weight norm")
+    fig.suptitle(f"Q5.2 loss: {setting}{plotting.run_label(results)}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q5_2_loss.png"))
     return paths
 

@@ -86,7 +86,11 @@ def test_evaluate_matches_hand_computation():
     model = common.StackedCopies([nn.Sequential(nn.Flatten(), linear)])
     images = torch.tensor([[2.0, 0, 0, 9], [0, 1, 3, 9], [0, 1, 2, 9]]).view(3, 1, 2, 2)
     labels = torch.tensor([0, 0, 2])
-    loss, error = common.evaluate(model, common.Split(images, labels), batch_size=2)
+    metrics = common.evaluate(model, common.Split(images, labels), batch_size=2)
+    loss, error = metrics["loss"], metrics["error"]
+    softmax_max = lambda logits: max(math.exp(v) for v in logits) / sum(math.exp(v) for v in logits)
+    assert metrics["confidence_right"].item() == pytest.approx((softmax_max((2, 0, 0)) + softmax_max((0, 1, 2))) / 2)
+    assert metrics["confidence_wrong"].item() == pytest.approx(softmax_max((0, 1, 3)))
     by_hand = [
         math.log(math.e**2 + 2) - 2,  # logits (2, 0, 0), label 0: right
         math.log(1 + math.e + math.e**3) - 0,  # logits (0, 1, 3), label 0: wrong
@@ -237,3 +241,16 @@ def test_single_run_outcome_names_divergence_collapse_and_the_final_numbers():
     assert summary == ("CNN final errors: train 47.000%, validation 0.70%, test 0.70% (best validation 0.70% at "
                        "epoch 3); 0.0391 s training + 0.00492 s evaluation per epoch on GPU")
     assert runs.single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")[1] is None
+
+
+def test_weight_norm_and_confidences_are_recorded_per_copy():
+    """The Q5.1 evidence: each copy's weight norm (by hand from its parameters) and the confidences at epoch 0."""
+    copies = common.seeded_copies(small_mlp, [0, 1])
+    by_hand = [math.sqrt(sum(p.detach().square().sum().item() for p in copy.parameters())) for copy in copies]
+    trainer = common.StackedTrainer(common.StackedCopies(copies), random_splits(), lr=0.05, momentum=0.9,
+                                    batch_size=16, seed=0)
+    history = common.fit(trainer, 1, progress=False)["history"]
+    assert history["weight_norm"][0] == pytest.approx(by_hand, rel=1e-5)
+    for split in ("train", "val", "test"):
+        for key in ("confidence_right", "confidence_wrong"):
+            assert all(0.1 <= c <= 1 for c in history[f"{split}_{key}"][1] if c == c)  # a softmax maximum, NaN if none
