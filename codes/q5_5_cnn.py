@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -194,8 +195,24 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
     return min(1.0, 2 * tail / 2**disagreements)
 
 
-def comparison_snippet(results: dict, mlp_results: dict) -> str:
-    """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text cites."""
+def matched_mlp(results_dir: Path, results: dict) -> dict | None:
+    """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded (b = 0)
+    copies of that sweep, mean and std over its seeds of the final validation and test errors."""
+    path = results_dir / f"q5_3_flooding_lr{results['config']['lr']:g}.json"
+    if not path.exists():
+        return None
+    sweep = runs.read_results(path)
+    unflooded = [k for k, c in enumerate(sweep["copies"]) if c["flood_level"] == 0.0]
+    if not unflooded or runs.differing_settings(sweep["config"], results["config"], ("split_seed", "subset", "epochs")):
+        return None
+    errors = {split: [sweep["history"][f"{split}_error"][-1][k] for k in unflooded] for split in ("val", "test")}
+    return {"seeds": len(unflooded), **{split: (statistics.fmean(e), statistics.stdev(e) if len(e) > 1 else 0.0)
+                                         for split, e in errors.items()}}
+
+
+def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None) -> str:
+    """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text
+    cites, with the MLP at the CNN's learning rate (matched_mlp) when there is one."""
     mlp, net = runs.final_metrics(mlp_results), runs.final_metrics(results)
     def per_epoch(run: dict) -> str:
         s = run["seconds"]
@@ -250,6 +267,10 @@ def comparison_snippet(results: dict, mlp_results: dict) -> str:
     table = ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
              f"{body}\n\\bottomrule\n\\end{{tabular}}")
     macros["QFiveFiveTable"] = table
+    if matched is not None:
+        macros.update({"QFiveFiveMatchedSeeds": matched["seeds"], "QFiveFiveMatchedLr": f"{results['config']['lr']:g}",
+                       **{f"QFiveFiveMatched{split.capitalize()}Error": f"${matched[split][0]:.2f} \\pm {matched[split][1]:.2f}$"
+                          for split in ("val", "test")}})
     return latex_macros("codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json", macros)
 
 
@@ -409,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if mlp_results is not None and "disagreements" in results:
         snippet_path = paths.generated / "q5_5.tex"
-        runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results))
+        runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
         print(f"snippet: {snippet_path}")
     for figure in plot(results, mlp_results if "disagreements" in results else None, paths.figures):
         print(f"figure: {figure}")

@@ -123,3 +123,15 @@ def test_q5_5_both_networks_settle_at_zero_training_error_and_overfit_in_loss():
         assert q5_5_cnn.late_training_error(run, window)[1] == 0
         assert final["val_loss"] > final["lowest_val_loss"] and final["lowest_val_loss_epoch"] < run["epochs_completed"]
         assert final["val_error"] >= final["best_val_error"]
+
+
+def test_q5_5_the_mlp_at_the_cnns_learning_rate_is_worse_than_at_0_1_and_than_the_cnn():
+    """Q5.5: 'at the CNN's rate the MLP does worse, not better: the b = 0 copies of the Q5.3 sweep at lr 0.01
+    ... end at ...', so the CNN's advantage is not an effect of its smaller learning rate."""
+    cnn, mlp = load("q5_5_cnn.json"), load("q5_2_mlp.json")
+    matched = q5_5_cnn.matched_mlp(RESULTS, cnn)
+    assert matched is not None and cnn["config"]["lr"] == 0.01 < mlp["config"]["lr"]
+    cnn_final, mlp_final = runs.final_metrics(cnn), runs.final_metrics(mlp)
+    for split in ("val", "test"):
+        mean, std = matched[split]
+        assert mean > mlp_final[f"{split}_error"] and mean - 2 * std > cnn_final[f"{split}_error"]
