@@ -281,7 +281,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
                           capsize=2, color=f"C{i + 1}", label=name)
     ax_curve.set(xscale="log", yscale="log", xlabel="parameters kept (weights + biases)",
                  ylabel=f"final test loss (median, bars: min to max of {seeds} seeds)",
-                 title=f"pruned (retrained {RETRAIN_EPOCHS} epochs) vs smaller networks")
+                 title=f"pruned (with and without {RETRAIN_EPOCHS} epochs of retraining)\nvs smaller networks trained directly")
     ax_curve.legend(fontsize=8)
     fig.suptitle(f"Q1.3 do small weights mean a smaller model would do?{label}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_3_pruning.png"))
@@ -324,6 +324,19 @@ def snippet(results: dict) -> str:
             f"\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule {tex(name)} & {header} \\\\ & {sub} \\\\ "
             f"\\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}")
     macros["QOneShareBelowPointOne"] = f"{100 * results['pruning']['share_below']['0.1']:.0f}"
+    # the pruning study's medians over seeds that the text cites
+    curves = results["pruning"]["curves"]
+    median = lambda entry: statistics.median(entry["test_losses"])
+    by_fraction = {name: {e["fraction"]: median(e) for e in curves[name]} for name in ("pruned", "pruned and retrained")}
+    full = by_fraction["pruned"][0.0]
+    for fraction, word in ((0.2, "Twenty"), (0.5, "Half"), (0.7, "Seventy")):
+        macros[f"QOnePruned{word}"] = f"{by_fraction['pruned'][fraction]:.3f}"
+        macros[f"QOneRetrained{word}"] = f"{by_fraction['pruned and retrained'][fraction]:.3f}"
+    # the smallest network trained directly whose median test loss is within twice the full network's
+    enough = min((e for e in curves["trained small"] if median(e) <= 2 * full), key=lambda e: e["parameters"])
+    macros.update(QOneFullLoss=f"{full:.3f}", QOneFullParameters=results["pruning"]["full_parameters"],
+                  QOneSmallEnoughHidden="--".join(map(str, enough["hidden"])), QOneSmallEnoughParameters=enough["parameters"],
+                  QOneSmallEnoughLoss=f"{median(enough):.3f}")
     return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", macros)
 
 

@@ -4,6 +4,7 @@ Each test names the sentence it guards."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -33,6 +34,25 @@ def test_q1_the_chosen_configuration_is_worse_on_fresh_seeds():
     """Q1.1: 'it reaches ... on fresh seeds: higher, the usual optimism of picking the best'."""
     results = load("q1_playground.json")
     assert results["best_fresh"]["test_loss"][0] > results["best"]["test_loss"][0]
+
+
+def test_q1_3_few_weights_are_small_and_half_of_them_can_go_after_retraining():
+    """Q1.3: the magnitudes 'peak between 0.1 and 0.3 and mostly lie below 1'; few have |w| < 0.1; pruning
+    without retraining raises the loss; 'half of the weights can go at little cost, 70 % cannot'; networks
+    'with fewer than 20 parameters do not learn the spiral at all (test loss above 0.3)'."""
+    pruning = load("q1_playground.json")["pruning"]
+    histogram = pruning["weight_histogram"]
+    peak = max(range(len(histogram["counts"])), key=histogram["counts"].__getitem__)
+    assert 0.1 <= histogram["edges"][peak] and histogram["edges"][peak + 1] <= 0.3
+    below_one = sum(c for c, edge in zip(histogram["counts"], histogram["edges"][1:]) if edge <= 1.03)
+    assert below_one > sum(histogram["counts"]) / 2 and pruning["share_below"]["0.1"] < 0.2
+    median = lambda name, fraction: statistics.median(
+        next(e for e in pruning["curves"][name] if e["fraction"] == fraction)["test_losses"])
+    full = median("pruned", 0.0)
+    assert median("pruned", 0.2) > 2 * full
+    assert median("pruned and retrained", 0.5) < 2 * full < 5 * full < median("pruned and retrained", 0.7)
+    tiny = [e for e in pruning["curves"]["trained small"] if e["parameters"] < 20]
+    assert tiny and all(statistics.median(e["test_losses"]) > 0.3 for e in tiny)
 
 
 def test_q5_2_zero_training_error_then_the_validation_loss_rises():
