@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         config = cli.run_config(args, lr=args.lr, seed=args.seed)
         results, model, splits = runs.train_and_record(
             "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args, paths))
-        # the validation digits Q5.5 shows the one network getting wrong and the other right
+        # for Q5.5: the digits one network gets wrong and the other right, and its test of the difference
         results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
+        results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
         runs.write_json_atomic(results_path, results)
         runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")

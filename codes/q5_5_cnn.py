@@ -107,16 +107,18 @@ def load_mlp_results(path: Path, config: dict) -> dict | None:
     return mlp_results
 
 
-def disagreements(labels, cnn_predictions, mlp_predictions, val_images) -> dict:
-    """Counts of every agreement pattern on validation, and the first few digits of each disagreement."""
+def disagreements(labels, cnn_predictions, mlp_predictions, images=None) -> dict:
+    """Counts of every agreement pattern on a split, and, given the images, the first few digits of each
+    disagreement."""
     cnn_right = cnn_predictions == labels
     mlp_right = mlp_predictions == labels
     kinds = {"cnn_right_mlp_wrong": cnn_right & ~mlp_right, "mlp_right_cnn_wrong": mlp_right & ~cnn_right}
-    pixels = ((val_images[:, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
-    record = {"both_wrong": int((~cnn_right & ~mlp_right).sum())}
+    record = {"both_wrong": int((~cnn_right & ~mlp_right).sum()), **{kind: int(mask.sum()) for kind, mask in kinds.items()}}
+    if images is None:
+        return record
+    pixels = ((images[:, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
     for kind, mask in kinds.items():
         chosen = mask.nonzero().flatten()[:DIGITS_PER_ROW].tolist()
-        record[kind] = int(mask.sum())
         record[f"{kind}_examples"] = [
             {"val_index": i, "label": int(labels[i]), "cnn": int(cnn_predictions[i]), "mlp": int(mlp_predictions[i]),
              "pixels": pixels[i].tolist()}
@@ -234,7 +236,9 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
     multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     window = settling_window(mlp_results, results)
-    p = mcnemar_p_value(found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"])
+    # the exact test on the test set when both runs stored its predictions: validation chose the CNN's rate
+    tested = results.get("test_disagreements", found)
+    p = mcnemar_p_value(tested["cnn_right_mlp_wrong"], tested["mlp_right_cnn_wrong"])
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
@@ -245,7 +249,10 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         "QFiveFiveEpochs": epochs["Cnn"],
         "QFiveFiveMlpEpochs": epochs["Mlp"],
         "QFiveFiveSettlingWindow": window,
-        "QFiveFiveDisagreements": found["cnn_right_mlp_wrong"] + found["mlp_right_cnn_wrong"],
+        "QFiveFiveMcNemarSplit": "test" if "test_disagreements" in results else "validation",
+        "QFiveFiveMcNemarCnnOnly": tested["cnn_right_mlp_wrong"],
+        "QFiveFiveMcNemarMlpOnly": tested["mlp_right_cnn_wrong"],
+        "QFiveFiveDisagreements": tested["cnn_right_mlp_wrong"] + tested["mlp_right_cnn_wrong"],
         "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
@@ -386,6 +393,11 @@ def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_resul
     val = splits["val"]
     cnn_predictions = common.predict(model, val)[0].cpu()
     results["final_val_predictions"] = cnn_predictions.tolist()
+    test_predictions = common.predict(model, splits["test"])[0].cpu()
+    results["final_test_predictions"] = test_predictions.tolist()
+    if mlp_results is not None and len(mlp_results.get("final_test_predictions", [])) == len(test_predictions):
+        results["test_disagreements"] = disagreements(splits["test"].labels.cpu(), test_predictions,
+                                                      torch.tensor(mlp_results["final_test_predictions"]))
     mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(val)
     if mlp_results is not None and not mismatch:
         results["disagreements"] = disagreements(val.labels.cpu(), cnn_predictions,

@@ -11,7 +11,7 @@ import cli
 import common
 import q5_5_cnn
 import runs
-from conftest import run_script
+from conftest import run_script, synthetic_digits
 from q5_5_cnn import (LEARNING_RATE, check_snippet, check_summary, chosen_lr, cnn, comparison_snippet,
                       late_training_error, make_parser, mcnemar_p_value, settling_window)
 
@@ -69,6 +69,11 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     for example in found["cnn_right_mlp_wrong_examples"]:
         i = example["val_index"]
         assert cnn_predictions[i] == example["label"] != mlp[i]
+    mlp_test = json.loads((out / "q5_2_mlp.json").read_text())["final_test_predictions"]
+    cnn_test = results["final_test_predictions"]
+    labels = [int(x) for x in synthetic_digits(30, seed=2)[1]]  # conftest's test split
+    assert results["test_disagreements"]["cnn_right_mlp_wrong"] == sum(
+        c == y != m for c, m, y in zip(cnn_test, mlp_test, labels))
     for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
     snippet = (out / "generated" / "q5_5.tex").read_text()
@@ -76,7 +81,7 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
     final_val_error = results["history"]["val_error"][-1][0]
     assert f"\\newcommand{{\\QFiveFiveCnnValError}}{{{final_val_error:.2f}}}" in snippet
-    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet
+    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet and "\\newcommand{\\QFiveFiveMcNemarSplit}{test}" in snippet
     mlp_results = json.loads((out / "q5_2_mlp.json").read_text())
     longer_mlp = {**mlp_results, "epochs_completed": 3}  # a comparison of unequal runs names both lengths
     longer_snippet = comparison_snippet(results, longer_mlp)
