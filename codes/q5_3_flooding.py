@@ -31,6 +31,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import matplotlib.ticker
 import numpy as np
 
 import torch
@@ -50,7 +51,18 @@ CALIBRATION_BINS = 15
 SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds", "lrs")
 # what the sweeps at different learning rates must share to be compared
 PAIRED_SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds")
-LEVELS_DRAWN = (0.0, 0.02, 0.05, 0.1, 0.2)  # training-loss curves shown in one figure
+LEVELS_DRAWN = (0.0, 0.05, 0.1, 0.2)  # training-loss curves, drawn with the chosen level and the one set against b = 0
+# The report (A4, 2.3 cm margins: 6.46 in text width) prints the four panels of fig:q53 at 0.49 of it,
+# 3.16 in, and the learning-rate figure at the full width; f pt in a figure W in wide prints at
+# f * printed width / W, so 8 pt prints at 7.4 pt in a panel and 7.8 pt in the wide figure.
+PANEL_SIZE = (3.4, 3.0)  # inches
+WIDE_SIZE = (6.6, 2.8)
+PRINT_FONTS = {"font.size": 8, "axes.titlesize": 8.5, "figure.titlesize": 8.5,
+               "legend.fontsize": 8, "legend.title_fontsize": 8}
+BAND_ALPHA = 0.3
+NO_FLOOD_COLOR, FLOODED_COLOR = "C0", "C3"
+OTHER_LEVEL_COLORS = ("C1", "C2", "C4")  # one per flooded level of LEVELS_DRAWN
+SPLIT_STYLES = {"val_error": "-", "train_error": "--"}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -270,6 +282,18 @@ def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[
 # ----------------------------------------------------------------------------- figures
 
 
+def band(ax, epochs: list[int], mean: list[float], low: list[float], high: list[float], color: str, **line) -> None:
+    """A mean line over seeds and its min-to-max band."""
+    ax.plot(epochs, mean, color=color, **line)
+    ax.fill_between(epochs, low, high, color=color, alpha=BAND_ALPHA, linewidth=0)
+
+
+def level_color(level: float) -> str:
+    """b = 0 and the flooded level set against it keep their colours in every panel."""
+    return NO_FLOOD_COLOR if level == 0 else FLOODED_COLOR
+
+
+@plotting.plt.rc_context(PRINT_FONTS)
 def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: dict | None,
          figures_dir: Path) -> list[Path]:
     main_lr = next(iter(sweeps))
@@ -277,77 +301,79 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     table, best, shown = analysis["table"], analysis["chosen"], analysis["shown"]
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
-    label = plotting.run_label(main)
+    label = plotting.run_label(main)  # long for a run at other settings: the titles wrap it (wrap=True)
+    spread = f"line: mean of {seeds} seeds, band: min to max"
+    shown_role = "chosen" if shown == best else "best flooded"
     paths = []
 
     # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
     # chosen, the best flooded level, so that flooding is still in the picture)
-    drawn_levels = {best: "chosen", shown: "best flooded level"} if shown != best else {best: "chosen"}
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.4))
-    for i, (level, role) in enumerate(drawn_levels.items()):
-        for key, color, name in (("train_error", f"C{2 * i}", "training"), ("val_error", f"C{2 * i + 1}", "validation")):
-            mean, low, high = seed_band(main, key, level)
-            ax.plot(epochs, mean, color=color, label=f"b = {level:.2f} ({role}): {name}")
-            ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+    drawn_levels = {best: "chosen", shown: shown_role}  # one entry when shown is best
+    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    for level, role in drawn_levels.items():
+        for key, style in SPLIT_STYLES.items():
+            band(ax, epochs, *seed_band(main, key, level), color=level_color(level), linestyle=style,
+                 label=f"b = {level:.2f} ({role})" if key == "val_error" else None)
     if mlp_results is not None:
-        for key, color, name in (("train_error", "k", "training"), ("val_error", "0.5", "validation")):
-            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color=color,
-                    linestyle="--", linewidth=1, label=f"Q5.2 (no flooding, seed 0): {name}")
+        for key, style in SPLIT_STYLES.items():
+            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color="k", linestyle=style,
+                    linewidth=0.8, label="Q5.2 run (b = 0, seed 0)" if key == "val_error" else None)
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
-    ax.legend(fontsize=7)
-    ax.set_title(f"Q5.3 error under the chosen flood level b = {best:.2f} (lr {main_lr:g})\n"
-                 f"line: mean over {seeds} seeds, band: min to max{label}")
+    ax.legend()
+    ax.set_title(f"Error at the chosen b = {best:.2f} (lr {main_lr:g})\n"
+                 f"solid: validation, dashed: training\n{spread}{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
 
     # 2. final errors against b
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
     levels = list(table)
     for key, color, name in (("val_error", "C1", "validation"), ("test_error", "C2", "test")):
         ax.errorbar(levels, [table[b][key][0] for b in levels], yerr=[table[b][key][1] for b in levels],
-                    color=color, marker="o", markersize=3, capsize=2, label=f"final {name} error")
-    ax.axvline(best, color="k", linestyle=":", label=f"chosen on validation: b = {best:.2f}")
-    ax.set_xlabel("flood level b")
-    ax.set_ylabel("error (% misclassified)")
-    ax.legend(fontsize=8)
-    ax.set_title(f"Q5.3 final error vs flood level (lr {main_lr:g}, mean \u00b1 std over {seeds} seeds){label}")
+                    color=color, marker="o", markersize=3, capsize=2, label=name)
+    ax.axvline(best, color="k", linestyle=":", label=f"chosen: b = {best:.2f}")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
+    ax.set_xlabel("flood level b (nats)")
+    ax.set_ylabel("final error (% misclassified)")
+    ax.legend()
+    ax.set_title(f"Final error vs flood level (lr {main_lr:g})\nmean \u00b1 std over {seeds} seeds{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_error_vs_level.png"))
 
-    # 3. the training loss floats at b
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
-    drawn = [b for b in LEVELS_DRAWN if b in table] or levels[:5]
-    for i, level in enumerate(drawn):
-        k = copies_at(main, level)[0]
-        batch_loss = np.array(runs.series(main, "batch_loss", k)[1:], dtype=float)  # None -> NaN: a gap
-        ax.plot(epochs[1:], batch_loss, color=f"C{i}", label=f"b = {level:.2f}")
+    # 3. the training loss floats at b: the levels of LEVELS_DRAWN, the chosen one and the one set against b = 0
+    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    drawn = sorted({b for b in (*LEVELS_DRAWN, best, shown) if b in table})
+    other_colors = iter(OTHER_LEVEL_COLORS)
+    for level in drawn:
+        color = level_color(level) if level in (0.0, shown) else next(other_colors)
+        batch_loss = np.array(runs.series(main, "batch_loss", copies_at(main, level)[0])[1:], dtype=float)
+        ax.plot(epochs[1:], batch_loss, color=color, label=f"{level:.2f}")  # None -> NaN: a gap
         if level > 0:
-            ax.axhline(level, color=f"C{i}", linestyle=":", linewidth=1)
+            ax.axhline(level, color=color, linestyle=":", linewidth=1)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("mean mini-batch training loss in the epoch")
-    ax.legend(fontsize=8, title="flood level (dotted: b)")
-    ax.set_title(f"Q5.3 training loss under flooding (seed 0, lr {main_lr:g}){label}")
+    ax.set_ylabel("training cross-entropy (nats)")
+    # in the gap at the right between the flooded curves (at b >= 0.01) and the unflooded one (below 1e-4)
+    ax.legend(loc="center right", bbox_to_anchor=(1, 0.45), ncol=3, title="flood level b")
+    ax.set_title(f"Training loss, seed 0 (lr {main_lr:g})\n"
+                 f"epoch mean of mini-batch losses; dotted: b{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_training_loss.png"))
 
-    # 4. validation loss: no flooding against the chosen b (the best flooded level if b = 0 is chosen)
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
-    for level, color in {0.0: "C0", shown: "C3"}.items():  # one curve when b = 0 is all there is
-        if level not in table:
-            continue
-        mean, low, high = seed_band(main, "val_loss", level)
-        ax.plot(epochs, mean, color=color, label=f"b = {level:.2f}" + (" (no flooding)" if level == 0 else ""))
-        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
-    ax.set_yscale("log")
+    # 4. validation loss: no flooding against the chosen b (the best flooded level if b = 0 is chosen),
+    # from epoch 1: the untrained network's 2.3 would squeeze the range that matters on a linear axis
+    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    for level in dict.fromkeys((0.0, shown)):  # one curve when b = 0 is all there is
+        if level in table:
+            mean, low, high = seed_band(main, "val_loss", level)
+            band(ax, epochs[1:], mean[1:], low[1:], high[1:], color=level_color(level),
+                 label=f"b = {level:.2f} ({'no flooding' if level == 0 else shown_role})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation cross-entropy")
-    ax.legend(fontsize=8)
-    which = "the chosen b" if shown == best else "the best flooded level"
-    ax.set_title(f"Q5.3 validation loss without flooding and at {which} (lr {main_lr:g})\n"
-                 f"line: mean over {seeds} seeds, band: min to max{label}")
+    ax.set_ylabel("validation cross-entropy (nats)")
+    ax.legend()
+    ax.set_title(f"Validation loss (lr {main_lr:g})\n{spread}{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
 
     # 5. both learning rates: error and calibration against b
-    fig, (ax_error, ax_ece) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
+    fig, (ax_error, ax_ece) = plotting.plt.subplots(1, 2, figsize=WIDE_SIZE)
     for i, lr in enumerate(sweeps):
         run_table = analyses[lr]["table"]
         run_levels = list(run_table)
@@ -358,9 +384,10 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax_error.set_ylabel("final validation error (%)")
     ax_ece.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
     for ax in (ax_error, ax_ece):
-        ax.set_xlabel("flood level b")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Q5.3/Q5.4 flooding at two step sizes (mean \u00b1 std over {seeds} seeds){label}", fontsize=10)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.set_xlabel("flood level b (nats)")
+        ax.legend()
+    fig.suptitle(f"Flooding at two learning rates (mean \u00b1 std over {seeds} seeds){label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_learning_rates.png"))
     return paths
 
