@@ -482,6 +482,12 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
             values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),
                           P=f"{effect['p_value']:.2g}", SeedsLower=effect["seeds_lower"],
                           EceChange=pm(effect["ece_change"], signed=True), LevelTestError=pm(table[effect["level"]]["test_error"]))
+        # a copy whose training loss floats at b holds -log p near b, i.e. its confidence near exp(-b): if it
+        # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
+        top = max(table)
+        values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
+                      TopConfidenceBound=f"{math.exp(-top):.2f}",
+                      TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
         lines += [f"\\newcommand{{\\QFiveFour{name}{key}}}{{{value}}}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 

@@ -4,6 +4,7 @@ Each test names the sentence it guards."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import pytest
@@ -157,3 +158,16 @@ def test_q5_5_the_mlp_at_the_cnns_learning_rate_is_worse_than_at_0_1_and_than_th
     for split in ("val", "test"):
         mean, std = matched[split]
         assert mean > mlp_final[f"{split}_error"] and mean - 2 * std > cnn_final[f"{split}_error"]
+
+
+def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_predicts(analyses):
+    """Q5.4: 'at lr 0.01 the calibration error grows steadily with b'; at the largest b it is close to the
+    accuracy minus exp(-b); 'at lr 0.1 the calibration error does not grow this way'."""
+    small, main = analyses[0.01]["table"], analyses[0.1]["table"]
+    levels = [b for b in small if b >= 0.02]
+    eces = [small[b]["ece"][0] for b in levels]
+    assert all(a < b for a, b in zip(eces, eces[1:]))
+    top = max(small)
+    predicted = 100 * (1 - small[top]["val_error"][0] / 100 - math.exp(-top))
+    assert abs(small[top]["ece"][0] - predicted) < 2
+    assert main[max(main)]["ece"][0] < small[top]["ece"][0] / 4
