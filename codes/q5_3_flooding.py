@@ -131,8 +131,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
-    """Per flood level, mean and std over seeds of the final errors, the ECE, the best validation epoch
-    and the fraction of mini-batches below b in the last epoch."""
+    """Per flood level, mean and std over seeds of the final errors, the ECE, the fraction of mini-batches
+    below b in the last epoch, and, early-stopped, each copy's best validation epoch, its validation error
+    there and its test error there."""
     history = results["history"]
     table: dict[float, dict[str, list]] = {}
     for k, copy_info in enumerate(results["copies"]):
@@ -142,7 +143,10 @@ def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
         for key in ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction"):
             row.setdefault(key, []).append(history[key][-1][k])
         row.setdefault("ece", []).append(100 * results["final_val_ece"][k])
-        row.setdefault("best_epoch", []).append(history["epoch"][min(finite, key=lambda e: val_errors[e])])
+        best = min(finite, key=lambda e: val_errors[e])
+        row.setdefault("best_epoch", []).append(history["epoch"][best])
+        row.setdefault("best_val_error", []).append(val_errors[best])
+        row.setdefault("test_at_best", []).append(history["test_error"][best][k])
     return {level: {key: mean_std(values) for key, values in row.items()} for level, row in sorted(table.items())}
 
 
@@ -159,7 +163,10 @@ def analyse(results: dict) -> dict:
     best flooded one when b = 0 itself is chosen, so that flooding is still shown)."""
     table = by_level(results)
     chosen, flooded = lowest_validation_error(table), lowest_validation_error(table, flooded_only=True)
-    return {"table": table, "chosen": chosen, "flooded": flooded, "shown": chosen if chosen > 0 else flooded or chosen}
+    early = min((b for b in table if not math.isnan(table[b]["best_val_error"][0])),
+                key=lambda b: (table[b]["best_val_error"][0], b), default=None)
+    return {"table": table, "chosen": chosen, "flooded": flooded, "early_stopped": early,
+            "shown": chosen if chosen > 0 else flooded or chosen}
 
 
 def copies_at(results: dict, level: float) -> list[int]:
@@ -167,9 +174,12 @@ def copies_at(results: dict, level: float) -> list[int]:
 
 
 def final_value(results: dict, key: str, k: int) -> float | None:
-    """Copy k's value of a history key at the last epoch, or its validation ECE (%) for key "ece"."""
+    """Copy k's value of a history key at the last epoch; its validation ECE (%) for "ece"; its test error
+    at its best validation epoch (early stopping) for "test_at_best"."""
     if key == "ece":
         return 100 * results["final_val_ece"][k]
+    if key == "test_at_best":
+        return results["history"]["test_error"][runs.argmin_finite(runs.series(results, "val_error", k))][k]
     return results["history"][key][-1][k]
 
 
@@ -235,7 +245,7 @@ def resolvable_ratio(seeds: int) -> float | None:
     return None if seeds < 2 else student_t_critical(SIGNIFICANCE, seeds - 1) / math.sqrt(seeds)
 
 
-def effect_of_flooding(results: dict, analysis: dict) -> dict | None:
+def effect_of_flooding(results: dict, analysis: dict, early_stopped: bool = False) -> dict | None:
     """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
     test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
     finite b > 0 to compare).
@@ -243,11 +253,13 @@ def effect_of_flooding(results: dict, analysis: dict) -> dict | None:
     Validation picked that level among many, so its validation advantage is optimistic; the
     test error, never used for the choice, is the honest measure. The change counts when a
     paired t-test over the seeds rejects "no change" at SIGNIFICANCE (resolvable_change_clause
-    says how large a change that takes)."""
-    level = analysis["flooded"]
-    if 0.0 not in analysis["table"] or level is None:
+    says how large a change that takes). With early_stopped, the level is the one of lowest mean best
+    validation error, and each copy's test error is read at its best validation epoch (None if that
+    level is b = 0)."""
+    level = analysis["early_stopped"] if early_stopped else analysis["flooded"]
+    if 0.0 not in analysis["table"] or not level:
         return None
-    test_changes = paired_change(results, level, "test_error")
+    test_changes = paired_change(results, level, "test_at_best" if early_stopped else "test_error")
     mean, std = mean_std(test_changes)
     p = paired_t_test_p(test_changes)
     if len(test_changes) < 2:
@@ -485,6 +497,12 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         # a copy whose training loss floats at b holds -log p near b, i.e. its confidence near exp(-b): if it
         # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
         top = max(table)
+        early = analyses[lr]["early_stopped"]
+        values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"]),
+                      EarlyNoFloodTestError=pm(table[0.0]["test_at_best"]) if 0.0 in table else "--")
+        early_effect = effect_of_flooding(run, analyses[lr], early_stopped=True)
+        if early_effect is not None:
+            values.update(EarlyTestChange=pm(early_effect["test_change"], signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
         values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
                       TopConfidenceBound=f"{math.exp(-top):.2f}",
                       TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")

@@ -171,3 +171,13 @@ def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_
     predicted = 100 * (1 - small[top]["val_error"][0] / 100 - math.exp(-top))
     assert abs(small[top]["ece"][0] - predicted) < 2
     assert main[max(main)]["ece"][0] < small[top]["ece"][0] / 4
+
+
+def test_q5_4_with_early_stopping_flooding_helps_at_lr_0_01_only(sweeps, analyses):
+    """Q5.4, early stopping: lr 0.1 'again chooses b = 0'; at lr 0.01 the chosen b > 0 has a lower early-stopped
+    test error than without flooding (paired, p < 0.05), 'though not to below the unflooded lr 0.1 runs'."""
+    assert analyses[0.1]["early_stopped"] == 0.0 and analyses[0.01]["early_stopped"] > 0
+    effect = q5_3_flooding.effect_of_flooding(sweeps[0.01], analyses[0.01], early_stopped=True)
+    assert effect["direction"] == "lower" and effect["p_value"] < q5_3_flooding.SIGNIFICANCE
+    small, main = analyses[0.01]["table"], analyses[0.1]["table"]
+    assert small[analyses[0.01]["early_stopped"]]["test_at_best"][0] > main[0.0]["test_at_best"][0]
