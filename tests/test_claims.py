@@ -181,3 +181,11 @@ def test_q5_4_with_early_stopping_flooding_helps_at_lr_0_01_only(sweeps, analyse
     assert effect["direction"] == "lower" and effect["p_value"] < q5_3_flooding.SIGNIFICANCE
     small, main = analyses[0.01]["table"], analyses[0.1]["table"]
     assert small[analyses[0.01]["early_stopped"]]["test_at_best"][0] > main[0.0]["test_at_best"][0]
+
+
+def test_q5_4_flooding_at_lr_0_1_lowers_the_validation_loss_and_the_calibration_error(analyses):
+    """Q5.4: at b = 0.01 (lr 0.1) 'the validation loss ends at ... instead of ... and the calibration error at
+    ... instead of ...: less overconfidence, but not fewer errors'."""
+    table, shown = analyses[0.1]["table"], analyses[0.1]["shown"]
+    assert table[shown]["val_loss"][0] < table[0.0]["val_loss"][0] and table[shown]["ece"][0] < table[0.0]["ece"][0]
+    assert table[shown]["test_error"][0] > table[0.0]["test_error"][0]
