@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # CPU finishes, unless ALLOW_CPU=1), the run on record in
 # results/run_summary.json, then the PDF (which says what to install if TeX is missing).
 all: $(VENV)/.installed
-	$(PY) codes/run_all.py $(if $(ALLOW_CPU),--allow-cpu)
+	$(PY) codes/run_all.py $(if $(filter 1 yes true,$(ALLOW_CPU)),--allow-cpu)
 	$(MAKE) report
 
 # Every script with few epochs and a subset, into results/quick/ (never the real results).

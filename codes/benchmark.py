@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import struct
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,7 +58,15 @@ def tutorial_epoch_seconds(args, device: torch.device) -> list[float]:
     from torchvision import transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((common.MNIST_MEAN,), (common.MNIST_STD,))])
-    dataset = torchvision.datasets.MNIST(args.data_dir, train=True, transform=transform, download=False)
+    with tempfile.TemporaryDirectory() as root:  # torchvision reads only unpacked files: give it those
+        raw = Path(root) / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for name, magic in common.MNIST_FILES.items():
+            data = common.read_idx(args.data_dir / "MNIST" / "raw", name, magic)
+            (raw / name).write_bytes(struct.pack(">I", magic) + struct.pack(f">{data.dim()}I", *data.shape)
+                                     + data.numpy().tobytes())
+        dataset = torchvision.datasets.MNIST(root, train=True, transform=transform, download=False)
+        dataset.data, dataset.targets = dataset.data.clone(), dataset.targets.clone()  # read before the folder goes
     train_idx, _ = common.split_indices(len(dataset), args.split_seed)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=args.batch_size, shuffle=True, num_workers=0
@@ -116,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=cli.RESULTS_DIR, help="where the JSON goes (default: results/)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where the JSON goes (default: results/ at the default --epochs and --batch-size, "
+                        "results/runs/benchmark-<settings>/ otherwise)")
     args = parser.parse_args(argv)
+    args.output_dir = cli.output_paths(args, "benchmark", cli.defaults(parser, ("epochs", "batch_size"))).results
     args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
     device, args.tf32 = cli.training_device(args.device, args.tf32)
     cli.ensure_writable(args.output_dir)

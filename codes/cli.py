@@ -120,8 +120,9 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",
                         help="save the training state every EPOCHS epochs, at the end and on Ctrl-C (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="continue from the saved state of a stopped run")
-    parser.add_argument("--restart", action="store_true",
+    saved_state = parser.add_mutually_exclusive_group()
+    saved_state.add_argument("--resume", action="store_true", help="continue from the saved state of a stopped run")
+    saved_state.add_argument("--restart", action="store_true",
                         help="start over, discarding the saved state of a stopped run (which a run otherwise refuses to do)")
 
 
@@ -170,6 +171,13 @@ class OutputPaths:
                 for leftover in folder.glob(f".{prefix}*.tmp"):
                     leftover.unlink(missing_ok=True)
 
+    def check_settings(self, results: dict, path: Path) -> None:
+        """Refuse to draw the committed figures and snippets from a results file of another run."""
+        if self.is_assignment_run and results.get("settings_changed"):
+            raise common.UserError(f"{path} was written by a run at other settings ({', '.join(results['settings_changed'])}) "
+                                   "and cannot be drawn into the report: rerun the assignment's run, or "
+                                   "`git checkout -- results/` to get the committed results back.")
+
     def announce(self) -> None:
         """Say where a run that is not the assignment's writes (at its start and its end)."""
         if not self.is_assignment_run:
@@ -194,6 +202,11 @@ def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> Outpu
     when every setting in `defaults` has its default value; otherwise results/runs/<script>-<settings>/."""
     changed = changed_settings(args, defaults)
     root = args.output_dir
+    if root is not None and str(root).strip() == "":
+        raise common.UserError("--output-dir is empty: name a folder.")
+    if root is not None and changed and Path(root).resolve() == RESULTS_DIR.resolve():
+        raise common.UserError(f"--output-dir {root} is the folder of the committed results, which only the "
+                               f"assignment's run writes; this run is not it ({', '.join(changed)}).")
     if root is None and changed:
         name = "_".join(c.replace(" ", "") for c in changed)
         root = RUNS_DIR / f"{script}-{name if len(name) <= 80 else name[:80] + '-etc'}"

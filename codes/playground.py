@@ -320,15 +320,42 @@ def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> 
     return net.runs(np.stack(train_losses), np.stack(test_losses))
 
 
-def output_grid(run: Run, resolution: int = 100) -> np.ndarray:
-    """The network's output over a resolution x resolution grid on [-6, 6]^2 (rows: y from -6 up)."""
+def node_grids(run: Run, resolution: int = 100) -> list[np.ndarray]:
+    """Every node's output over a resolution x resolution grid on [-6, 6]^2 (rows: y from -6 up), as the
+    page draws them: the seven features (R, R, 7), then each layer (R, R, neurons); the last is the output."""
     axis = np.linspace(-DOMAIN, DOMAIN, resolution)
     xx, yy = np.meshgrid(axis, axis)
     features = feature_matrix(np.stack([xx.ravel(), yy.ravel()], 1))
     a = features[:, [FEATURES.index(f) for f in run.config.features]]
     activation = ACTIVATIONS[run.config.activation][0]
     last = len(run.weights) - 1
+    grids = [features]
     for layer, (w, b) in enumerate(zip(run.weights, run.biases)):
         z = a @ w + b
         a = np.tanh(z) if layer == last else activation(z)
-    return a.reshape(resolution, resolution)
+        grids.append(a)
+    return [g.reshape(resolution, resolution, -1) for g in grids]
+
+
+# ----------------------------------------------------------------------------- the page's address
+
+PAGE = "https://playground.tensorflow.org/"
+# the page's state keys of the features (src/state.ts); cosX and cosY exist there but are hidden on the page
+PAGE_FEATURES = {"x1": "x", "x2": "y", "x1*x2": "xTimesY", "x1^2": "xSquared", "x2^2": "ySquared",
+                 "sin(x1)": "sinX", "sin(x2)": "sinY"}
+
+
+def page_url(config: Config) -> str:
+    """The page with this configuration: its whole state lives in the '#' fragment, written here with the
+    keys, order and formats of State.serialize in src/state.ts. The page's seed drives its own random
+    numbers, so its data and initial weights differ from this reproduction's."""
+    on = {PAGE_FEATURES[f] for f in config.features}
+    features = ("x", "y", "xTimesY", "xSquared", "ySquared", "cosX", "sinX", "cosY", "sinY")
+    state = {"activation": config.activation, "regularization": config.regularization,
+             "batchSize": config.batch_size, "dataset": config.dataset, "regDataset": "reg-plane",
+             "learningRate": f"{config.lr:g}", "regularizationRate": f"{config.reg_rate:g}", "noise": config.noise,
+             "networkShape": ",".join(map(str, config.hidden)), "seed": config.seed, "showTestData": True,
+             "discretize": False, "percTrainData": config.train_percent,
+             **{key: key in on for key in features},
+             "collectStats": False, "problem": "classification", "initZero": False, "hideText": False}
+    return PAGE + "#" + "&".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in state.items())

@@ -1,11 +1,13 @@
 """Q1: the Neural Network Playground experiments, reproduced offline (codes/playground.py).
 
 Q1.1  a search over configurations for the spiral, judged by the test loss
-      (mean over seeds), and a playground-style picture of the best one;
+      (mean over seeds); the best one drawn in the page's layout from the seed
+      with the median test loss, and the page's address with it;
 Q1.2  controlled sweeps from that configuration, each over several seeds:
       learning rate, activation, number of hidden layers, regularization type
-      and rate, on the spiral and the circle: final test loss and the epochs
-      until the training loss first falls below a threshold;
+      and rate, on the spiral and the circle (regularization also on a noisy
+      circle with few training points): final test loss and the epochs until
+      the training loss first falls below a threshold, median and range;
 Q1.3  the distribution of |weights| after training, pruning of the smallest
       weights with and without retraining, and smaller networks trained
       directly: test loss against the number of parameters kept.
@@ -30,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path as CurvePath
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 import cli
 import latex
@@ -43,7 +48,11 @@ SEARCH_SEEDS = 2  # per configuration of the Q1.1 search
 CONVERGED_BELOW = 0.05  # training loss that counts as converged (0.5 (out - y)^2, labels +-1)
 RETRAIN_EPOCHS = 100  # the short retraining after pruning
 PRUNE_FRACTIONS = [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
-SWEEP_DATASETS = ("spiral", "circle")
+SWEEP_DATASETS = {"spiral": {"dataset": "spiral"}, "circle": {"dataset": "circle"}}
+# label noise and few training points, where a penalty can pay on the test set: the regularization sweep only
+NOISY = {"dataset": "circle", "noise": 50, "train_percent": 20}
+NOISY_NAME = "noisy circle"  # in tables; the figure's legend says what it is
+NOISY_LEGEND = f"noisy circle (noise {NOISY['noise']}, {NOISY['train_percent']}% training data)"
 RESULTS_FILE = "q1_playground.json"
 
 SEARCH_SPACE = {  # the Q1.1 grid on the spiral (noise 0, 50 % training data, batch 10)
@@ -58,7 +67,7 @@ SWEEPS = {  # Q1.2: what each sweep varies, as Config changes
     "activation": [{"activation": a} for a in pg.ACTIVATION_NAMES],
     "hidden layers": [{"hidden": (8,) * depth} for depth in range(0, pg.MAX_LAYERS + 1)],
     "regularization": [{"regularization": "none", "reg_rate": 0.0}]
-    + [{"regularization": r, "reg_rate": rate} for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03)],
+    + [{"regularization": r, "reg_rate": rate} for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03, 0.1)],
 }
 SMALL_NETWORKS = [(), (1,), (2,), (4,), (2, 2), (4, 2), (4, 4), (6, 4), (6, 6), (8, 8)]
 
@@ -86,19 +95,33 @@ def chunks(runs: list, size: int) -> list[list]:
 
 
 def summary(runs: list[pg.Run]) -> dict:
-    """Final test and training loss (mean, std over the runs) and epochs to converge (median; None if most never do)."""
+    """Final test and training loss (each run's; mean, std over the runs) and each run's epochs until its
+    training loss first fell below CONVERGED_BELOW (None: never), with their median (None if that run never did)."""
     test = [r.test_loss[-1] for r in runs]
     train = [r.train_loss[-1] for r in runs]
     converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in runs]
-    reached = sorted(e for e in converge if e is not None)
+    median_epochs = statistics.median(infinite_if_never(converge))
     return {
         "test_losses": test,
+        "train_losses": train,
         "test_loss": [statistics.fmean(test), statistics.stdev(test) if len(test) > 1 else 0.0],
         "train_loss": [statistics.fmean(train), statistics.stdev(train) if len(train) > 1 else 0.0],
-        "epochs_to_converge": statistics.median(reached) if len(reached) * 2 > len(converge) else None,
-        "converged_runs": len(reached),
+        "converge_epochs": converge,
+        "epochs_to_converge": median_epochs if median_epochs < math.inf else None,
+        "converged_runs": sum(e is not None for e in converge),
         "runs": len(runs),
     }
+
+
+def infinite_if_never(epochs: list[int | None]) -> list[float]:
+    """Epochs to converge with inf for the runs that never did, so that they sort last in medians and ranges."""
+    return [math.inf if e is None else e for e in epochs]
+
+
+def median_run(runs: list[pg.Run]) -> pg.Run:
+    """The run with the median final test loss (the lower middle one for an even count): a representative."""
+    middle = statistics.median_low(r.test_loss[-1] for r in runs)
+    return next(r for r in runs if r.test_loss[-1] == middle)
 
 
 def search(epochs: int) -> tuple[pg.Config, list[dict]]:
@@ -130,12 +153,13 @@ def sweep_value(change: dict):
 
 def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
     """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
-    points = [(name, change, dataset) for name, changes in SWEEPS.items() for change in changes
-              for dataset in SWEEP_DATASETS]
-    runs = pg.train([replace(best, dataset=dataset, seed=seed, **change)
-                     for _, change, dataset in points for seed in fresh_seeds(seeds)], epochs)
+    points = [(name, change, dataset, data) for name, changes in SWEEPS.items() for change in changes
+              for dataset, data in ({**SWEEP_DATASETS, NOISY_NAME: NOISY} if name == "regularization"
+                                    else SWEEP_DATASETS).items()]
+    runs = pg.train([replace(best, seed=seed, **data, **change)
+                     for _, change, _, data in points for seed in fresh_seeds(seeds)], epochs)
     result: dict = {}
-    for (name, change, dataset), group in zip(points, chunks(runs, seeds)):
+    for (name, change, dataset, _), group in zip(points, chunks(runs, seeds)):
         entry = summary(group)
         if group[0].config.regularization == "L1":
             entry["dead_link_fraction"] = statistics.fmean(
@@ -185,86 +209,182 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
 # ----------------------------------------------------------------------------- figures
 
 ORANGE, GREY, BLUE = "#f59322", "#e8eaeb", "#0877bd"
+SHADES = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)  # the page's 31 shades
+WEIGHT_COLOURS = LinearSegmentedColormap.from_list("weights", [ORANGE, GREY, BLUE])  # links: -1 .. 1, clamped
+# the labels the page shows
+FEATURE_LABELS = {"x1": "$X_1$", "x2": "$X_2$", "x1^2": "$X_1^2$", "x2^2": "$X_2^2$", "x1*x2": "$X_1X_2$",
+                  "sin(x1)": r"$\sin(X_1)$", "sin(x2)": r"$\sin(X_2)$"}
+DATASET_LABELS = {"circle": "Circle", "xor": "Exclusive or", "gauss": "Gaussian", "spiral": "Spiral"}
+ACTIVATION_LABELS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}
+NODE_RESOLUTION = 10  # the page draws each node's output on a 10 x 10 grid, the output on 100 x 100
+EXTENT = (-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN)
 
 
-def draw_network(ax, run: pg.Run) -> None:
-    """Neurons in columns; each link's width grows with |weight|, its colour gives the sign."""
-    sizes = [len(run.config.features), *run.config.hidden, 1]
-    positions = [[(layer, (n - 1) / 2 - i) for i in range(n)] for layer, n in enumerate(sizes)]
-    largest = max(float(np.abs(w).max()) for w in run.weights) or 1.0
-    for layer, (w, dead) in enumerate(zip(run.weights, run.dead)):
-        for i, j in zip(*np.nonzero(~dead)):  # row by row, as the links are listed
-            (x0, y0), (x1, y1) = positions[layer][i], positions[layer + 1][j]
-            ax.plot([x0, x1], [y0, y1], color=BLUE if w[i, j] > 0 else ORANGE,
-                    linewidth=0.2 + 3.5 * abs(w[i, j]) / largest, alpha=0.8, zorder=1)
-    for x, y in itertools.chain(*positions):
-        ax.scatter([x], [y], s=140, color="white", edgecolor="k", zorder=2)
-    for (x, y), name in zip(positions[0], run.config.features):
-        ax.text(x - 0.15, y, name, ha="right", va="center", fontsize=7)
-    ax.set_xlim(-1.0, len(sizes) - 0.5)
-    ax.axis("off")
-    ax.set_title("network (link width ~ |weight|;\nblue +, orange -)", fontsize=9)
+def slider(fig, x: float, y: float, text: str, fraction: float) -> None:
+    """A control of the page's data column: its label, and a track with the knob at `fraction`."""
+    fig.text(x, y, text, fontsize=9)
+    fig.add_artist(plotting.plt.Line2D([x, x + 0.11], [y - 0.022] * 2, color="#bbbbbb", linewidth=3))
+    fig.add_artist(plotting.plt.Line2D([x + 0.11 * fraction], [y - 0.022], marker="o", markersize=8, color="#555555"))
 
 
-def draw_heatmap(ax, run: pg.Run) -> None:
-    cmap = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)
-    ax.imshow(pg.output_grid(run), origin="lower", extent=(-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN), cmap=cmap,
-              vmin=-1, vmax=1, alpha=0.85)
-    points, labels = pg.make_dataset(run.config.dataset, run.config.noise, run.config.seed)
-    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, run.config.train_percent, run.config.seed)
-    for x, y, edge, name in ((train_x, train_y, "white", "training"), (test_x, test_y, "black", "test")):
-        ax.scatter(x[:, 0], x[:, 1], c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=0.6, s=14)
-        ax.scatter([], [], color="grey", edgecolors=edge, linewidths=0.6, s=14, label=f"{name} points ({edge} edge)")
-    ax.set(xlim=(-pg.DOMAIN, pg.DOMAIN), ylim=(-pg.DOMAIN, pg.DOMAIN), aspect="equal")
-    ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("output (orange -1, blue +1)", fontsize=9)
+def node_box(fig, x: float, y: float, grid: np.ndarray, width: float, height: float, faded: bool = False) -> None:
+    """A node as the page draws it: a small heatmap of its output, centred at (x, y) in figure coordinates."""
+    ax = fig.add_axes((x - width / 2, y - height / 2, width, height), zorder=2)
+    ax.imshow(grid, origin="lower", cmap=SHADES, vmin=-1, vmax=1, alpha=0.25 if faded else 1.0)
+    ax.set(xticks=[], yticks=[])
+    ax.grid(False)
+    for side in ax.spines.values():
+        side.set(color="#cccccc" if faded else "black", linewidth=0.6 if faded else 1.2)
 
 
-def spread(entries: list[dict]) -> tuple[list[float], list[float], list[float]]:
-    """Median final test loss of each entry and the distances down to its minimum and up to its maximum
-    (seeds spread over orders of magnitude, where mean +- std would cross zero on a log axis)."""
-    medians = [statistics.median(e["test_losses"]) for e in entries]
-    low = [m - min(e["test_losses"]) for m, e in zip(medians, entries)]
-    high = [max(e["test_losses"]) - m for m, e in zip(medians, entries)]
-    return medians, low, high
+def draw_playground(run: pg.Run, path: Path, label: str) -> Path:
+    """The page's screen for a trained run: the controls on top; data, features, hidden layers with each
+    neuron's output and the links (colour by weight, width by |weight|, as the page scales them), and the
+    output with both losses, the loss curve and the output heatmap with the training and test points.
+    `label`: plotting.run_label's warning for a run not at the assignment's settings."""
+    c = run.config
+    inches = (12, 6.4)  # positions below are fractions of the figure; sizes of squares in inches
+    fig = plotting.plt.figure(figsize=inches)
+    square = lambda side: (side / inches[0], side / inches[1])  # a square's width and height as fractions
+    width, height = square(0.34)  # a node's box
+    fig.add_artist(plotting.plt.Rectangle((0, 0.9), 1, 0.1, color="#f3f3f3", zorder=0))
+    controls = [("Epoch", f"{len(run.test_loss) - 1:07,d}"), ("Learning rate", f"{c.lr:g}"),
+                ("Activation", ACTIVATION_LABELS[c.activation]), ("Regularization", c.regularization.capitalize()),
+                ("Regularization rate", f"{c.reg_rate:g}"), ("Problem type", "Classification")]
+    for i, (control, value) in enumerate(controls):
+        fig.text(0.03 + 0.16 * i, 0.955, control, fontsize=9, color="#777777")
+        fig.text(0.03 + 0.16 * i, 0.918, value, fontsize=14)
+    fig.text(0.5, 0.02, label.strip(), ha="center", fontsize=14, color="red")
+    layers = f"{len(c.hidden)} HIDDEN LAYER{'S' * (len(c.hidden) != 1)}"
+    for x, heading in ((0.02, "DATA"), (0.165, "FEATURES"), (0.36, layers), (0.69, "OUTPUT")):
+        fig.text(x, 0.85, heading, fontsize=11, weight="bold", color="#444444")
+
+    # data: the four data sets (the one used framed), then the sliders
+    fig.text(0.02, 0.815, "Which dataset do you\nwant to use?", fontsize=8, color="#777777", va="top")
+    for i, name in enumerate(pg.DATASETS):
+        points, labels = pg.make_dataset(name, 0, 0)
+        ax = fig.add_axes((0.02 + 0.05 * (i % 2), 0.66 - 0.13 * (i // 2), *square(0.5)))
+        ax.scatter(*points[::3].T, c=np.where(labels[::3] > 0, BLUE, ORANGE), s=1.5,
+                   alpha=1 if name == c.dataset else 0.3)
+        ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=[], yticks=[], title=DATASET_LABELS[name])
+        ax.title.set_fontsize(7)
+        ax.grid(False)
+        for side in ax.spines.values():
+            side.set(color="black" if name == c.dataset else "#cccccc", linewidth=2 if name == c.dataset else 0.6)
+    slider(fig, 0.02, 0.43, f"Ratio of training to\ntest data: {c.train_percent}%", (c.train_percent - 10) / 80)
+    slider(fig, 0.02, 0.33, f"Noise: {c.noise}", c.noise / 50)
+    slider(fig, 0.02, 0.25, f"Batch size: {c.batch_size}", (c.batch_size - 1) / 29)
+
+    # the network: node centres per column, links drawn underneath in figure coordinates
+    grids = pg.node_grids(run, NODE_RESOLUTION)
+    layer_x = np.linspace(0.33, 0.60, len(c.hidden)) if len(c.hidden) > 1 else [0.465] * len(c.hidden)
+    top, step = 0.735, 0.088
+    feature_y = {f: top - step * i for i, f in enumerate(pg.FEATURES)}
+    fig.text(0.165, 0.815, "Which properties do\nyou want to feed in?", fontsize=8, color="#777777", va="top")
+    for i, f in enumerate(pg.FEATURES):
+        node_box(fig, 0.225, feature_y[f], grids[0][..., i], width, height, faded=f not in c.features)
+        fig.text(0.225 - width / 2 - 0.006, feature_y[f], FEATURE_LABELS[f], ha="right", va="center", fontsize=10,
+                 color="black" if f in c.features else "#aaaaaa")
+    columns = [[(0.225, feature_y[f]) for f in c.features]]
+    for x, n, grid in zip(layer_x, c.hidden, grids[1:]):
+        columns.append([(x, top - step * j) for j in range(n)])
+        fig.text(x, 0.815, f"{n} neuron{'s' * (n > 1)}", ha="center", fontsize=8, color="#777777")
+        for j in range(n):
+            node_box(fig, x, top - step * j, grid[..., j], width, height)
+    out_left, out_bottom, (out_width, out_height) = 0.69, 0.12, square(2.2)  # the output heatmap
+    columns.append([(out_left + width / 2, out_bottom + out_height / 2)])
+    links = fig.add_axes((0, 0, 1, 1), zorder=1)
+    links.set(xlim=(0, 1), ylim=(0, 1))
+    links.axis("off")
+    for w, dead, sources, targets in zip(run.weights, run.dead, columns, columns[1:]):
+        for i, j in zip(*np.nonzero(~dead)):
+            (x0, y0), (x1, y1) = sources[i], targets[j]
+            x0, x1, middle = x0 + width / 2, x1 - width / 2, (x0 + x1) / 2
+            curve = CurvePath([(x0, y0), (middle, y0), (middle, y1), (x1, y1)],
+                              [CurvePath.MOVETO] + [CurvePath.CURVE4] * 3)
+            links.add_patch(PathPatch(curve, fill=False, color=WEIGHT_COLOURS((np.clip(w[i, j], -1, 1) + 1) / 2),
+                                      linewidth=0.35 * (1 + 9 * min(abs(w[i, j]), 5) / 5)))  # the page: 1..10 px
+
+    # output: both losses, the loss curve, then the output heatmap with the points and the colour scale
+    fig.text(out_left, 0.805, f"Test loss {run.test_loss[-1]:.3f}", fontsize=11)
+    fig.text(out_left, 0.772, f"Training loss {run.train_loss[-1]:.3f}", fontsize=11, color="#777777")
+    ax = fig.add_axes((out_left, 0.585, out_width, 0.16))
+    ax.plot(run.test_loss, color="black", linewidth=1)
+    ax.plot(run.train_loss, color="#999999", linewidth=1)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("Epoch", fontsize=8, labelpad=1)
+    ax = fig.add_axes((out_left, out_bottom, out_width, out_height), zorder=2)
+    ax.imshow(pg.node_grids(run)[-1][..., 0], origin="lower", extent=EXTENT, cmap=SHADES, vmin=-1, vmax=1, alpha=0.85)
+    points, labels = pg.make_dataset(c.dataset, c.noise, c.seed)
+    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, c.train_percent, c.seed)
+    for x, y, edge, name in ((train_x, train_y, "white", "Training data"), (test_x, test_y, "black", "Test data")):
+        ax.scatter(*x.T, c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=1.0, s=20)
+        ax.scatter([], [], color=GREY, edgecolors=edge, linewidths=1.0, s=30, label=f"{name}\n({edge} outline)")
+    ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=range(-6, 7, 2), yticks=range(-6, 7, 2))
+    ax.tick_params(labelsize=7)
+    ax.grid(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, facecolor="#9e9e9e", framealpha=1)
+    scale = fig.add_axes((out_left + out_width + 0.025, out_bottom, 0.09, 0.02))
+    scale.imshow(np.linspace(-1, 1, 31)[None], cmap=SHADES, extent=(-1, 1, 0, 0.1), aspect="auto")
+    scale.set(xticks=[-1, 0, 1], yticks=[])
+    scale.tick_params(labelsize=7)
+    scale.grid(False)
+    fig.text(out_left + out_width + 0.025, out_bottom + 0.035, "Colors shows data,\nneuron and weight\nvalues.",
+             fontsize=7, color="#777777")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)  # placed by hand: tight_layout (plotting.save) would not keep the page's layout
+    plotting.plt.close(fig)
+    return path
+
+
+def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[list[float], list[float], list[float]]:
+    """Median of each list and the distances down to its minimum and up to its maximum, each drawn at most at
+    `ceiling` (seeds spread over orders of magnitude, where mean +- std would cross zero on a log axis)."""
+    medians = [min(statistics.median(v), ceiling) for v in values]
+    return (medians, [m - min(min(v), ceiling) for m, v in zip(medians, values)],
+            [min(max(v), ceiling) - m for m, v in zip(medians, values)])
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     label = plotting.run_label(results)
-    seeds = results["seeds"]
-    best = run_from_dict(results["best_run"])
-    fig, (ax_net, ax_map, ax_loss) = plotting.plt.subplots(1, 3, figsize=(11, 3.9),
-                                                           gridspec_kw={"width_ratios": [1.1, 1, 1]})
-    draw_network(ax_net, best)
-    draw_heatmap(ax_map, best)
-    ax_loss.plot(best.train_loss, color="grey", label=f"training loss {best.train_loss[-1]:.4f}")
-    ax_loss.plot(best.test_loss, color="black", label=f"test loss {best.test_loss[-1]:.4f}")
-    ax_loss.set(yscale="log", xlabel="epoch", ylabel="mean 0.5 (out - y)^2")
-    ax_loss.legend(fontsize=8)
-    ax_loss.set_title(f"loss (seed {best.config.seed})", fontsize=9)
-    fig.suptitle(f"Q1.1 best configuration found for the spiral:\n{best.config.describe()}{label}", fontsize=10)
-    paths = [plotting.save(fig, figures_dir / "q1_1_spiral_best.png")]
+    seeds, budget = results["seeds"], results["epochs"]
+    paths = [draw_playground(run_from_dict(results["shown_run"]), figures_dir / "q1_1_spiral_best.png", label)]
 
-    # one row per control: final test loss on the left, epochs to converge on the right
-    fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(8.5, 2.6 * len(results["sweeps"])),
+    # one row per control: final test loss on the left, epochs to converge on the right; median and range of both
+    fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(10, 2.8 * len(results["sweeps"])),
                                       squeeze=False)
     for (ax_loss, ax_epochs), (name, by_dataset) in zip(axes, results["sweeps"].items()):
         for i, (dataset, entries) in enumerate(by_dataset.items()):
-            x = np.arange(len(entries)) + (i - 0.5) * 0.15
-            median, low, high = spread(entries)
+            x = np.arange(len(entries)) + (i - (len(by_dataset) - 1) / 2) * 0.15
+            median, low, high = spread([e["test_losses"] for e in entries])
             ax_loss.errorbar(x, median, yerr=[low, high], marker="o", markersize=3, capsize=2, linestyle="",
-                             color=f"C{i}", label=dataset)
-            epochs = [math.nan if e["epochs_to_converge"] is None else e["epochs_to_converge"] for e in entries]
-            ax_epochs.plot(x, epochs, marker="o", markersize=4, linestyle="", color=f"C{i}", label=dataset)
+                             color=f"C{i}", label=NOISY_LEGEND if dataset == NOISY_NAME else dataset)
+            # runs that never converged count as slower than all others and are drawn at the budget
+            median, low, high = spread([infinite_if_never(entry["converge_epochs"]) for entry in entries], budget)
+            never = np.array([entry["epochs_to_converge"] is None for entry in entries])
+            ax_epochs.errorbar(x, median, yerr=[low, high], marker="", capsize=2, linestyle="", color=f"C{i}")
+            ax_epochs.plot(x[~never], np.array(median)[~never], "o", markersize=4, color=f"C{i}", label=dataset)
+            ax_epochs.plot(x[never], np.array(median)[never], "v", markersize=6, markerfacecolor="white", color=f"C{i}")
             for ax in (ax_loss, ax_epochs):
                 ax.set_xticks(np.arange(len(entries)), [str(e["value"]) for e in entries],
                               rotation=30 if len(entries) > 5 else 0)
+        ax_epochs.axhline(budget, color="grey", linestyle="--", linewidth=0.8)
         ax_loss.set(yscale="log", ylabel="final test loss", xlabel=name)
-        ax_epochs.set(ylabel=f"epochs to loss < {CONVERGED_BELOW}", xlabel=name)
+        ax_epochs.set(yscale="log", ylabel=f"epochs to training loss < {CONVERGED_BELOW}", xlabel=name,
+                      ylim=(1, budget * 1.6))
+        ax_loss.legend(fontsize=7)
+    ax_epochs = axes[0, 1]  # the learning rate's row: its lower left stays empty
+    ax_epochs.plot([], [], "v", markersize=6, markerfacecolor="white", color="black",
+                   label="median run never converged")
+    ax_epochs.plot([], [], color="grey", linestyle="--", linewidth=0.8,
+                   label=f"budget ({budget} epochs):\nruns that never converged")
+    ax_epochs.legend(fontsize=7, loc="lower left")
     axes[0, 0].set_title(f"final test loss (median; bars: min to max of {seeds} seeds)", fontsize=9)
-    axes[0, 1].set_title(f"epochs until the training loss < {CONVERGED_BELOW}\n(median; no point: most runs never)",
-                         fontsize=9)
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 1].set_title(f"epochs until the training loss < {CONVERGED_BELOW}\n"
+                         f"(median; bars: min to max of {seeds} seeds)", fontsize=9)
     fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
                  fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_2_sweeps.png"))
@@ -276,7 +396,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
                 title="distribution of |weights| (best configuration)")
     for i, (name, entries) in enumerate(results["pruning"]["curves"].items()):
         entries = sorted(entries, key=lambda e: e["parameters"])
-        median, low, high = spread(entries)
+        median, low, high = spread([e["test_losses"] for e in entries])
         ax_curve.errorbar([e["parameters"] for e in entries], median, yerr=[low, high], marker="o", markersize=3,
                           capsize=2, color=f"C{i + 1}", label=name)
     ax_curve.set(xscale="log", yscale="log", xlabel="parameters kept (weights + biases)",
@@ -292,11 +412,19 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 
 
 def tex(text) -> str:
-    return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}")
+    return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}").replace("%", "\\%")
+
+
+def median_range(values: list[float], number, small: bool = False) -> str:
+    """'median [min, max]' with each value written by `number`; in tables the range in a smaller font."""
+    extremes = f"[{number(min(values))}, {number(max(values))}]"
+    return f"{number(statistics.median(values))} " + (f"{{\\scriptsize{extremes}}}" if small else extremes)
 
 
 def snippet(results: dict) -> str:
-    best, fresh = results["best"], results["best_fresh"]["test_loss"]
+    best, fresh, shown = results["best"], results["best_fresh"]["test_loss"], run_from_dict(results["shown_run"])
+    loss = lambda value: f"{value:.3f}"
+    epochs = lambda value: f"{value:.0f}" if value < math.inf else f"$>${results['epochs']}"
     macros = {
         "QOneBestConfig": tex(config_from_dict(best["config"]).describe()),
         "QOneBestTestLoss": f"${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$",
@@ -308,6 +436,10 @@ def snippet(results: dict) -> str:
         "QOneSeconds": f"{results['seconds']:.0f}",
         "QOneMachine": results["machine"],
         "QOneConvergedBelow": CONVERGED_BELOW,
+        "QOneShownSeed": shown.config.seed,
+        "QOneShownTestLoss": f"{shown.test_loss[-1]:.4f}",
+        "QOneShownTrainLoss": f"{shown.train_loss[-1]:.4f}",
+        "QOnePlaygroundURL": pg.page_url(shown.config).replace("#", "\\#"),
     }
     for name, by_dataset in results["sweeps"].items():
         datasets = list(by_dataset)
@@ -315,14 +447,26 @@ def snippet(results: dict) -> str:
         for same_value in zip(*by_dataset.values()):  # one row per swept value, the datasets side by side
             cells = [tex(same_value[0]["value"])]
             for e in same_value:
-                epochs = "--" if e["epochs_to_converge"] is None else f"{e['epochs_to_converge']:.0f}"
-                cells += [f"${e['test_loss'][0]:.3f} \\pm {e['test_loss'][1]:.3f}$", epochs]
+                cells += [median_range(e["test_losses"], loss, small=True), "never" if e["converged_runs"] == 0
+                          else median_range(infinite_if_never(e["converge_epochs"]), epochs, small=True)]
             rows.append(" & ".join(cells) + " \\\\")
-        header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{d}}}" for d in datasets)
+        header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{tex(d)}}}" for d in datasets)
         sub = " & ".join("test loss & epochs" for _ in datasets)
+        # narrower columns than LaTeX's, so that three data sets fit
         macros["QOneSweep" + "".join(word.capitalize() for word in name.split())] = (
-            f"\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule {tex(name)} & {header} \\\\ & {sub} \\\\ "
-            f"\\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}")
+            f"{{\\setlength{{\\tabcolsep}}{{4pt}}\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule {tex(name)} & "
+            f"{header} \\\\ & {sub} \\\\ \\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}}}")
+    # the noisy circle: no penalty against the penalty with the lowest median test loss, on the same seeds
+    noisy = {e["value"]: e for e in results["sweeps"]["regularization"][NOISY_NAME]}
+    chosen = min((v for v in noisy if v != "none"), key=lambda v: statistics.median(noisy[v]["test_losses"]))
+    macros.update(
+        QOneNoisyNoise=NOISY["noise"], QOneNoisyTrainPercent=NOISY["train_percent"],
+        QOneNoisyTrainPoints=pg.POINTS * NOISY["train_percent"] // 100,
+        QOneNoisyNoneLoss=median_range(noisy["none"]["test_losses"], loss),
+        QOneNoisyNoneTrainLoss=loss(statistics.median(noisy["none"]["train_losses"])),
+        QOneNoisyBest=chosen, QOneNoisyBestLoss=median_range(noisy[chosen]["test_losses"], loss),
+        QOneNoisyBestTrainLoss=loss(statistics.median(noisy[chosen]["train_losses"])),
+        QOneNoisyBestWins=sum(a < b for a, b in zip(noisy[chosen]["test_losses"], noisy["none"]["test_losses"])))
     macros["QOneShareBelowPointOne"] = f"{100 * results['pruning']['share_below']['0.1']:.0f}"
     # the pruning study's medians over seeds that the text cites
     curves = results["pruning"]["curves"]
@@ -361,16 +505,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
         sweep_results = sweeps(best, args.epochs, args.seeds)
         retrained = pg.train([replace(best, seed=s) for s in fresh_seeds(args.seeds)], args.epochs)
+        shown = median_run(retrained)
         results = {
             "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "settings_changed": paths.changed,
             "search": table, "best": next(row for row in table if row["config"] == asdict(best)),
-            "best_fresh": summary(retrained), "best_run": run_dict(retrained[0]),
+            "best_fresh": summary(retrained), "shown_seed": shown.config.seed, "shown_run": run_dict(shown),
             "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }
         runs.write_json_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
-    results = runs.read_results(results_path, ("search", "best", "best_fresh", "best_run", "sweeps", "pruning"))
+    results = runs.read_results(results_path, ("search", "best", "best_fresh", "shown_run", "sweeps", "pruning"))
+    paths.check_settings(results, results_path)
     snippet_path = paths.generated / "q1.tex"
     runs.write_text_atomic(snippet_path, snippet(results))
     print(f"snippet: {snippet_path}")

@@ -523,9 +523,11 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
     return mlp_results
 
 
-def agreeing_sweeps(paths: dict[float, Path]) -> dict[float, dict]:
+def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> dict[float, dict]:
     """The sweeps' results, which must differ in the learning rate alone to share a table and figures."""
     sweeps = {lr: runs.read_results(path) for lr, path in paths.items()}
+    for lr, run in sweeps.items():
+        output_paths.check_settings(run, paths[lr])
     (first_lr, first), *others = sweeps.items()
     for lr, run in others:
         differing = runs.differing_settings(run["config"], first["config"], PAIRED_SETTINGS)
@@ -561,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
-    sweeps = agreeing_sweeps(results_paths)
+    sweeps = agreeing_sweeps(results_paths, paths)
     diverged = [f"{lr:g}" for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]
     if diverged:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn: every copy of the sweep at lr {', '.join(diverged)} "

@@ -96,8 +96,9 @@ def make_parser() -> argparse.ArgumentParser:
 def load_mlp_results(path: Path, config: dict) -> dict | None:
     """The Q5.2 run to compare with, if there is one; it must have used the same split and data."""
     if not path.exists():
-        print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison "
-              "(run codes/q5_2_mlp.py with the same --epochs/--subset, or pass --mlp-results)")
+        print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison (pass "
+              "--mlp-results with the q5_2_mlp.json of a Q5.2 run on the same split and subset, e.g. one in "
+              "results/runs/, or give both runs the same --output-dir)")
         return None
     mlp_results = runs.read_results(path, ("config", "history", "diverged_at_epoch", "final_val_predictions"))
     differing = runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset"))
@@ -416,6 +417,8 @@ def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_resul
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.lrs and len(args.lrs) < 2:
+        raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
     if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
         check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
         del check_defaults["lr"]
@@ -437,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.plot_only:
         train_cnn(args, args.lr, results_path, mlp_results, paths)
     results = runs.read_results(results_path)
+    paths.check_settings(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1

@@ -55,7 +55,8 @@ def missing_inputs(inputs: list[Path]) -> list[str]:
     def maker(path: Path) -> str:
         return next((command for start, command in sorted(MAKERS.items(), key=lambda kv: -len(kv[0]))
                      if path.name.startswith(start)), "a script in codes/")
-    return [f"{path.relative_to(cli.REPO_ROOT)} (made by python {maker(path)})" for path in inputs if not path.exists()]
+    return [f"{path.relative_to(cli.REPO_ROOT)} (made by python {maker(path)}; a committed one comes back with "
+            f"`git checkout -- {path.relative_to(cli.REPO_ROOT)}` or `make plots`)" for path in inputs if not path.exists()]
 
 
 def build_pdf(student_id: str, build_dir: Path) -> Path:
