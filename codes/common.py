@@ -519,8 +519,13 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     copies = trainer.model.copies
     if checkpoint is not None and checkpoint.resume:
         state = checkpoint.load()
-        trainer.load_state_dict(state["trainer"])
-        record = state["record"]
+        try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
+            trainer.load_state_dict(state["trainer"])
+            record = state["record"]
+            record["history"]["epoch"][-1] + record["total"]
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
+            raise UserError(f"{checkpoint.path} does not hold the state of this run's model: delete it, or start "
+                            "over with --restart.") from None
         if record["history"]["epoch"][-1] > epochs:
             saved = record["history"]["epoch"][-1]
             raise UserError(f"{checkpoint.path} holds {saved} epochs, more than the {epochs} asked for; "

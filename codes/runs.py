@@ -30,7 +30,7 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
     # of a longer one, so a saved run may be continued to more epochs
     identity = {k: v for k, v in config.items() if k != "epochs"}
-    identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels))
+    identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(build()))
     checkpoint = common.Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
     if not resume and not restart and (progress_saved := checkpoint.unfinished()):
         raise common.UserError(f"{checkpoint.path} holds the saved state of a stopped run ({progress_saved}): "

@@ -190,3 +190,19 @@ def test_an_idx_file_with_no_images_is_one_message(mnist_root, tmp_path):
     done = run_script("q5_2_mlp.py", "--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path))
     assert done.returncode == 1 and "t10k-images-idx3-ubyte holds no images" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_checkpoint_of_another_model_is_one_message(mnist_root, tmp_path):
+    flags = ("--epochs", "1", "--lr", "0.01", "--data-dir", str(mnist_root), *QUICK)
+    assert run_script("q5_5_cnn.py", *flags, "--output-dir", str(tmp_path / "cnn")).returncode == 0
+    (tmp_path / "mlp").mkdir()
+    shutil.copy(tmp_path / "cnn" / "q5_5_cnn.ckpt", tmp_path / "mlp" / "q5_2_mlp.ckpt")
+    done = run_script("q5_2_mlp.py", *flags, "--output-dir", str(tmp_path / "mlp"), "--resume")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "was made with other settings (model: saved 'Sequential(" in done.stderr
+    state = torch.load(tmp_path / "cnn" / "q5_5_cnn.ckpt", weights_only=True)
+    state["trainer"]["parameters"][0] = torch.zeros(3)  # same settings, a tensor of the wrong shape
+    torch.save(state, tmp_path / "cnn" / "q5_5_cnn.ckpt")
+    broken = run_script("q5_5_cnn.py", *flags, "--output-dir", str(tmp_path / "cnn"), "--resume")
+    assert broken.returncode == 1 and "does not hold the state of this run's model" in broken.stderr
+    assert "Traceback" not in broken.stderr
