@@ -37,7 +37,7 @@ def positive_int(text: str) -> int:
 def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
     return value
 
 

@@ -37,7 +37,8 @@ def check_student_id(student_id: str | None) -> str:
     if not student_id:
         raise common.UserError("no student id: set STUDENT_ID=... (make submission STUDENT_ID=2024012345).")
     if not STUDENT_ID.fullmatch(student_id):
-        raise common.UserError(f"the student id {student_id[:40]!r} is not usable: use 1 to 32 letters, digits, "
+        shown = repr(student_id) if len(student_id) <= 40 else f"of {len(student_id)} characters"
+        raise common.UserError(f"the student id {shown} is not usable: use 1 to 32 letters, digits, "
                                "'-' and '_', starting with a letter or a digit.")
     return student_id
 
