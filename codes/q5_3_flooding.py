@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import warnings
@@ -93,7 +94,7 @@ def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.Ou
     """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
     mini-batch order of seed 0 (Q5.2's)."""
     config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
-    runs.check_memory(common.mlp, args.seeds * len(args.flood_levels), torch.device(config["device"]))
+    check_memory(args.seeds * len(args.flood_levels), torch.device(config["device"]))
     init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
     levels = [level for _ in range(args.seeds) for level in args.flood_levels]
     results, model, splits = runs.train_and_record(
@@ -101,6 +102,20 @@ def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.Ou
         desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **cli.run_options(args, paths))
     results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
+
+
+def check_memory(copies: int, device: torch.device) -> None:
+    """Refuse, before any work (even the lists of seeds and levels), a stack of MLPs that cannot fit: each
+    copy's parameters, gradients and momentum on the device, and their copy in a checkpoint."""
+    needed = copies * common.parameter_count(common.mlp()) * 4 * 5  # float32: 3 on the device, 2 in the checkpoint
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if needed > 0.8 * free:
+        raise common.UserError(f"{copies} stacked copies need about {needed / 2**30:.1f} GiB (parameters, gradients, "
+                               f"momentum and the checkpoint), more than the {free / 2**30:.1f} GiB free on {device.type}: "
+                               "ask for fewer copies (--seeds, --flood-levels).")
 
 
 @torch.no_grad()

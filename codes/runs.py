@@ -27,22 +27,21 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     The saved state of a stopped run is continued (resume) or discarded (restart), never silently replaced."""
     start = time.perf_counter()
     device = torch.device(config["device"])
+    one_copy = build()
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
     # of a longer one, so a saved run may be continued to more epochs
     identity = {k: v for k, v in config.items() if k != "epochs"}
-    identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(build()))
+    identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(one_copy))
     checkpoint = common.Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
     if not resume and not restart and (progress_saved := checkpoint.unfinished()):
         raise common.UserError(f"{checkpoint.path} holds the saved state of a stopped run ({progress_saved}): "
                                "continue it with --resume, or discard it and start over with --restart.")
-    check_memory(build, len(init_seeds), device)
     splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download)
     model = common.StackedCopies(common.seeded_copies(build, init_seeds)).to(device)
     trainer = common.StackedTrainer(model, splits, lr=config["lr"], momentum=config["momentum"],
                                     batch_size=config["batch_size"], seed=config["seed"], flood_levels=flood_levels)
     outcome = common.fit(trainer, config["epochs"], progress=progress, desc=desc, checkpoint=checkpoint)
     diverged = [k for k, epoch in enumerate(outcome["diverged_at_epoch"]) if epoch is not None]
-    one_copy = build()
     results = {
         "question": question,
         "config": config,
@@ -56,20 +55,6 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
         "wall_seconds": time.perf_counter() - start,
     }
     return results, model, splits
-
-
-def check_memory(build: Callable[[], nn.Sequential], copies: int, device: torch.device) -> None:
-    """Refuse, before any work, a stack of copies that cannot fit: each copy's parameters, gradients
-    and momentum on the device, and their copy in a checkpoint."""
-    needed = copies * common.parameter_count(build()) * 4 * 5  # float32: 3 on the device, 2 in the checkpoint
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if needed > 0.8 * free:
-        raise common.UserError(f"{copies} stacked copies need about {needed / 2**30:.1f} GiB (parameters, gradients, "
-                               f"momentum and the checkpoint), more than the {free / 2**30:.1f} GiB free on {device.type}: "
-                               "ask for fewer copies (--seeds, --flood-levels).")
 
 
 def cpu_name() -> str:
