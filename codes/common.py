@@ -10,11 +10,9 @@ import contextlib
 import copy
 import gzip
 import math
-import os
 import signal
 import struct
 import sys
-import tempfile
 import threading
 import time
 import zlib
@@ -34,12 +32,8 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60,000 training pixels scaled t
 NUM_CLASSES = 10
 IMAGE_SIDE = 28
 # file name -> IDX magic number: 0x0803 is "unsigned byte, 3 dimensions", 0x0801 "1 dimension"
-MNIST_FILES = {
-    "train-images-idx3-ubyte": 0x0803,
-    "train-labels-idx1-ubyte": 0x0801,
-    "t10k-images-idx3-ubyte": 0x0803,
-    "t10k-labels-idx1-ubyte": 0x0801,
-}
+MNIST_FILES = {"train-images-idx3-ubyte": 0x0803, "train-labels-idx1-ubyte": 0x0801,
+               "t10k-images-idx3-ubyte": 0x0803, "t10k-labels-idx1-ubyte": 0x0801}
 
 
 class UserError(Exception):
@@ -52,29 +46,6 @@ class DataError(UserError):
 
 class RunInterrupted(UserError):
     """Ctrl-C: the run stopped at the end of an epoch and saved its state."""
-
-
-@contextlib.contextmanager
-def replaced_atomically(path: Path):
-    """Yield a temporary path beside `path` that replaces it in one rename on success and is
-    removed on failure: a kill leaves the old file or the new one, never half of one. A failed
-    write (a full disk, an unwritable folder) becomes a UserError."""
-    path, tmp = Path(path), None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        # torch.save reports a failed write as a RuntimeError
-        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, UserError):
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
-            raise UserError(f"cannot write {path} ({reason}); the file that was there, if any, is unchanged.") from None
-        raise
 
 
 # ----------------------------------------------------------------------------- data
@@ -146,7 +117,7 @@ def load_mnist(data_dir: str | Path, download: bool = True) -> dict[str, tuple[t
         if len(images) != len(labels):
             raise DataError(f"{raw_dir / (prefix + '-images-idx3-ubyte')} holds {len(images)} images but "
                             f"{labels_path} holds {len(labels)} labels.")
-        if labels.numel() and labels.max() >= NUM_CLASSES:
+        if labels.max() >= NUM_CLASSES:
             raise DataError(f"{labels_path} holds labels outside 0-9.")
         splits[split] = (images, labels)
     return splits
@@ -203,8 +174,8 @@ def parameter_count(module: nn.Module) -> int:
 def seeded_copies(build: Callable[[], nn.Module], init_seeds: Sequence[int]) -> list[nn.Module]:
     """One freshly built module per seed, each initialised as PyTorch does after manual_seed(seed)."""
     copies = []
-    for seed in init_seeds:
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+        for seed in init_seeds:
             torch.manual_seed(seed)
             copies.append(build())
     return copies
@@ -212,14 +183,11 @@ def seeded_copies(build: Callable[[], nn.Module], init_seeds: Sequence[int]) -> 
 
 class StackedCopies(nn.Module):
     """K independent copies of one nn.Sequential of Flatten, Linear, Conv2d, ReLU and MaxPool2d
-    layers (the MLP and the CNN), run as one batched model.
-
-    Each parameter is stacked along a new leading dimension of size K. The input batch (B, ...)
-    is shared; the first Linear is one matrix product against every copy's weights, later ones
-    a batched matmul over (K, B, F); convolutions put the copies side by side along the
-    channels (B, K*C, H, W) and run grouped. The output is (K, B, classes). Explicit batched
-    layers rather than torch.vmap, whose dispatch overhead dominates on the CPU.
-    """
+    layers (the MLP and the CNN), run as one batched model: each parameter stacked along a new
+    leading dimension K, the input batch (B, ...) shared, the output (K, B, classes). A first
+    Linear is one matrix product against every copy's weights, later ones a batched matmul over
+    (K, B, F); convolutions run grouped, the copies side by side along the channels (B, K*C, H, W).
+    Explicit batched layers rather than torch.vmap, whose dispatch overhead dominates on the CPU."""
 
     LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d)
 
@@ -437,52 +405,6 @@ class StackedTrainer:
         return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
 
 
-@dataclass
-class Checkpoint:
-    """Where a run saves its state, how often, and whether it starts from the saved state."""
-
-    path: Path
-    every: int  # epochs between saves; the last epoch and a Ctrl-C always save
-    identity: dict  # the settings a resumed run must share with the saved one
-    resume: bool = False
-
-    def __post_init__(self):  # checked when the run is set up, before any data is loaded
-        if self.resume and not self.path.exists():
-            raise UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
-
-    def read(self) -> dict:
-        try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
-            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(state, dict) and {"identity", "trainer", "record", "epochs"} <= state.keys():
-                return state
-        except Exception:
-            pass
-        raise UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
-                        "delete it, or start over with --restart.")
-
-    def unfinished(self) -> str | None:
-        """How far the saved run got, as "epoch E of N", if there is one that did not finish."""
-        if not self.path.exists():
-            return None
-        state = self.read()
-        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
-        return None if done >= state["epochs"] or all(d is not None for d in diverged) else f"epoch {done} of {state['epochs']}"
-
-    def load(self) -> dict:
-        state = self.read()
-        saved = state["identity"]
-        changed = sorted(k for k in self.identity.keys() | saved.keys() if self.identity.get(k) != saved.get(k))
-        if changed:
-            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in changed)
-            raise UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
-        return state
-
-    def save(self, trainer: StackedTrainer, record: dict, epochs: int) -> None:
-        state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record, "epochs": epochs}
-        with replaced_atomically(self.path) as tmp:
-            torch.save(state, tmp)
-
-
 @contextlib.contextmanager
 def stop_after_epoch_on_ctrl_c():
     """The first Ctrl-C asks the loop to stop after the current epoch (so the saved state is a
@@ -506,30 +428,19 @@ def stop_after_epoch_on_ctrl_c():
 
 
 def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str = "train",
-        checkpoint: Checkpoint | None = None) -> dict:
+        checkpoint=None) -> dict:
     """Train for `epochs`, evaluating at epoch 0 and after every epoch.
 
     Returns the history (each key a list over epochs 0..E of lists over copies; the mini-batch
     statistics are None at epoch 0), the epoch at which each copy's training loss became
     non-finite (None if never) and timings. A diverged copy trains on harmlessly (its values are
-    NaN); the run stops early only when every copy has diverged. With a checkpoint the state is
-    saved every `checkpoint.every` epochs, at the end and on Ctrl-C, and a resumed run continues
-    exactly where the saved one stopped.
+    NaN); the run stops early only when every copy has diverged. With a checkpoint (runs.Checkpoint)
+    the state is saved every `checkpoint.every` epochs, at the end and on Ctrl-C, and a resumed run
+    continues exactly where the saved one stopped.
     """
     copies = trainer.model.copies
     if checkpoint is not None and checkpoint.resume:
-        state = checkpoint.load()
-        try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
-            trainer.load_state_dict(state["trainer"])
-            record = state["record"]
-            record["history"]["epoch"][-1] + record["total"]
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
-            raise UserError(f"{checkpoint.path} does not hold the state of this run's model: delete it, or start "
-                            "over with --restart.") from None
-        if record["history"]["epoch"][-1] > epochs:
-            saved = record["history"]["epoch"][-1]
-            raise UserError(f"{checkpoint.path} holds {saved} epochs, more than the {epochs} asked for; "
-                            f"resume with --epochs {saved} or more.")
+        record = checkpoint.restore(trainer, epochs)
     else:
         history = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()},
                    "batch_loss": [[None] * copies], "flood_active_fraction": [[None] * copies]}

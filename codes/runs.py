@@ -2,12 +2,15 @@
 and the numbers the scripts read from it (one copy's series, final metrics, collapse)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -16,6 +19,88 @@ from torch import nn
 
 import common
 from latex import seconds_text
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path):
+    """Yield a temporary path beside `path` that replaces it in one rename on success and is
+    removed on failure: a kill leaves the old file or the new one, never half of one. A failed
+    write (a full disk, an unwritable folder) becomes a UserError."""
+    path, tmp = Path(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
+        os.replace(tmp, path)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        # torch.save reports a failed write as a RuntimeError
+        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, common.UserError):
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
+            raise common.UserError(f"cannot write {path} ({reason}); the file that was there, if any, is unchanged.") from None
+        raise
+
+
+
+@dataclass
+class Checkpoint:
+    """Where a run saves its state, how often, and whether it starts from the saved state."""
+
+    path: Path
+    every: int  # epochs between saves; the last epoch and a Ctrl-C always save
+    identity: dict  # the settings a resumed run must share with the saved one
+    resume: bool = False
+
+    def __post_init__(self):  # checked when the run is set up, before any data is loaded
+        if self.resume and not self.path.exists():
+            raise common.UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
+
+    def read(self) -> dict:
+        try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
+            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
+            if isinstance(state, dict) and {"identity", "trainer", "record", "epochs"} <= state.keys():
+                return state
+        except Exception:
+            pass
+        raise common.UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
+                        "delete it, or start over with --restart.")
+
+    def unfinished(self) -> str | None:
+        """How far the saved run got, as "epoch E of N", if there is one that did not finish."""
+        if not self.path.exists():
+            return None
+        state = self.read()
+        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
+        return None if done >= state["epochs"] or all(d is not None for d in diverged) else f"epoch {done} of {state['epochs']}"
+
+    def restore(self, trainer: common.StackedTrainer, epochs: int) -> dict:
+        """Put the saved training state into `trainer` and return the saved record of the run so far,
+        if the checkpoint was made with this run's settings and for at most `epochs` epochs."""
+        state = self.read()
+        saved = state["identity"]
+        changed = sorted(k for k in self.identity.keys() | saved.keys() if self.identity.get(k) != saved.get(k))
+        if changed:
+            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in changed)
+            raise common.UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
+        try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
+            trainer.load_state_dict(state["trainer"])
+            record = state["record"]
+            done, _ = record["history"]["epoch"][-1], record["total"]  # what fit reads first
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
+            raise common.UserError(f"{self.path} does not hold the state of this run's model: delete it, or start "
+                                   "over with --restart.") from None
+        if done > epochs:
+            raise common.UserError(f"{self.path} holds {done} epochs, more than the {epochs} asked for; "
+                                   f"resume with --epochs {done} or more.")
+        return record
+
+    def save(self, trainer: common.StackedTrainer, record: dict, epochs: int) -> None:
+        state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record, "epochs": epochs}
+        with replaced_atomically(self.path) as tmp:
+            torch.save(state, tmp)
 
 
 def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
@@ -32,7 +117,7 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     # of a longer one, so a saved run may be continued to more epochs
     identity = {k: v for k, v in config.items() if k != "epochs"}
     identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(one_copy))
-    checkpoint = common.Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
+    checkpoint = Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
     if not resume and not restart and (progress_saved := checkpoint.unfinished()):
         raise common.UserError(f"{checkpoint.path} holds the saved state of a stopped run ({progress_saved}): "
                                "continue it with --resume, or discard it and start over with --restart.")
@@ -93,7 +178,7 @@ def _json_safe(value):
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file through a temporary file and a rename: a kill leaves the old file or the new one."""
-    with common.replaced_atomically(path) as tmp, open(tmp, "wb") as f:
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

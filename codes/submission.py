@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cli
 import common
+import runs
 
 CODES_DIR = cli.REPO_ROOT / "codes"
 REPORT_DIR = cli.REPO_ROOT / "report"
@@ -93,7 +94,7 @@ def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> 
     """Write dist/<id>.zip atomically and return its path."""
     check_student_id(student_id)
     target = dist_dir / f"{student_id}.zip"
-    with common.replaced_atomically(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with runs.replaced_atomically(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.write(pdf, f"report_{student_id}.pdf")
         for path in codes:
             archive.write(path, f"codes/{path.name}")

@@ -211,15 +211,15 @@ def test_resuming_in_place_continues_the_run(device, tmp_path):
 
     identity = {"test": 1}
     whole = common.fit(trainer(), 3, progress=False)["history"]
-    common.fit(trainer(), 1, progress=False, checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity))
+    common.fit(trainer(), 1, progress=False, checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 1, identity))
     resumed = common.fit(trainer(), 3, progress=False,
-                         checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))["history"]
+                         checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))["history"]
     assert resumed["epoch"] == whole["epoch"] == [0, 1, 2, 3]
     for key in ("train_loss", "val_error", "batch_loss"):
         for a, b in zip(resumed[key][1:], whole[key][1:]):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
     with pytest.raises(common.UserError, match="holds 3 epochs, more than the 2 asked for"):
-        common.fit(trainer(), 2, progress=False, checkpoint=common.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))
+        common.fit(trainer(), 2, progress=False, checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))
 
 
 def single_run(train_losses: list[float | None], diverged_at: int | None = None) -> dict:
