@@ -1,15 +1,10 @@
 """A NumPy reproduction of the Neural Network Playground (playground.tensorflow.org), for Q1.
 
 The page's data generators, seven input features, network (tanh output, loss 0.5 (out - y)^2,
-weights U(-0.5, 0.5), biases 0.1) and update rule (gradients summed over a batch and divided by
-its size, then the L1/L2 step on the weight as it was before the update, biases never
-regularized, an L1 weight that crosses zero becomes a dead link) follow the page's source, as
-summarised in the project notes. The page's random numbers cannot be matched, so runs are
+weights U(-0.5, 0.5), biases 0.1) and update rule (the batch-mean gradient step, then the L1/L2
+step on the weight as it was before it, biases never regularized, an L1 weight that crosses zero
+becomes a dead link) follow the page's source. Its random numbers cannot be matched, so runs are
 reproduced in behaviour, not bit for bit.
-
-`train` stacks configurations with the same depth, activation, batch size and training share
-into one batched network, padded to 7 inputs and 8 neurons per layer with masks that keep the
-padding at exactly zero, so each copy computes what its own network would.
 """
 from __future__ import annotations
 
@@ -36,14 +31,11 @@ POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
 DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
-# float32: NumPy's tanh and exp are vectorized for it (faster than float64); the page's behaviour does not
-# hinge on the last digits
+# float32: NumPy's tanh and exp are vectorized for it; the page's behaviour does not hinge on the last digits
 DTYPE = np.float32
 
 
 # ----------------------------------------------------------------------------- data
-
-
 def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The page's 500 points (N, 2) and labels +1 (blue) / -1 (orange); noise is the slider's 0..50."""
     rng = np.random.default_rng(seed)
@@ -91,8 +83,6 @@ def feature_matrix(points: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- configurations
-
-
 @dataclass(frozen=True)
 class Config:
     """One network on one dataset, with the page's controls."""
@@ -142,8 +132,6 @@ def real_block(config: Config, layer: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- training
-
-
 @dataclass
 class Run:
     """Training history and final network of one configuration."""
@@ -157,11 +145,9 @@ class Run:
 
 
 def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list[int]]]:
-    """Per epoch, the batches of point indices the page updates on.
-
-    The page walks the training points in a fixed order and updates after every
-    batch_size-th point of the epoch; the points after the last update of an
-    epoch are summed into the first update of the next one."""
+    """Per epoch, the batches of point indices the page updates on: it walks the training points in a fixed
+    order and updates after every batch_size-th point of the epoch, so the points after an epoch's last update
+    join the first update of the next one."""
     schedule, pending = [], []
     for _ in range(epochs):
         schedule.append([])
@@ -174,7 +160,8 @@ def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list
 
 
 class StackedPlayground:
-    """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer.
+    """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer with masks that keep
+    the padding at exactly zero, so that each copy computes what its own network would.
 
     NumPy with a hand-written backward pass: the networks are tiny and the page updates every 10
     points, so per-operation overhead is what costs time, and NumPy's is a fraction of autograd's.
@@ -202,10 +189,10 @@ class StackedPlayground:
                 self.biases[layer][k, 0, cols] = b
                 self.live[layer][k][np.ix_(rows, cols)] = live
                 self.active[layer][k, 0, cols] = True
-        self.lr = np.array([c.lr for c in configs], dtype=DTYPE).reshape(s, 1, 1)
-        rates = np.array([c.reg_rate for c in configs], dtype=DTYPE).reshape(s, 1, 1)
-        self.l1_rate = rates * np.array([c.regularization == "L1" for c in configs]).reshape(s, 1, 1)
-        self.l2_rate = rates * np.array([c.regularization == "L2" for c in configs]).reshape(s, 1, 1)
+        per_copy = lambda values: np.array(values, dtype=DTYPE).reshape(s, 1, 1)
+        self.lr = per_copy([c.lr for c in configs])
+        self.l1_rate = per_copy([c.reg_rate * (c.regularization == "L1") for c in configs])
+        self.l2_rate = per_copy([c.reg_rate * (c.regularization == "L2") for c in configs])
         self.any_l1, self.any_l2 = bool(self.l1_rate.any()), bool(self.l2_rate.any())
 
     def forward(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -262,12 +249,10 @@ class StackedPlayground:
         out = []
         for k, c in enumerate(self.configs):
             blocks = [real_block(c, layer) for layer in range(len(self.weights))]
-            out.append(Run(
-                c, train_loss[:, k].tolist(), test_loss[:, k].tolist(),
-                [w[k][np.ix_(r, cl)] for w, (r, cl) in zip(self.weights, blocks)],  # indexing copies
-                [b[k, 0, cl] for b, (_, cl) in zip(self.biases, blocks)],
-                [~live[k][np.ix_(r, cl)] for live, (r, cl) in zip(self.live, blocks)],
-            ))
+            out.append(Run(c, train_loss[:, k].tolist(), test_loss[:, k].tolist(),
+                           [w[k][np.ix_(r, cl)] for w, (r, cl) in zip(self.weights, blocks)],  # indexing copies
+                           [b[k, 0, cl] for b, (_, cl) in zip(self.biases, blocks)],
+                           [~live[k][np.ix_(r, cl)] for live, (r, cl) in zip(self.live, blocks)]))
         return out
 
 
@@ -282,12 +267,9 @@ def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
 
 
 def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
-    """Train every configuration for `epochs` (losses at epoch 0 and after each epoch).
-
-    `start` optionally gives each configuration's initial network (weights, biases, dead links),
-    for retraining a pruned network. The stacks are independent (every configuration seeds its own
-    data and weights), so they run in `workers` parallel processes (default: one per available
-    CPU), with the same results as one after another."""
+    """Train every configuration for `epochs` (losses at epoch 0 and after each epoch), from `start`'s networks
+    if given (to retrain pruned ones). The stacks are independent (each configuration seeds its own data and
+    weights), so they run in `workers` processes (default: one per usable CPU), as they would one by one."""
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
         groups.setdefault((len(c.hidden), c.activation, c.batch_size, c.train_percent), []).append(i)
@@ -297,18 +279,18 @@ def train(configs: list[Config], epochs: int, start: list[Run] | None = None, wo
     starts = [None if start is None else [start[i] for i in group] for group in members]
     if workers is None:  # the CPUs this process may use, not all the machine's (sched_getaffinity: Linux only)
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(workers, len(stacks))
+    workers = min(workers, len(members))
     if workers > 1:
         with concurrent.futures.ProcessPoolExecutor(workers) as pool:
             trained = list(pool.map(train_stack, stacks, starts, itertools.repeat(epochs)))
     else:
-        trained = [train_stack(stack, stack_start, epochs) for stack, stack_start in zip(stacks, starts)]
+        trained = list(map(train_stack, stacks, starts, itertools.repeat(epochs)))
     by_index = dict(zip(itertools.chain(*members), itertools.chain(*trained)))
     return [by_index[i] for i in range(len(configs))]
 
 
 def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:
-    """Train configurations that share depth, activation, batch size and training share as one stacked network."""
+    """Train configurations of one depth, activation, batch size and training share as one stacked network."""
     net = StackedPlayground(configs, start)
     train_x, train_y, test_x, test_y = data_arrays(configs)
     train_losses, test_losses = [net.loss(train_x, train_y)], [net.loss(test_x, test_y)]
@@ -321,41 +303,36 @@ def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> 
 
 
 def node_grids(run: Run, resolution: int = 100) -> list[np.ndarray]:
-    """Every node's output over a resolution x resolution grid on [-6, 6]^2 (rows: y from -6 up), as the
-    page draws them: the seven features (R, R, 7), then each layer (R, R, neurons); the last is the output."""
+    """Every node's output on a resolution x resolution grid over [-6, 6]^2 (rows: y from -6 up), as the page
+    draws them: the seven features (R, R, 7), then each layer (R, R, neurons); the last is the output."""
     axis = np.linspace(-DOMAIN, DOMAIN, resolution)
     xx, yy = np.meshgrid(axis, axis)
     features = feature_matrix(np.stack([xx.ravel(), yy.ravel()], 1))
-    a = features[:, [FEATURES.index(f) for f in run.config.features]]
     activation = ACTIVATIONS[run.config.activation][0]
-    last = len(run.weights) - 1
-    grids = [features]
+    grids, a = [features], features[:, [FEATURES.index(f) for f in run.config.features]]
     for layer, (w, b) in enumerate(zip(run.weights, run.biases)):
         z = a @ w + b
-        a = np.tanh(z) if layer == last else activation(z)
+        a = np.tanh(z) if layer == len(run.weights) - 1 else activation(z)
         grids.append(a)
     return [g.reshape(resolution, resolution, -1) for g in grids]
 
 
 # ----------------------------------------------------------------------------- the page's address
-
-PAGE = "https://playground.tensorflow.org/"
-# the page's state keys of the features (src/state.ts); cosX and cosY exist there but are hidden on the page
-PAGE_FEATURES = {"x1": "x", "x2": "y", "x1*x2": "xTimesY", "x1^2": "xSquared", "x2^2": "ySquared",
-                 "sin(x1)": "sinX", "sin(x2)": "sinY"}
+# the page's state keys of the features in its order (src/state.ts), with ours; cosX and cosY are hidden on the page
+PAGE_FEATURES = {"x": "x1", "y": "x2", "xTimesY": "x1*x2", "xSquared": "x1^2", "ySquared": "x2^2", "cosX": None,
+                 "sinX": "sin(x1)", "cosY": None, "sinY": "sin(x2)"}
 
 
 def page_url(config: Config) -> str:
     """The page with this configuration: its whole state lives in the '#' fragment, written here with the
     keys, order and formats of State.serialize in src/state.ts. The page's seed drives its own random
     numbers, so its data and initial weights differ from this reproduction's."""
-    on = {PAGE_FEATURES[f] for f in config.features}
-    features = ("x", "y", "xTimesY", "xSquared", "ySquared", "cosX", "sinX", "cosY", "sinY")
     state = {"activation": config.activation, "regularization": config.regularization,
              "batchSize": config.batch_size, "dataset": config.dataset, "regDataset": "reg-plane",
              "learningRate": f"{config.lr:g}", "regularizationRate": f"{config.reg_rate:g}", "noise": config.noise,
              "networkShape": ",".join(map(str, config.hidden)), "seed": config.seed, "showTestData": True,
              "discretize": False, "percTrainData": config.train_percent,
-             **{key: key in on for key in features},
+             **{key: ours in config.features for key, ours in PAGE_FEATURES.items()},
              "collectStats": False, "problem": "classification", "initZero": False, "hideText": False}
-    return PAGE + "#" + "&".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in state.items())
+    fragment = "&".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in state.items())
+    return "https://playground.tensorflow.org/#" + fragment

@@ -62,12 +62,13 @@ SEARCH_SPACE = {  # the Q1.1 grid on the spiral (noise 0, 50 % training data, ba
     "lr": [0.01, 0.03, 0.1],
     "regularization": [("none", 0.0), ("L2", 0.001)],
 }
-SWEEPS = {  # Q1.2: what each sweep varies, as Config changes
-    "learning rate": [{"lr": lr} for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)],
-    "activation": [{"activation": a} for a in pg.ACTIVATION_NAMES],
-    "hidden layers": [{"hidden": (8,) * depth} for depth in range(0, pg.MAX_LAYERS + 1)],
-    "regularization": [{"regularization": "none", "reg_rate": 0.0}]
-    + [{"regularization": r, "reg_rate": rate} for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03, 0.1)],
+SWEEPS = {  # Q1.2: each sweep's values as tables show them, with their Config changes
+    "learning rate": [(lr, {"lr": lr}) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)],
+    "activation": [(a, {"activation": a}) for a in pg.ACTIVATION_NAMES],
+    "hidden layers": [(depth, {"hidden": (8,) * depth}) for depth in range(0, pg.MAX_LAYERS + 1)],
+    "regularization": [("none", {"regularization": "none", "reg_rate": 0.0})]
+    + [(f"{r} {rate:g}", {"regularization": r, "reg_rate": rate})
+       for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03, 0.1)],
 }
 SMALL_NETWORKS = [(), (1,), (2,), (4,), (2, 2), (4, 2), (4, 4), (6, 4), (6, 6), (8, 8)]
 
@@ -97,20 +98,14 @@ def chunks(runs: list, size: int) -> list[list]:
 def summary(runs: list[pg.Run]) -> dict:
     """Final test and training loss (each run's; mean, std over the runs) and each run's epochs until its
     training loss first fell below CONVERGED_BELOW (None: never), with their median (None if that run never did)."""
-    test = [r.test_loss[-1] for r in runs]
-    train = [r.train_loss[-1] for r in runs]
+    test, train = [r.test_loss[-1] for r in runs], [r.train_loss[-1] for r in runs]
     converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in runs]
     median_epochs = statistics.median(infinite_if_never(converge))
-    return {
-        "test_losses": test,
-        "train_losses": train,
-        "test_loss": [statistics.fmean(test), statistics.stdev(test) if len(test) > 1 else 0.0],
-        "train_loss": [statistics.fmean(train), statistics.stdev(train) if len(train) > 1 else 0.0],
-        "converge_epochs": converge,
-        "epochs_to_converge": median_epochs if median_epochs < math.inf else None,
-        "converged_runs": sum(e is not None for e in converge),
-        "runs": len(runs),
-    }
+    mean_std = lambda values: [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+    return {"test_losses": test, "train_losses": train,
+            "test_loss": mean_std(test), "train_loss": mean_std(train),
+            "converge_epochs": converge, "epochs_to_converge": median_epochs if median_epochs < math.inf else None,
+            "converged_runs": sum(e is not None for e in converge), "runs": len(runs)}
 
 
 def infinite_if_never(epochs: list[int | None]) -> list[float]:
@@ -126,10 +121,8 @@ def median_run(runs: list[pg.Run]) -> pg.Run:
 
 def search(epochs: int) -> tuple[pg.Config, list[dict]]:
     """Q1.1: every grid configuration with SEARCH_SEEDS seeds; the best by mean final test loss."""
-    grid = [
-        pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
-        for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())
-    ]
+    grid = [pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
+            for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())]
     runs = pg.train([replace(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs)
     table = [{"config": asdict(c), **summary(group)} for c, group in zip(grid, chunks(runs, SEARCH_SEEDS))]
     best = min(range(len(grid)), key=lambda i: table[i]["test_loss"][0])
@@ -142,29 +135,21 @@ def fresh_seeds(count: int) -> range:
     return range(SEARCH_SEEDS, SEARCH_SEEDS + count)
 
 
-def sweep_value(change: dict):
-    """The swept value as it appears in tables: a number, a name, a layer count or 'L1 0.001'."""
-    if "hidden" in change:
-        return len(change["hidden"])
-    if "regularization" in change:
-        return "none" if change["regularization"] == "none" else f"{change['regularization']} {change['reg_rate']:g}"
-    return next(iter(change.values()))
-
-
 def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
     """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
-    points = [(name, change, dataset, data) for name, changes in SWEEPS.items() for change in changes
+    points = [(name, value, dataset, {**data, **change})
+              for name, values in SWEEPS.items() for value, change in values
               for dataset, data in ({**SWEEP_DATASETS, NOISY_NAME: NOISY} if name == "regularization"
                                     else SWEEP_DATASETS).items()]
-    runs = pg.train([replace(best, seed=seed, **data, **change)
-                     for _, change, _, data in points for seed in fresh_seeds(seeds)], epochs)
+    runs = pg.train([replace(best, seed=seed, **changes) for *_, changes in points for seed in fresh_seeds(seeds)],
+                    epochs)
     result: dict = {}
-    for (name, change, dataset, _), group in zip(points, chunks(runs, seeds)):
+    for (name, value, dataset, _), group in zip(points, chunks(runs, seeds)):
         entry = summary(group)
         if group[0].config.regularization == "L1":
             entry["dead_link_fraction"] = statistics.fmean(
                 float(np.mean(np.concatenate([d.ravel() for d in r.dead]))) for r in group)
-        result.setdefault(name, {}).setdefault(dataset, []).append({"value": sweep_value(change), **entry})
+        result.setdefault(name, {}).setdefault(dataset, []).append({"value": value, **entry})
     return result
 
 
@@ -185,21 +170,15 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
     seeds = len(trained)
     magnitudes = np.concatenate([np.abs(w).ravel() for r in trained for w in r.weights])
     pruned = [prune(r, f) for f in PRUNE_FRACTIONS for r in trained]
-    as_is = pg.train([r.config for r in pruned], 0, start=pruned)
-    retrained = pg.train([r.config for r in pruned], min(RETRAIN_EPOCHS, epochs), start=pruned)
-
-    def kept(run: pg.Run) -> int:
-        return int(sum((~d).sum() for d in run.dead) + sum(b.size for b in run.biases))
-
-    curves = {"pruned": [], "pruned and retrained": [], "trained small": []}
-    for fraction, as_is_runs, retrained_runs in zip(PRUNE_FRACTIONS, chunks(as_is, seeds), chunks(retrained, seeds)):
-        for name, runs in (("pruned", as_is_runs), ("pruned and retrained", retrained_runs)):
-            curves[name].append({"fraction": fraction, "parameters": statistics.fmean(kept(r) for r in runs),
-                                 **summary(runs)})
+    kept = lambda run: int(sum((~d).sum() for d in run.dead) + sum(b.size for b in run.biases))  # live links + biases
+    curves = {}
+    for name, retrain_epochs in (("pruned", 0), ("pruned and retrained", min(RETRAIN_EPOCHS, epochs))):
+        runs = pg.train([r.config for r in pruned], retrain_epochs, start=pruned)
+        curves[name] = [{"fraction": f, "parameters": statistics.fmean(map(kept, group)), **summary(group)}
+                        for f, group in zip(PRUNE_FRACTIONS, chunks(runs, seeds))]
     small = pg.train([replace(r.config, hidden=h) for h in SMALL_NETWORKS for r in trained], epochs)
-    for hidden, runs in zip(SMALL_NETWORKS, chunks(small, seeds)):
-        curves["trained small"].append({"hidden": list(hidden), "parameters": runs[0].config.parameter_count(),
-                                        **summary(runs)})
+    curves["trained small"] = [{"hidden": list(h), "parameters": group[0].config.parameter_count(), **summary(group)}
+                               for h, group in zip(SMALL_NETWORKS, chunks(small, seeds))]
     counts, edges = np.histogram(magnitudes, bins=np.linspace(0, float(magnitudes.max()), 31))
     return {"weight_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
             "share_below": {f"{t:g}": float((magnitudes < t).mean()) for t in (0.01, 0.05, 0.1)},
@@ -207,7 +186,6 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-
 ORANGE, GREY, BLUE = "#f59322", "#e8eaeb", "#0877bd"
 SHADES = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)  # the page's 31 shades
 WEIGHT_COLOURS = LinearSegmentedColormap.from_list("weights", [ORANGE, GREY, BLUE])  # links: -1 .. 1, clamped
@@ -218,13 +196,6 @@ DATASET_LABELS = {"circle": "Circle", "xor": "Exclusive or", "gauss": "Gaussian"
 ACTIVATION_LABELS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}
 NODE_RESOLUTION = 10  # the page draws each node's output on a 10 x 10 grid, the output on 100 x 100
 EXTENT = (-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN)
-
-
-def slider(fig, x: float, y: float, text: str, fraction: float) -> None:
-    """A control of the page's data column: its label, and a track with the knob at `fraction`."""
-    fig.text(x, y, text, fontsize=9)
-    fig.add_artist(plotting.plt.Line2D([x, x + 0.11], [y - 0.022] * 2, color="#bbbbbb", linewidth=3))
-    fig.add_artist(plotting.plt.Line2D([x + 0.11 * fraction], [y - 0.022], marker="o", markersize=8, color="#555555"))
 
 
 def node_box(fig, x: float, y: float, grid: np.ndarray, width: float, height: float, faded: bool = False) -> None:
@@ -238,10 +209,9 @@ def node_box(fig, x: float, y: float, grid: np.ndarray, width: float, height: fl
 
 
 def draw_playground(run: pg.Run, path: Path, label: str) -> Path:
-    """The page's screen for a trained run: the controls on top; data, features, hidden layers with each
-    neuron's output and the links (colour by weight, width by |weight|, as the page scales them), and the
-    output with both losses, the loss curve and the output heatmap with the training and test points.
-    `label`: plotting.run_label's warning for a run not at the assignment's settings."""
+    """The page's screen for a trained run: controls; data; features, each neuron's output and the links (colour
+    by weight, width by |weight|, as the page scales them); both losses, the loss curve and the output heatmap with
+    the training and test points. `label`: plotting.run_label's warning for a run not at the assignment's settings."""
     c = run.config
     inches = (12, 6.4)  # positions below are fractions of the figure; sizes of squares in inches
     fig = plotting.plt.figure(figsize=inches)
@@ -259,33 +229,36 @@ def draw_playground(run: pg.Run, path: Path, label: str) -> Path:
     for x, heading in ((0.02, "DATA"), (0.165, "FEATURES"), (0.36, layers), (0.69, "OUTPUT")):
         fig.text(x, 0.85, heading, fontsize=11, weight="bold", color="#444444")
 
-    # data: the four data sets (the one used framed), then the sliders
+    # data: the four data sets (the one used framed), then the sliders: a label, and a track with the knob
     fig.text(0.02, 0.815, "Which dataset do you\nwant to use?", fontsize=8, color="#777777", va="top")
     for i, name in enumerate(pg.DATASETS):
         points, labels = pg.make_dataset(name, 0, 0)
         ax = fig.add_axes((0.02 + 0.05 * (i % 2), 0.66 - 0.13 * (i // 2), *square(0.5)))
         ax.scatter(*points[::3].T, c=np.where(labels[::3] > 0, BLUE, ORANGE), s=1.5,
                    alpha=1 if name == c.dataset else 0.3)
-        ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=[], yticks=[], title=DATASET_LABELS[name])
-        ax.title.set_fontsize(7)
+        ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=[], yticks=[])
+        ax.set_title(DATASET_LABELS[name], fontsize=7)
         ax.grid(False)
         for side in ax.spines.values():
             side.set(color="black" if name == c.dataset else "#cccccc", linewidth=2 if name == c.dataset else 0.6)
-    slider(fig, 0.02, 0.43, f"Ratio of training to\ntest data: {c.train_percent}%", (c.train_percent - 10) / 80)
-    slider(fig, 0.02, 0.33, f"Noise: {c.noise}", c.noise / 50)
-    slider(fig, 0.02, 0.25, f"Batch size: {c.batch_size}", (c.batch_size - 1) / 29)
+    for y, text, knob in ((0.43, f"Ratio of training to\ntest data: {c.train_percent}%", (c.train_percent - 10) / 80),
+                          (0.33, f"Noise: {c.noise}", c.noise / 50),
+                          (0.25, f"Batch size: {c.batch_size}", (c.batch_size - 1) / 29)):
+        fig.text(0.02, y, text, fontsize=9)
+        fig.add_artist(plotting.plt.Line2D([0.02, 0.02 + 0.11], [y - 0.022] * 2, color="#bbbbbb", linewidth=3))
+        fig.add_artist(plotting.plt.Line2D([0.02 + 0.11 * knob], [y - 0.022], marker="o", markersize=8,
+                                           color="#555555"))
 
     # the network: node centres per column, links drawn underneath in figure coordinates
     grids = pg.node_grids(run, NODE_RESOLUTION)
     layer_x = np.linspace(0.33, 0.60, len(c.hidden)) if len(c.hidden) > 1 else [0.465] * len(c.hidden)
     top, step = 0.735, 0.088
-    feature_y = {f: top - step * i for i, f in enumerate(pg.FEATURES)}
     fig.text(0.165, 0.815, "Which properties do\nyou want to feed in?", fontsize=8, color="#777777", va="top")
     for i, f in enumerate(pg.FEATURES):
-        node_box(fig, 0.225, feature_y[f], grids[0][..., i], width, height, faded=f not in c.features)
-        fig.text(0.225 - width / 2 - 0.006, feature_y[f], FEATURE_LABELS[f], ha="right", va="center", fontsize=10,
+        node_box(fig, 0.225, top - step * i, grids[0][..., i], width, height, faded=f not in c.features)
+        fig.text(0.225 - width / 2 - 0.006, top - step * i, FEATURE_LABELS[f], ha="right", va="center", fontsize=10,
                  color="black" if f in c.features else "#aaaaaa")
-    columns = [[(0.225, feature_y[f]) for f in c.features]]
+    columns = [[(0.225, top - step * pg.FEATURES.index(f)) for f in c.features]]
     for x, n, grid in zip(layer_x, c.hidden, grids[1:]):
         columns.append([(x, top - step * j) for j in range(n)])
         fig.text(x, 0.815, f"{n} neuron{'s' * (n > 1)}", ha="center", fontsize=8, color="#777777")
@@ -324,14 +297,13 @@ def draw_playground(run: pg.Run, path: Path, label: str) -> Path:
         ax.scatter(*x.T, c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=1.0, s=20)
         ax.scatter([], [], color=GREY, edgecolors=edge, linewidths=1.0, s=30, label=f"{name}\n({edge} outline)")
     ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=range(-6, 7, 2), yticks=range(-6, 7, 2))
-    ax.tick_params(labelsize=7)
-    ax.grid(False)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, facecolor="#9e9e9e", framealpha=1)
     scale = fig.add_axes((out_left + out_width + 0.025, out_bottom, 0.09, 0.02))
     scale.imshow(np.linspace(-1, 1, 31)[None], cmap=SHADES, extent=(-1, 1, 0, 0.1), aspect="auto")
     scale.set(xticks=[-1, 0, 1], yticks=[])
-    scale.tick_params(labelsize=7)
-    scale.grid(False)
+    for axes in (ax, scale):
+        axes.tick_params(labelsize=7)
+        axes.grid(False)
     fig.text(out_left + out_width + 0.025, out_bottom + 0.035, "Colors shows data,\nneuron and weight\nvalues.",
              fontsize=7, color="#777777")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -354,8 +326,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     paths = [draw_playground(run_from_dict(results["shown_run"]), figures_dir / "q1_1_spiral_best.png", label)]
 
     # one row per control: final test loss on the left, epochs to converge on the right; median and range of both
-    fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(10, 2.8 * len(results["sweeps"])),
-                                      squeeze=False)
+    fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(10, 2.8 * len(results["sweeps"])))
     for (ax_loss, ax_epochs), (name, by_dataset) in zip(axes, results["sweeps"].items()):
         for i, (dataset, entries) in enumerate(by_dataset.items()):
             x = np.arange(len(entries)) + (i - (len(by_dataset) - 1) / 2) * 0.15
@@ -385,13 +356,14 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     axes[0, 0].set_title(f"final test loss (median; bars: min to max of {seeds} seeds)", fontsize=9)
     axes[0, 1].set_title(f"epochs until the training loss < {CONVERGED_BELOW}\n"
                          f"(median; bars: min to max of {seeds} seeds)", fontsize=9)
-    fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({results['epochs']} epochs){label}",
+    fig.suptitle(f"Q1.2 one control at a time, from the best spiral configuration ({budget} epochs){label}",
                  fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_2_sweeps.png"))
 
     fig, (ax_hist, ax_curve) = plotting.plt.subplots(1, 2, figsize=(10, 4))
-    edges, counts = results["pruning"]["weight_histogram"]["edges"], results["pruning"]["weight_histogram"]["counts"]
-    ax_hist.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0")
+    histogram = results["pruning"]["weight_histogram"]
+    ax_hist.bar(histogram["edges"][:-1], histogram["counts"], width=np.diff(histogram["edges"]), align="edge",
+                color="C0")
     ax_hist.set(xlabel="|weight| after training", ylabel=f"links ({seeds} networks)",
                 title="distribution of |weights| (best configuration)")
     for i, (name, entries) in enumerate(results["pruning"]["curves"].items()):
@@ -401,7 +373,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
                           capsize=2, color=f"C{i + 1}", label=name)
     ax_curve.set(xscale="log", yscale="log", xlabel="parameters kept (weights + biases)",
                  ylabel=f"final test loss (median, bars: min to max of {seeds} seeds)",
-                 title=f"pruned (with and without {RETRAIN_EPOCHS} epochs of retraining)\nvs smaller networks trained directly")
+                 title=f"pruned (with and without {RETRAIN_EPOCHS} epochs of retraining)\n"
+                       "vs smaller networks trained directly")
     ax_curve.legend(fontsize=8)
     fig.suptitle(f"Q1.3 do small weights mean a smaller model would do?{label}", fontsize=10)
     paths.append(plotting.save(fig, figures_dir / "q1_3_pruning.png"))
@@ -409,8 +382,6 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- LaTeX snippet
-
-
 def tex(text) -> str:
     return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}").replace("%", "\\%")
 
@@ -442,7 +413,6 @@ def snippet(results: dict) -> str:
         "QOnePlaygroundURL": pg.page_url(shown.config).replace("#", "\\#"),
     }
     for name, by_dataset in results["sweeps"].items():
-        datasets = list(by_dataset)
         rows = []
         for same_value in zip(*by_dataset.values()):  # one row per swept value, the datasets side by side
             cells = [tex(same_value[0]["value"])]
@@ -450,12 +420,12 @@ def snippet(results: dict) -> str:
                 cells += [median_range(e["test_losses"], loss, small=True), "never" if e["converged_runs"] == 0
                           else median_range(infinite_if_never(e["converge_epochs"]), epochs, small=True)]
             rows.append(" & ".join(cells) + " \\\\")
-        header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{tex(d)}}}" for d in datasets)
-        sub = " & ".join("test loss & epochs" for _ in datasets)
+        header = " & ".join(f"\\multicolumn{{2}}{{c}}{{{tex(d)}}}" for d in by_dataset)
+        sub = " & ".join("test loss & epochs" for _ in by_dataset)
         # narrower columns than LaTeX's, so that three data sets fit
         macros["QOneSweep" + "".join(word.capitalize() for word in name.split())] = (
-            f"{{\\setlength{{\\tabcolsep}}{{4pt}}\\begin{{tabular}}{{l{'rr' * len(datasets)}}}\\toprule {tex(name)} & "
-            f"{header} \\\\ & {sub} \\\\ \\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}}}")
+            f"{{\\setlength{{\\tabcolsep}}{{4pt}}\\begin{{tabular}}{{l{'rr' * len(by_dataset)}}}\\toprule "
+            f"{tex(name)} & {header} \\\\ & {sub} \\\\ \\midrule {' '.join(rows)} \\bottomrule\\end{{tabular}}}}")
     # the noisy circle: no penalty against the penalty with the lowest median test loss, on the same seeds
     noisy = {e["value"]: e for e in results["sweeps"]["regularization"][NOISY_NAME]}
     chosen = min((v for v in noisy if v != "none"), key=lambda v: statistics.median(noisy[v]["test_losses"]))
@@ -466,12 +436,13 @@ def snippet(results: dict) -> str:
         QOneNoisyNoneTrainLoss=loss(statistics.median(noisy["none"]["train_losses"])),
         QOneNoisyBest=chosen, QOneNoisyBestLoss=median_range(noisy[chosen]["test_losses"], loss),
         QOneNoisyBestTrainLoss=loss(statistics.median(noisy[chosen]["train_losses"])),
-        QOneNoisyBestWins=sum(a < b for a, b in zip(noisy[chosen]["test_losses"], noisy["none"]["test_losses"])))
-    macros["QOneShareBelowPointOne"] = f"{100 * results['pruning']['share_below']['0.1']:.0f}"
+        QOneNoisyBestWins=sum(a < b for a, b in zip(noisy[chosen]["test_losses"], noisy["none"]["test_losses"])),
+        QOneShareBelowPointOne=f"{100 * results['pruning']['share_below']['0.1']:.0f}")
     # the pruning study's medians over seeds that the text cites
     curves = results["pruning"]["curves"]
     median = lambda entry: statistics.median(entry["test_losses"])
-    by_fraction = {name: {e["fraction"]: median(e) for e in curves[name]} for name in ("pruned", "pruned and retrained")}
+    by_fraction = {name: {e["fraction"]: median(e) for e in curves[name]}
+                   for name in ("pruned", "pruned and retrained")}
     full = by_fraction["pruned"][0.0]
     for fraction, word in ((0.2, "Twenty"), (0.5, "Half"), (0.7, "Seventy")):
         macros[f"QOnePruned{word}"] = f"{by_fraction['pruned'][fraction]:.3f}"
@@ -479,15 +450,14 @@ def snippet(results: dict) -> str:
     # the smallest network trained directly whose median test loss is within twice the full network's
     enough = min((e for e in curves["trained small"] if median(e) <= 2 * full), key=lambda e: e["parameters"])
     macros.update(QOneFullLoss=f"{full:.3f}", QOneFullParameters=results["pruning"]["full_parameters"],
-                  QOneSmallEnoughHidden="--".join(map(str, enough["hidden"])), QOneSmallEnoughParameters=enough["parameters"],
-                  QOneSmallEnoughLoss=f"{median(enough):.3f}")
+                  QOneSmallEnoughHidden="--".join(map(str, enough["hidden"])),
+                  QOneSmallEnoughParameters=enough["parameters"], QOneSmallEnoughLoss=f"{median(enough):.3f}")
     return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS,
-                        help="epochs per run (default: %(default)s)")
+    parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epochs per run (default: %(default)s)")
     parser.add_argument("--seeds", type=cli.positive_int, default=SEEDS,
                         help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=None,

@@ -1,27 +1,18 @@
-"""Numerical checks of the written answers to Q2, Q3 and Q4.
+"""Numerical checks of the written answers to Q2-Q4, each with an independent tool (least squares and
+linear algebra, a perceptron, torch.autograd, torch's convolution). The numbers go into
+report/generated/checks.tex, which the report inputs, so the text and the code cannot disagree:
 
-Each check computes what the derivation claims with an independent tool
-(least squares and linear algebra, a perceptron, torch.autograd, torch's
-convolution) and writes the numbers into report/generated/checks.tex, which
-the report inputs, so the text and the code cannot disagree:
-
-- Q2.1  the least-squares residual is orthogonal to every column of X; the hat
-        matrix is symmetric and idempotent;
-- Q2.2  two point sets whose convex hulls meet cannot be separated (a
-        perceptron never gets them all right), a separable pair can;
-- Q3.1  the derived gradient of the ridge-regularised logistic loss equals
-        autograd, and one update step is as derived;
-- Q3.2  on separable 1-D data the unregularised weight grows without bound,
-        while L2 and L1 keep it finite;
-- Q4.1  the value j, the output size, the padding and the parameter count,
-        computed with torch; the filter F applied to a photograph;
+- Q2.1  the least-squares residual is orthogonal to every column of X; the hat matrix is symmetric and idempotent;
+- Q2.2  a perceptron never separates two point sets whose convex hulls meet, but does separate a separable pair;
+- Q3.1  the derived gradient of the ridge-regularised logistic loss equals autograd, one update step is as derived;
+- Q3.2  on separable 1-D data the unregularised weight grows without bound, while L2 and L1 keep it finite;
+- Q4.1  j, the output size, the padding and the parameter count, computed with torch; F applied to a photograph;
 - Q4.2  every hand-derived gradient of the DAG equals autograd, in both ReLU cases.
 
     python codes/q2_q4_checks.py                # writes the snippet and three figures
     python codes/q2_q4_checks.py --output-dir D # elsewhere
 
-Writes report/generated/checks.tex and report/figures/q2_2_convex_hulls.png,
-q3_2_weight_growth.png and q4_1_blur.png. Runs in seconds on a CPU.
+Figures: report/figures/q2_2_convex_hulls.png, q3_2_weight_growth.png and q4_1_blur.png.
 """
 from __future__ import annotations
 
@@ -29,6 +20,7 @@ import argparse
 import math
 from pathlib import Path
 
+import matplotlib.cbook
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -40,18 +32,13 @@ import plotting
 import runs
 
 # Q4.1's image X and filter F, as printed in the assignment.
-Q4_X = [
-    [-15, -10, -13, 12, 6, 2],
-    [8, 12, 10, -1, 3, -15],
-    [8, 10, 11, -14, -14, 5],
-    [-4, 4, -11, -6, 13, 14],
-    [-13, 3, 8, -3, -2, 15],
-    [14, 12, -2, -9, -11, 0],
-]
+Q4_X = [[-15, -10, -13, 12, 6, 2],
+        [8, 12, 10, -1, 3, -15],
+        [8, 10, 11, -14, -14, 5],
+        [-4, 4, -11, -6, 13, 14],
+        [-13, 3, 8, -3, -2, 15],
+        [14, 12, -2, -9, -11, 0]]
 Q4_F = [[1, 2, 1], [2, 4, 2], [1, 2, 1]]  # divided by 16
-
-
-# ----------------------------------------------------------------------------- Q2
 
 
 def least_squares_projection(n: int = 50, d: int = 4, seed: int = 0) -> dict:
@@ -59,10 +46,9 @@ def least_squares_projection(n: int = 50, d: int = 4, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     X, y = rng.normal(size=(n, d)), rng.normal(size=n)
     theta, *_ = np.linalg.lstsq(X, y, rcond=None)
-    residual = y - X @ theta
     hat = X @ np.linalg.inv(X.T @ X) @ X.T
     return {
-        "max_column_residual_product": float(np.abs(X.T @ residual).max()),
+        "max_column_residual_product": float(np.abs(X.T @ (y - X @ theta)).max()),
         "hat_asymmetry": float(np.abs(hat - hat.T).max()),
         "hat_idempotence": float(np.abs(hat @ hat - hat).max()),
         "projection_gap": float(np.abs(hat @ y - X @ theta).max()),
@@ -72,21 +58,18 @@ def least_squares_projection(n: int = 50, d: int = 4, seed: int = 0) -> dict:
 
 
 def perceptron_errors(a: np.ndarray, b: np.ndarray, epochs: int = 1000) -> tuple[int, np.ndarray]:
-    """Fewest points misclassified by a perceptron (w^T x + w0 > 0 for a, < 0 for b) over `epochs`."""
+    """Fewest points a perceptron (w^T x + w0 > 0 for a, < 0 for b) gets wrong over `epochs`, and its last w."""
     points = np.hstack([np.concatenate([a, b]), np.ones((len(a) + len(b), 1))])  # a constant 1 for w0
     signs = np.concatenate([np.ones(len(a)), -np.ones(len(b))])
-    w = np.zeros(3)
-    best = (len(points) + 1, w.copy())
+    w, fewest = np.zeros(3), len(points)
     for _ in range(epochs):
         for x, s in zip(points, signs):
             if s * (w @ x) <= 0:
                 w += s * x
-        errors = int((signs * (points @ w) <= 0).sum())
-        if errors < best[0]:
-            best = (errors, w.copy())
-        if errors == 0:
+        fewest = min(fewest, int((signs * (points @ w) <= 0).sum()))
+        if fewest == 0:
             break
-    return best
+    return fewest, w
 
 
 def convex_hulls() -> dict:
@@ -100,46 +83,30 @@ def convex_hulls() -> dict:
             "errors_meeting": errors_meeting, "errors_separable": errors_separable, "separating_w": w}
 
 
-# ----------------------------------------------------------------------------- Q3
-
-
-def logistic_ridge_gradient(theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
-    """The derived gradient: (1/N) X^T (sigma(X theta) - y) + lambda theta (every component regularised)."""
-    return X.T @ (torch.sigmoid(X @ theta) - y) / len(y) + lam * theta
-
-
-def logistic_ridge_objective(theta, X, y, lam):
-    z = X @ theta
-    return (-y * z + torch.log1p(torch.exp(z))).mean() + lam / 2 * (theta**2).sum()
-
-
 def logistic_gradient_check(n: int = 40, m: int = 5, lam: float = 0.3, lr: float = 0.5, seed: int = 0) -> dict:
-    """Q3.1: the derived gradient against autograd, and one update theta_k <- theta_k - eta df/dtheta_k."""
+    """Q3.1: the derived gradient against autograd, one update theta <- theta - eta df/dtheta against SGD's."""
     g = torch.Generator().manual_seed(seed)
     X = torch.cat([torch.randn(n, m, generator=g, dtype=torch.float64), torch.ones(n, 1, dtype=torch.float64)], 1)
     y = (torch.rand(n, generator=g, dtype=torch.float64) < 0.5).double()
     theta = torch.randn(m + 1, generator=g, dtype=torch.float64, requires_grad=True)
-    (autograd,) = torch.autograd.grad(logistic_ridge_objective(theta, X, y, lam), theta)
-    derived = logistic_ridge_gradient(theta.detach(), X, y, lam)
-    stepped = theta.detach() - lr * derived
-    optimizer = torch.optim.SGD([theta], lr=lr)
-    logistic_ridge_objective(theta, X, y, lam).backward()
-    optimizer.step()
-    return {"gradient_gap": float((autograd - derived).abs().max()),
-            "update_gap": float((theta.detach() - stepped).abs().max()), "n": n, "m": m}
+    z = X @ theta
+    ((-y * z + torch.log1p(torch.exp(z))).mean() + lam / 2 * (theta**2).sum()).backward()
+    start = theta.detach().clone()
+    derived = X.T @ (torch.sigmoid(X @ start) - y) / n + lam * start  # the bias is regularised too
+    torch.optim.SGD([theta], lr=lr).step()
+    return {"gradient_gap": float((theta.grad - derived).abs().max()),
+            "update_gap": float((theta.detach() - (start - lr * derived)).abs().max()), "n": n, "m": m}
 
 
 def weight_growth(iterations: int = 100_000, lr: float = 1.0, lam: float = 0.01) -> dict:
-    """Q3.2: gradient descent on separable 1-D data (x < 0: y = 0, x >= 0: y = 1), no bias.
-
-    Unregularised, the loss keeps falling as |w| grows, so w grows like log(t);
-    with L2 the minimiser is finite; with L1 (a proximal step) too."""
+    """Q3.2: gradient descent on separable 1-D data (x < 0: y = 0, x >= 0: y = 1), no bias. Unregularised,
+    the loss keeps falling as |w| grows, so w grows like log(t); with L2 or L1 the minimiser is finite."""
     x = np.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
     y = (x >= 0).astype(float)
     record = np.unique(np.logspace(0, math.log10(iterations), 60).astype(int))
     paths = {}
     for name in ("none", "L2", "L1"):
-        w, trace = 0.0, []
+        w, paths[name] = 0.0, []
         for t in range(1, iterations + 1):
             gradient = np.mean((1 / (1 + np.exp(-w * x)) - y) * x)
             if name == "L2":
@@ -148,19 +115,14 @@ def weight_growth(iterations: int = 100_000, lr: float = 1.0, lam: float = 0.01)
             if name == "L1":  # soft threshold: the proximal step of lam |w|
                 w = math.copysign(max(abs(w) - lr * lam, 0.0), w)
             if t in record:
-                trace.append(w)
-        paths[name] = trace
+                paths[name].append(w)
     return {"iterations": record.tolist(), "paths": paths, "lam": lam, "lr": lr}
-
-
-# ----------------------------------------------------------------------------- Q4
 
 
 def convolution_answers() -> dict:
     """Q4.1 computed with torch's convolution (no flip: F is symmetric, so it would not matter)."""
     X = torch.tensor(Q4_X, dtype=torch.float64).view(1, 1, 6, 6)
-    kernel = torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16
-    Y = F.conv2d(X, kernel)[0, 0]
+    Y = F.conv2d(X, torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16)[0, 0]
 
     def output_size(padding: tuple[int, int]) -> tuple[int, int]:
         return tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2, padding=padding).shape[2:])
@@ -194,44 +156,31 @@ def dag_gradients(p: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
     y2 = p["m12"] * torch.sin(z1) + p["m22"] * torch.cos(z2)
     dJ_dy1 = -2 / (y[0] - s)  # d/dy1 of log((y1 - y1hat)^2) = 2 / (y1hat - y1)
     dJ_dy2 = -2 / (y[1] - y2)
-    dJ_dz1 = dJ_dy1 * s * (1 - s) * 3 * p["m11"] * z1**2 + dJ_dy2 * p["m12"] * torch.cos(z1)
+    dJ_dc1 = dJ_dy1 * s * (1 - s)
+    dJ_dz1 = dJ_dc1 * 3 * p["m11"] * z1**2 + dJ_dy2 * p["m12"] * torch.cos(z1)
     dJ_dz2 = -dJ_dy2 * p["m22"] * torch.sin(z2)
     relu_derivative = 0.0 if pre1 < 0 else 1.0  # the assignment's convention: 1 at 0
-    return {
-        "m11": dJ_dy1 * s * (1 - s) * z1**3,
-        "m12": dJ_dy2 * torch.sin(z1),
-        "m22": dJ_dy2 * torch.cos(z2),
-        "c1": dJ_dy1 * s * (1 - s),
-        "w22": dJ_dz2 * x[1] ** 2,
-        "w32": dJ_dz2 * x[2],
-        "b2": dJ_dz2,
-        "w11": dJ_dz1 * relu_derivative * x[0],
-        "w21": dJ_dz1 * relu_derivative * x[1],
-    }
+    return {"m11": dJ_dc1 * z1**3, "c1": dJ_dc1, "m12": dJ_dy2 * torch.sin(z1), "m22": dJ_dy2 * torch.cos(z2),
+            "w22": dJ_dz2 * x[1] ** 2, "w32": dJ_dz2 * x[2], "b2": dJ_dz2,
+            "w11": dJ_dz1 * relu_derivative * x[0], "w21": dJ_dz1 * relu_derivative * x[1]}
 
 
 def backprop_check(points: int = 200, seed: int = 0) -> dict:
     """Q4.2: hand-derived gradients against autograd at random points, split by the ReLU case."""
     g = torch.Generator().manual_seed(seed)
-    gaps = {"active": 0.0, "inactive": 0.0}
-    counts = {"active": 0, "inactive": 0}
+    gaps, counts = {"active": 0.0, "inactive": 0.0}, {"active": 0, "inactive": 0}
     names = ("w11", "w21", "w22", "w32", "m11", "m12", "m22", "b2", "c1")
     for _ in range(points):
         p = {n: torch.randn((), generator=g, dtype=torch.float64, requires_grad=True) for n in names}
         x = torch.randn(3, generator=g, dtype=torch.float64)
         y = torch.randn(2, generator=g, dtype=torch.float64) * 3
-        J = dag_forward(p, x, y)
-        autograd = dict(zip(names, torch.autograd.grad(J, [p[n] for n in names])))
+        autograd = torch.autograd.grad(dag_forward(p, x, y), list(p.values()))
         hand = dag_gradients({n: v.detach() for n, v in p.items()}, x, y)
-        case = "active" if (p["w11"] * x[0] + p["w21"] * x[1]) >= 0 else "inactive"
+        case = "active" if p["w11"] * x[0] + p["w21"] * x[1] >= 0 else "inactive"
         counts[case] += 1
-        for n in names:
-            scale = max(1.0, float(autograd[n].abs()))
-            gaps[case] = max(gaps[case], float((autograd[n] - hand[n]).abs()) / scale)
+        for n, exact in zip(names, autograd):
+            gaps[case] = max(gaps[case], float((exact - hand[n]).abs()) / max(1.0, float(exact.abs())))
     return {"max_relative_gap": gaps, "points": counts}
-
-
-# ----------------------------------------------------------------------------- figures and snippet
 
 
 def plot_hulls(result: dict, path: Path) -> Path:
@@ -263,26 +212,21 @@ def plot_growth(result: dict, path: Path) -> Path:
         ax.plot(result["iterations"], result["paths"][name], color=color, label=label)
     ax.set(xscale="log", xlabel="gradient-descent iterations", ylabel="weight w")
     ax.legend(fontsize=8)
-    ax.set_title("Q3.2 logistic regression on separable 1-D data: w grows like log(t) unless regularized",
-                 fontsize=9)
+    ax.set_title("Q3.2 logistic regression on separable 1-D data: w grows like log(t) unless regularized", fontsize=9)
     return plotting.save(fig, path)
 
 
 def plot_blur(path: Path) -> Path:
     """The filter F applied to a photograph shipped with matplotlib."""
-    import matplotlib.cbook
-
     photo = plotting.plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    gray = torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]
     kernel = torch.tensor(Q4_F, dtype=torch.float32).view(1, 1, 3, 3) / 16
     passes = 10  # one pass is hard to see at print size; ten show the same effect, stronger
-    blurred = [gray]  # blurred[k]: F applied k times
+    blurred = [torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]]  # blurred[k]: F applied k times
     for _ in range(passes):
         blurred.append(F.conv2d(blurred[-1], kernel, padding=1))
     fig, axes = plotting.plt.subplots(1, 3, figsize=(10, 4))
-    crop = (slice(130, 330), slice(150, 350))
     for ax, k, title in zip(axes, (0, 1, passes), ("input (detail)", "F once", f"F {passes} times")):
-        ax.imshow(blurred[k][0, 0][crop], cmap="gray")
+        ax.imshow(blurred[k][0, 0][130:330, 150:350], cmap="gray")
         ax.set_title(title)
         ax.axis("off")
     fig.suptitle("Q4.1 the filter F = [1 2 1; 2 4 2; 1 2 1] / 16 is a blur: it averages each pixel with its "
@@ -292,11 +236,8 @@ def plot_blur(path: Path) -> Path:
 
 def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
     rows = " \\\\ ".join(" & ".join(f"{v:.4g}" for v in row) for row in conv["Y"])
-    final = {name: path[-1] for name, path in growth["paths"].items()}
-    middle = len(growth["iterations"]) // 2
-
-    def thousands(n: int) -> str:
-        return f"{n:,}".replace(",", "{,}")
+    paths, middle = growth["paths"], len(growth["iterations"]) // 2
+    iterations = [f"{n:,}".replace(",", "{,}") for n in growth["iterations"]]  # LaTeX's thousands separator
 
     macros = {
         "CheckTwoOneResidual": latex.latex_scientific(projection["max_column_residual_product"]),
@@ -307,20 +248,20 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
         "CheckTwoTwoErrorsSeparable": str(hulls["errors_separable"]),
         "CheckThreeOneGradientGap": latex.latex_scientific(logistic["gradient_gap"]),
         "CheckThreeOneUpdateGap": latex.latex_scientific(logistic["update_gap"]),
-        "CheckThreeTwoIterations": thousands(growth["iterations"][-1]),
-        "CheckThreeTwoNone": f"{final['none']:.2f}",
-        "CheckThreeTwoNoneTenth": f"{growth['paths']['none'][middle]:.2f}",
-        "CheckThreeTwoTenthIterations": thousands(growth["iterations"][middle]),
-        "CheckThreeTwoLTwo": f"{final['L2']:.2f}",
-        "CheckThreeTwoLOne": f"{final['L1']:.2f}",
-        "CheckThreeTwoLambda": f"{growth['lam']}",
+        "CheckThreeTwoIterations": iterations[-1],
+        "CheckThreeTwoNone": f"{paths['none'][-1]:.2f}",
+        "CheckThreeTwoNoneTenth": f"{paths['none'][middle]:.2f}",
+        "CheckThreeTwoTenthIterations": iterations[middle],
+        "CheckThreeTwoLTwo": f"{paths['L2'][-1]:.2f}",
+        "CheckThreeTwoLOne": f"{paths['L1'][-1]:.2f}",
+        "CheckThreeTwoLambda": str(growth["lam"]),
         "CheckFourOneJ": f"{conv['j']:g}",
         "CheckFourOneJSixteen": f"{conv['j_times_16']:g}",
         "CheckFourOneY": f"\\begin{{bmatrix}} {rows} \\end{{bmatrix}}",
-        "CheckFourOneSize": f"({conv['output_size'][0]}, {conv['output_size'][1]})",
+        "CheckFourOneSize": "({}, {})".format(*conv["output_size"]),
         "CheckFourOnePadHeight": str(conv["padding"][0]),
         "CheckFourOnePadWidth": str(conv["padding"][1]),
-        "CheckFourOnePaddedSize": f"({conv['padded_size'][0]}, {conv['padded_size'][1]})",
+        "CheckFourOnePaddedSize": "({}, {})".format(*conv["padded_size"]),
         "CheckFourOneParameters": str(conv["parameters"]),
         "CheckFourOneParametersBias": str(conv["parameters_with_bias"]),
         "CheckFourOneOutputSide": str(conv["conv_output_side_22"]),
@@ -336,8 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write figures/ and generated/ here (default: report/figures and report/generated)")
-    args = parser.parse_args(argv)
-    paths = cli.output_paths(args, "q2_q4_checks", {})
+    paths = cli.output_paths(parser.parse_args(argv), "q2_q4_checks", {})
     paths.claim("checks", "q2_", "q3_", "q4_")
     projection, hulls = least_squares_projection(), convex_hulls()
     logistic, growth = logistic_gradient_check(), weight_growth()
