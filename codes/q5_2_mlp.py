@@ -16,6 +16,7 @@ settings writes under results/runs/q5_2_mlp-<settings>/.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -50,43 +51,34 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     plotting.title_with_run(ax, f"Q5.2 training and validation error\n{setting}", results)
     paths = [plotting.save(fig, figures_dir / "q5_2_error.png")]
 
-    # the loss on a log axis; the validation loss alone on a linear one, where its rise is visible; and,
-    # where the run recorded them, the confidences and the weight norm the Q5.1 explanation rests on
-    evidence = "val_confidence_wrong" in history
-    fig, axes = plotting.plt.subplots(1, 3 if evidence else 2, figsize=(14 if evidence else 10, 4.0))
-    ax, ax_val = axes[0], axes[1]
-    ax.plot(epochs, series["train_loss"], label="training", color="C0")
-    ax.plot(epochs, series["val_loss"], label="validation", color="C1")
-    val_loss = series["val_loss"]
+    # the loss on a log axis; the validation loss alone on a linear one, where its rise is visible; and
+    # from the same epoch on, what the Q5.1 explanation says keeps growing. Drawn at the printed size.
+    val_loss, norm = series["val_loss"], runs.series(results, "weight_norm")
+    wrong = [math.nan if v is None else v for v in runs.series(results, "val_confidence_wrong")]  # None: none wrong
     best = runs.argmin_finite(val_loss)
-    for panel in (ax, ax_val):
-        panel.axvline(epochs[best], color="C1", linestyle=":", label=f"lowest validation loss (epoch {epochs[best]})")
-        panel.set_xlabel("epoch")
-    ax.set_yscale("log")
-    ax.set_ylabel("mean cross-entropy")
-    ax.legend()
-    ax.set_title("training and validation loss (log axis)")
-    ax_val.plot(epochs[best:], val_loss[best:], color="C1", label="validation")
-    ax_val.set_ylabel("validation cross-entropy (linear axis)")
-    ax_val.set_title(f"validation loss from its lowest point: {val_loss[best]:.3f} to {val_loss[-1]:.3f}")
-    ax_val.legend()
-    if evidence:
-        ax_conf = axes[2]
-        for key, color, label in (("train_confidence_right", "C0", "correct training digits"),
-                                  ("val_confidence_right", "C2", "correct validation digits"),
-                                  ("val_confidence_wrong", "C3", "misclassified validation digits")):
-            ax_conf.plot(epochs, [float("nan") if v is None else v for v in runs.series(results, key)], color=color, label=label)
-        ax_conf.set_xlabel("epoch")
-        ax_conf.set_ylabel("mean confidence (largest softmax probability)")
+    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
+        fig, (ax, ax_val, ax_conf) = plotting.plt.subplots(1, 3, figsize=(6.7, 2.7))
+        ax.plot(epochs, series["train_loss"], label="training", color="C0")
+        ax.plot(epochs, val_loss, label="validation", color="C1")
+        for panel in (ax, ax_val, ax_conf):
+            panel.axvline(epochs[best], color="C1", linestyle=":")  # the lowest validation loss
+            panel.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.set_ylabel("mean cross-entropy")
+        ax.legend(loc="center right")
+        ax.set_title("loss (log axis)")
+        ax_val.plot(epochs[best:], val_loss[best:], color="C1")
+        ax_val.set_ylabel("validation cross-entropy")
+        ax_val.set_title(f"validation loss from its lowest\npoint (epoch {epochs[best]}): {val_loss[best]:.3f} to {val_loss[-1]:.3f}")
+        ax_conf.plot(epochs[best:], wrong[best:], color="C3")
+        ax_conf.set_ylabel("mean confidence when wrong (red)")
         ax_norm = ax_conf.twinx()
-        ax_norm.plot(epochs, runs.series(results, "weight_norm"), color="k", linestyle="--", label="weight norm (right axis)")
-        ax_norm.set_ylabel("L2 norm of all weights")
+        ax_norm.plot(epochs[best:], norm[best:], color="k", linestyle="--")
+        ax_norm.set_ylabel("L2 norm of all weights (dashed)")
         ax_norm.grid(False)
-        lines = ax_conf.get_legend_handles_labels()
-        norm_lines = ax_norm.get_legend_handles_labels()
-        ax_conf.legend(lines[0] + norm_lines[0], lines[1] + norm_lines[1], fontsize=7)
-        ax_conf.set_title("confidence and weight norm")
-    fig.suptitle(f"Q5.2 loss: {setting}{plotting.run_label(results)}", fontsize=10)
+        ax_conf.set_title(f"confidence on misclassified digits\n{wrong[best]:.3f} to {wrong[-1]:.3f}, weight norm "
+                          f"{norm[best]:.1f} to {norm[-1]:.1f}")
+        fig.suptitle(f"Q5.2 loss: {setting}{plotting.run_label(results)}")
     paths.append(plotting.save(fig, figures_dir / "q5_2_loss.png"))
     return paths
 
@@ -110,6 +102,12 @@ def snippet(results: dict) -> str:
         "QFiveTwoSecondsPerEpoch": seconds_text(results['seconds']['train_per_epoch'] + results['seconds']['eval_per_epoch']),
         "QFiveTwoDevice": results["environment"]["device_name"],
     }
+    lowest = results["history"]["epoch"].index(final["lowest_val_loss_epoch"])  # the Q5.1 evidence from here on
+    for key, name, digits in (("val_confidence_wrong", "WrongConfidence", 3),
+                              ("val_confidence_right", "RightConfidence", 3), ("weight_norm", "WeightNorm", 1)):
+        values = runs.series(results, key)
+        for when, i in (("AtLowest", lowest), ("Final", -1)):  # None where no digit was misclassified
+            macros[f"QFiveTwo{name}{when}"] = "--" if values[i] is None else f"{values[i]:.{digits}f}"
     return latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)
 
 

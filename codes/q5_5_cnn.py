@@ -14,6 +14,7 @@ when its training loss rises above its value before training.
     python codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158  # the learning-rate check
     python codes/q5_5_cnn.py --epochs 1 --subset 1000     # a seconds-long check
     python codes/q5_5_cnn.py --plot-only                  # redraw from the saved results
+    python codes/q5_5_cnn.py --compare                    # after a rerun of Q5.2: compare anew, no training
 
 Writes results/q5_5_cnn.json, report/figures/q5_5_cnn_vs_mlp.png,
 report/figures/q5_5_disagreements.png and report/generated/q5_5.tex; the
@@ -26,6 +27,8 @@ results/runs/<script>-<settings>/.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import statistics
 import sys
@@ -90,6 +93,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
         help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)")
+    parser.add_argument(
+        "--compare", action="store_true",
+        help="compare anew with the Q5.2 run from both runs' saved predictions, without training (after Q5.2 "
+        "was rerun; reads the MNIST files for the labels and the digits drawn), then redraw")
     return parser
 
 
@@ -126,6 +133,25 @@ def disagreements(labels, cnn_predictions, mlp_predictions, images=None) -> dict
             for i in chosen
         ]
     return record
+
+
+def predictions_fingerprint(mlp_results: dict) -> str:
+    """A short hash of a Q5.2 run's saved predictions: which run a comparison was made with."""
+    predictions = [mlp_results["final_val_predictions"], mlp_results.get("final_test_predictions")]
+    return hashlib.sha256(json.dumps(predictions).encode()).hexdigest()[:16]
+
+
+def compare(results: dict, mlp_results: dict, splits: dict[str, common.Split]) -> None:
+    """Record in the CNN's results where it and the MLP disagree: on the validation split (with examples) and,
+    when both runs saved their test predictions, on the test split; and which MLP run that was."""
+    val, test = splits["val"], splits["test"]
+    results["disagreements"] = disagreements(val.labels.cpu(), torch.tensor(results["final_val_predictions"]),
+                                             torch.tensor(mlp_results["final_val_predictions"]), val.images.cpu())
+    results.pop("test_disagreements", None)
+    if all(len(run.get("final_test_predictions", [])) == len(test) for run in (results, mlp_results)):
+        results["test_disagreements"] = disagreements(test.labels.cpu(), torch.tensor(results["final_test_predictions"]),
+                                                      torch.tensor(mlp_results["final_test_predictions"]))
+    results["compared_with"] = predictions_fingerprint(mlp_results)
 
 
 def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Path]:
@@ -230,10 +256,10 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
         ("Final validation loss", f"{mlp['val_loss']:.3f}", f"{net['val_loss']:.3f}"),
         ("Seconds per epoch (train + eval)", per_epoch(mlp_results), per_epoch(results)),
+        ("\\quad measured on", mlp_results["environment"]["device_name"], results["environment"]["device_name"]),
     ]
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
     found = results["disagreements"]
-    devices = {mlp_results["environment"]["device_name"], results["environment"]["device_name"]}
     epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
     multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     window = settling_window(mlp_results, results)
@@ -246,7 +272,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         "QFiveFiveCnnRightMlpWrong": found["cnn_right_mlp_wrong"],
         "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
         "QFiveFiveBothWrong": found["both_wrong"],
-        "QFiveFiveDevice": " / ".join(sorted(devices)),
         "QFiveFiveEpochs": epochs["Cnn"],
         "QFiveFiveMlpEpochs": epochs["Mlp"],
         "QFiveFiveSettlingWindow": window,
@@ -391,27 +416,39 @@ def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_resul
     results, model, splits = runs.train_and_record(
         "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
         **cli.run_options(args, paths))
-    val = splits["val"]
-    cnn_predictions = common.predict(model, val)[0].cpu()
-    results["final_val_predictions"] = cnn_predictions.tolist()
-    test_predictions = common.predict(model, splits["test"])[0].cpu()
-    results["final_test_predictions"] = test_predictions.tolist()
-    if mlp_results is not None and len(mlp_results.get("final_test_predictions", [])) == len(test_predictions):
-        results["test_disagreements"] = disagreements(splits["test"].labels.cpu(), test_predictions,
-                                                      torch.tensor(mlp_results["final_test_predictions"]))
-    mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(val)
+    results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
+    results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
+    mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(splits["val"])
     if mlp_results is not None and not mismatch:
-        results["disagreements"] = disagreements(val.labels.cpu(), cnn_predictions,
-                                                 torch.tensor(mlp_results["final_val_predictions"]), val.images.cpu())
+        compare(results, mlp_results, splits)
     runs.write_json_atomic(results_path, results)  # the run is kept even if the comparison is impossible
     if mismatch:
         raise common.UserError(
             f"the Q5.2 results hold {len(mlp_results['final_val_predictions'])} validation predictions, this split "
-            f"has {len(val)}: was Q5.2 run on other MNIST files? The CNN's own results are saved in {results_path}.")
+            f"has {len(splits['val'])}: was Q5.2 run on other MNIST files? The CNN's own results are saved in "
+            f"{results_path}.")
     print(f"results: {results_path}")
     runs.print_single_run_outcome(
         results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
     return results
+
+
+def compare_anew(args: argparse.Namespace, results_path: Path, mlp_results: dict | None, mlp_path: Path) -> None:
+    """--compare: the comparison redone from the saved predictions of the CNN's run and of the Q5.2 run."""
+    if mlp_results is None:
+        raise common.UserError(f"--compare: there is no Q5.2 run at {mlp_path} to compare with.")
+    results = runs.read_results(results_path, ("config", "history", "diverged_at_epoch", "final_val_predictions"))
+    differing = runs.differing_settings(results["config"], mlp_results["config"], ("split_seed", "subset"))
+    if differing:
+        raise common.UserError(f"{results_path} and {mlp_path} were run on other splits ({', '.join(differing)}).")
+    splits = common.prepare_splits(args.data_dir, torch.device("cpu"), args.split_seed, args.subset,
+                                   download=not args.offline)
+    if {len(results["final_val_predictions"]), len(mlp_results["final_val_predictions"])} != {len(splits["val"])}:
+        raise common.UserError(f"the saved predictions do not fit the validation split of {args.data_dir} "
+                               f"({len(splits['val'])} digits): were the runs made on other MNIST files?")
+    compare(results, mlp_results, splits)
+    runs.write_json_atomic(results_path, results)
+    print(f"results: {results_path} (compared anew with {mlp_path})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lrs and len(args.lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
+    if args.compare and (args.lrs or args.plot_only):
+        raise common.UserError("--compare redraws as well; give it without --lrs and --plot-only.")
     if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
         check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
         del check_defaults["lr"]
@@ -436,19 +475,26 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
-    mlp_results = load_mlp_results(args.mlp_results or paths.results / MLP_RESULTS_FILE, mlp_config)
-    if not args.plot_only:
+    mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
+    mlp_results = load_mlp_results(mlp_path, mlp_config)
+    if args.compare:
+        compare_anew(args, results_path, mlp_results, mlp_path)
+    elif not args.plot_only:
         train_cnn(args, args.lr, results_path, mlp_results, paths)
     results = runs.read_results(results_path)
     paths.check_settings(results, results_path)
+    if mlp_results is not None and results.get("compared_with") != predictions_fingerprint(mlp_results):
+        raise common.UserError(f"{results_path} holds no comparison with the Q5.2 run in {mlp_path} (was Q5.2 run or "
+                               "rerun after the CNN?): compare them, without training, with "
+                               "`python codes/q5_5_cnn.py --compare`.")
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
-    if mlp_results is not None and "disagreements" in results:
+    if mlp_results is not None:
         snippet_path = paths.generated / "q5_5.tex"
         runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
         print(f"snippet: {snippet_path}")
-    for figure in plot(results, mlp_results if "disagreements" in results else None, paths.figures):
+    for figure in plot(results, mlp_results, paths.figures):
         print(f"figure: {figure}")
     if args.plot_only and list(paths.results.glob("q5_5_lr_check_lr*.json")):
         draw_check(paths)

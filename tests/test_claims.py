@@ -114,6 +114,17 @@ def test_q5_2_zero_training_error_then_the_validation_loss_rises():
     assert abs(final["val_error"] - runs.series(run, "val_error")[epochs.index(zero)]) < 0.5
 
 
+def test_q5_1_after_the_lowest_validation_loss_the_weights_and_the_confidence_when_wrong_grow():
+    """Q5.1: from the lowest validation loss on, 'the norm of all weights keeps growing', 'the misclassified
+    validation digits are predicted with growing confidence', 'the correctly classified ones stay at' (near 1)."""
+    run = load("q5_2_mlp.json")
+    lowest = run["history"]["epoch"].index(runs.final_metrics(run)["lowest_val_loss_epoch"])
+    norm, wrong = runs.series(run, "weight_norm")[lowest:], runs.series(run, "val_confidence_wrong")[lowest:]
+    assert all(a < b for a, b in zip(norm, norm[1:]))
+    assert wrong[-1] > wrong[0] and statistics.fmean(wrong[len(wrong) // 2:]) > statistics.fmean(wrong[:len(wrong) // 2])
+    assert min(runs.series(run, "val_confidence_right")[lowest:]) > 0.99
+
+
 def test_q5_3_no_copy_collapsed(sweeps):
     """Q5.3: 'No copy collapsed: at both learning rates every copy's training loss stayed below its value
     before training.'"""
@@ -172,8 +183,8 @@ def test_q5_5_the_cnn_is_better_and_the_gap_is_not_chance():
     found = cnn["disagreements"]
     assert found["cnn_right_mlp_wrong"] > found["mlp_right_cnn_wrong"]
     assert q5_5_cnn.mcnemar_p_value(found["cnn_right_mlp_wrong"], found["mlp_right_cnn_wrong"]) < 0.01
-    # 'the committed runs predate the storing of test-set predictions': a rerun that stores them must update the text
-    assert "test_disagreements" not in cnn and "final_test_predictions" not in mlp
+    # 'the committed CNN run predates the storing of test-set predictions': a rerun that stores them must update the text
+    assert "test_disagreements" not in cnn and "final_test_predictions" not in cnn and "final_test_predictions" in mlp
     assert cnn["model"]["parameters"] < mlp["model"]["parameters"]
     # 'the MLP's spread over 3 seeds (... at lr 0.1) is far smaller than the gap'
     unflooded = q5_3_flooding.analyse(load("q5_3_flooding_lr0.1.json"))["table"][0.0]["val_error"]

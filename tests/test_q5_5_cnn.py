@@ -90,6 +90,20 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
 
+    # Q5.2 rerun (another seed, other predictions): the saved comparison is refused until it is made anew
+    assert run_script("q5_2_mlp.py", *quick, "--seed", "1").returncode == 0
+    stale = run_script("q5_5_cnn.py", *quick, "--plot-only")
+    assert stale.returncode == 1 and "--compare" in stale.stderr and "Traceback" not in stale.stderr
+    anew = run_script("q5_5_cnn.py", *quick, "--compare")
+    assert anew.returncode == 0, anew.stderr
+    compared = json.loads((out / "q5_5_cnn.json").read_text())
+    rerun = json.loads((out / "q5_2_mlp.json").read_text())
+    assert compared["history"] == results["history"]  # no training
+    assert compared["compared_with"] == q5_5_cnn.predictions_fingerprint(rerun) != results["compared_with"]
+    assert compared["test_disagreements"]["mlp_right_cnn_wrong"] == sum(
+        m == y != c for c, m, y in zip(cnn_test, rerun["final_test_predictions"], labels))
+    assert run_script("q5_5_cnn.py", *quick, "--plot-only").returncode == 0
+
 
 CONFIG = {"epochs": 4, "seed": 0, "split_seed": 0, "subset": None, "batch_size": 128, "momentum": 0.9, "tf32": False}
 
