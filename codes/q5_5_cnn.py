@@ -41,7 +41,7 @@ import cli
 import common
 import plotting
 import runs
-from latex import latex_macros, latex_scientific, seconds_text
+from latex import latex_macros, latex_scientific
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 RESULTS_FILE = "q5_5_cnn.json"
@@ -156,52 +156,52 @@ def compare(results: dict, mlp_results: dict, splits: dict[str, common.Split]) -
 
 def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Path]:
     """The CNN's curves beside the MLP's, and the digits the two classify differently (the CNN
-    alone, and no digits, without Q5.2's results)."""
-    curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP (Q5.2)": (mlp_results, "C0"), "CNN": (results, "C3")}
-    fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(10, 4.0))
-    for name, (run, color) in curves.items():
-        epochs = run["history"]["epoch"]
-        final = runs.final_metrics(run)
-        ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"{name} training")
-        ax_error.plot(epochs, runs.series(run, "val_error"), color=color,
-                      label=f"{name} validation (final {final['val_error']:.2f}%)")
-        ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
-        ax_loss.plot(epochs, runs.series(run, "val_loss"), color=color, label=f"{name} validation")
-    for ax in (ax_error, ax_loss):
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
-    plotting.error_axis(ax_error)
-    ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("mean cross-entropy")
-    setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
-    if mlp_results is None:
-        setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
-    else:
-        setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
-    fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.run_label(results)}", fontsize=10)
-    ax_error.set_title("error (dashed: training, solid: validation)")
-    ax_loss.set_title("loss (dashed: training, solid: validation)")
-    paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
-    if mlp_results is None:
-        return paths
+    alone, and no digits, without Q5.2's results); drawn at the printed size, the text width."""
+    curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP": (mlp_results, "C0"), "CNN": (results, "C3")}
+    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
+        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.15))
+        finals = []
+        for name, (run, color) in curves.items():
+            epochs = run["history"]["epoch"]
+            finals.append(f"{name} {runs.final_metrics(run)['val_error']:.2f}%")
+            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--")
+            ax_error.plot(epochs, runs.series(run, "val_error"), color=color)
+            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
+            ax_loss.plot(epochs, runs.series(run, "val_loss"), color=color, label=f"{name} validation")
+        for ax in (ax_error, ax_loss):
+            ax.set_xlabel("epoch")
+        ax_loss.legend(loc="center right", bbox_to_anchor=(1, 0.45))  # between validation and training curves
+        plotting.error_axis(ax_error)
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("mean cross-entropy")
+        setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
+        if mlp_results is None:
+            setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
+        else:
+            setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
+        fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.run_label(results)}")
+        ax_error.set_title(f"error (final validation: {', '.join(finals)})")
+        ax_loss.set_title("loss (dashed: training, solid: validation)")
+        paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
+        if mlp_results is None:
+            return paths
 
-    found = results["disagreements"]
-    rows = [("cnn_right_mlp_wrong", "CNN right, MLP wrong"), ("mlp_right_cnn_wrong", "MLP right, CNN wrong")]
-    fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(1.2 * DIGITS_PER_ROW, 3.6), squeeze=False)
-    for row, (kind, title) in enumerate(rows):
-        examples = found[f"{kind}_examples"]
-        for col, ax in enumerate(axes[row]):
-            ax.axis("off")
-            if col < len(examples):
-                example = examples[col]
+        found = results["disagreements"]  # each digit under its true label and the other network's answer
+        kinds = (("cnn_right_mlp_wrong", "CNN right,\nMLP wrong", "mlp", "MLP"),
+                 ("mlp_right_cnn_wrong", "MLP right,\nCNN wrong", "cnn", "CNN"))
+        fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(6.7, 1.7))
+        for row, (kind, title, wrong_key, wrong_name) in enumerate(kinds):
+            for ax, example in zip(axes[row], found[f"{kind}_examples"]):
                 ax.imshow(example["pixels"], cmap="gray_r", vmin=0, vmax=255)
-                ax.set_title(f"true {example['label']}\nMLP {example['mlp']}, CNN {example['cnn']}", fontsize=7)
-        axes[row][0].text(-0.15, 0.5, f"{title}\n({found[kind]} in all)", transform=axes[row][0].transAxes,
-                          ha="right", va="center", fontsize=8)
-    title = "Q5.5 validation digits the two networks classify differently (at the last epoch)"
-    fig.suptitle(title + plotting.run_label(results), fontsize=9)
-    fig.subplots_adjust(left=0.2)
-    paths.append(plotting.save(fig, figures_dir / "q5_5_disagreements.png"))
+                ax.set_title(f"true {example['label']}, {wrong_name} {example[wrong_key]}", fontsize=7)
+            for ax in axes[row]:
+                ax.axis("off")
+            axes[row][0].text(-0.25, 0.5, f"{title}\n({found[kind]} in all)", transform=axes[row][0].transAxes,
+                              ha="right", va="center")
+        fig.suptitle(f"Q5.5 validation digits the two networks classify differently, at the last epoch"
+                     f"{plotting.run_label(results)}")
+        fig.subplots_adjust(left=0.15)
+        paths.append(plotting.save(fig, figures_dir / "q5_5_disagreements.png"))
     return paths
 
 
@@ -243,9 +243,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text
     cites, with the MLP at the CNN's learning rate (matched_mlp) when there is one."""
     mlp, net = runs.final_metrics(mlp_results), runs.final_metrics(results)
-    def per_epoch(run: dict) -> str:
-        s = run["seconds"]
-        return f"{seconds_text(s['train_per_epoch'])} + {seconds_text(s['eval_per_epoch'])}"
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
@@ -255,8 +252,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
          f"{net['best_val_error']:.2f} [{net['best_val_epoch']}]"),
         ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
         ("Final validation loss", f"{mlp['val_loss']:.3f}", f"{net['val_loss']:.3f}"),
-        ("Seconds per epoch (train + eval)", per_epoch(mlp_results), per_epoch(results)),
-        ("\\quad measured on", mlp_results["environment"]["device_name"], results["environment"]["device_name"]),
     ]
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
     found = results["disagreements"]
@@ -282,7 +277,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
-        seconds = run["seconds"]
         macros.update({
             f"QFiveFive{name}ValError": f"{final['val_error']:.2f}",
             f"QFiveFive{name}TestError": f"{final['test_error']:.2f}",
@@ -295,7 +289,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
             f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",
-            f"QFiveFive{name}SecondsPerEpoch": seconds_text(seconds['train_per_epoch'] + seconds['eval_per_epoch']),
         })
     table = ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
              f"{body}\n\\bottomrule\n\\end{{tabular}}")
@@ -344,32 +337,32 @@ def check_snippet(summaries: list[dict], epochs: int) -> str:
 
 
 def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
-    fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(10, 3.8))
-    for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
-        epochs, lr = run["history"]["epoch"], run["config"]["lr"]
-        ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
-        ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} training")
-        ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} validation")
-        collapsed = runs.collapse_epoch(run)
-        if collapsed is not None:
-            ax_loss.axvline(collapsed, color=color, linestyle=":", linewidth=1)
-            ax_loss.annotate(f"collapse (epoch {collapsed})", (collapsed, 1.0), xytext=(-6, 0), textcoords="offset points",
-                             ha="right", fontsize=8, color=color)
-    ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("training loss (mean cross-entropy)")
-    ax_loss.set_title("training loss")
-    plotting.error_axis(ax_error)
-    ax_error.set_title("error (dashed: training, solid: validation)")
-    for ax in (ax_loss, ax_error):
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
-    config = check_runs[0]["config"]
-    fig.suptitle(f"Q5.5 learning-rate check: the CNN from the same initialisation on the same mini-batches "
-                 f"(SGD momentum {config['momentum']}, batch {config['batch_size']}, {check_runs[0]['epochs_completed']} epochs)",
-                 fontsize=10)
-    return plotting.save(fig, figures_dir / "q5_5_step_size.png")
-
-
+    """The check's training loss and errors per rate, drawn at the printed size (the text width)."""
+    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
+        fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.15))
+        for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
+            epochs, lr = run["history"]["epoch"], run["config"]["lr"]
+            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
+            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} training")
+            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} validation")
+            collapsed = runs.collapse_epoch(run)
+            if collapsed is not None:
+                ax_loss.axvline(collapsed, color=color, linestyle=":", linewidth=1)
+                ax_loss.annotate(f"collapse (epoch {collapsed})", (collapsed, 1.0), xytext=(-6, 0),
+                                 textcoords="offset points", ha="right", color=color)
+        ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("training loss (mean cross-entropy)")
+        ax_loss.set_title("training loss")
+        plotting.error_axis(ax_error)
+        ax_error.set_title("error (dashed: training, solid: validation)")
+        for ax in (ax_loss, ax_error):
+            ax.set_xlabel("epoch")
+        ax_loss.legend()
+        ax_error.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.66, 0.04))  # below the curves near 1 %
+        config = check_runs[0]["config"]
+        fig.suptitle(f"Q5.5 learning-rate check: one initialisation, the same mini-batches (momentum "
+                     f"{config['momentum']}, batch {config['batch_size']}, {check_runs[0]['epochs_completed']} epochs)")
+        return plotting.save(fig, figures_dir / "q5_5_step_size.png")
 
 
 def check_results_path(results_dir: Path, lr: float) -> Path:
