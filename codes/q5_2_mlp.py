@@ -42,13 +42,26 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     final = runs.final_metrics(results)
     setting = "MLP 784-500-10, SGD lr {lr}, momentum {momentum}, batch {batch_size}".format(**results["config"])
 
-    fig, ax = plotting.plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(epochs, series["train_error"], label=f"training (final {final['train_error']:.3f}%)", color="C0")
-    ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.2f}%)", color="C1")
-    ax.set_xlabel("epoch")
-    plotting.error_axis(ax)
-    ax.legend(title=f"test error at the end: {final['test_error']:.2f}%")
-    plotting.title_with_run(ax, f"Q5.2 training and validation error\n{setting}", results)
+    # at the printed size (the text width): the errors on the error axis, and the validation error alone on a
+    # linear one, where its lowest point and its end can be told apart
+    best = runs.argmin_finite(series["val_error"])
+    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
+        fig, (ax, ax_val) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.1))
+        ax.plot(epochs, series["train_error"], label=f"training (final {final['train_error']:.3f}%)", color="C0")
+        ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.2f}%)", color="C1")
+        plotting.error_axis(ax)
+        ax.legend(title=f"test error at the end: {final['test_error']:.2f}%")
+        ax.set_title("training and validation error")
+        start = min(10, len(epochs) - 1)  # the first epochs' errors would squeeze the linear axis
+        ax_val.plot(epochs[start:], series["val_error"][start:], color="C1")
+        ax_val.axvline(epochs[best], color="C1", linestyle=":",
+                       label=f"lowest: {series['val_error'][best]:.2f}% (epoch {epochs[best]})")
+        ax_val.set_ylabel("validation error (%, linear axis)")
+        ax_val.legend()
+        ax_val.set_title(f"validation error from epoch {epochs[start]} on")
+        for panel in (ax, ax_val):
+            panel.set_xlabel("epoch")
+        fig.suptitle(f"Q5.2: {setting}{plotting.run_label(results)}")
     paths = [plotting.save(fig, figures_dir / "q5_2_error.png")]
 
     # the loss on a log axis; the validation loss alone on a linear one, where its rise is visible; and
@@ -69,15 +82,15 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         ax.set_title("loss (log axis)")
         ax_val.plot(epochs[best:], val_loss[best:], color="C1")
         ax_val.set_ylabel("validation cross-entropy")
-        ax_val.set_title(f"validation loss from its lowest\npoint (epoch {epochs[best]}): {val_loss[best]:.3f} to {val_loss[-1]:.3f}")
+        ax_val.set_title(f"validation loss (linear axis)\n{val_loss[best]:.3f} to {val_loss[-1]:.3f} from epoch {epochs[best]}")
         ax_conf.plot(epochs[best:], wrong[best:], color="C3")
-        ax_conf.set_ylabel("mean confidence when wrong (red)")
+        ax_conf.set_ylabel("confidence when wrong (red)")
         ax_norm = ax_conf.twinx()
         ax_norm.plot(epochs[best:], norm[best:], color="k", linestyle="--")
-        ax_norm.set_ylabel("L2 norm of all weights (dashed)")
+        ax_norm.set_ylabel("weight norm (dashed)")
         ax_norm.grid(False)
-        ax_conf.set_title(f"confidence on misclassified digits\n{wrong[best]:.3f} to {wrong[-1]:.3f}, weight norm "
-                          f"{norm[best]:.1f} to {norm[-1]:.1f}")
+        ax_conf.set_title(f"confidence when wrong {wrong[best]:.3f} to {wrong[-1]:.3f}\n"
+                          f"weight norm {norm[best]:.1f} to {norm[-1]:.1f}")
         fig.suptitle(f"Q5.2 loss: {setting}{plotting.run_label(results)}")
     paths.append(plotting.save(fig, figures_dir / "q5_2_loss.png"))
     return paths

@@ -159,7 +159,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
     alone, and no digits, without Q5.2's results); drawn at the printed size, the text width."""
     curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP": (mlp_results, "C0"), "CNN": (results, "C3")}
     with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
-        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.15))
+        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.0))
         finals = []
         for name, (run, color) in curves.items():
             epochs = run["history"]["epoch"]
@@ -189,7 +189,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         found = results["disagreements"]  # each digit under its true label and the other network's answer
         kinds = (("cnn_right_mlp_wrong", "CNN right,\nMLP wrong", "mlp", "MLP"),
                  ("mlp_right_cnn_wrong", "MLP right,\nCNN wrong", "cnn", "CNN"))
-        fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(6.7, 1.7))
+        fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(6.7, 1.55))
         for row, (kind, title, wrong_key, wrong_name) in enumerate(kinds):
             for ax, example in zip(axes[row], found[f"{kind}_examples"]):
                 ax.imshow(example["pixels"], cmap="gray_r", vmin=0, vmax=255)
@@ -278,6 +278,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
         macros.update({
+            f"QFiveFive{name}Device": run["environment"]["device_name"],
             f"QFiveFive{name}ValError": f"{final['val_error']:.2f}",
             f"QFiveFive{name}TestError": f"{final['test_error']:.2f}",
             f"QFiveFive{name}BestValError": f"{final['best_val_error']:.2f}",
@@ -343,8 +344,8 @@ def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
         for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
             epochs, lr = run["history"]["epoch"], run["config"]["lr"]
             ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
-            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} training")
-            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} validation")
+            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} train.")
+            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} val.")
             collapsed = runs.collapse_epoch(run)
             if collapsed is not None:
                 ax_loss.axvline(collapsed, color=color, linestyle=":", linewidth=1)
@@ -358,7 +359,7 @@ def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
         for ax in (ax_loss, ax_error):
             ax.set_xlabel("epoch")
         ax_loss.legend()
-        ax_error.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.66, 0.04))  # below the curves near 1 %
+        ax_error.legend(ncol=2, loc="lower center", bbox_to_anchor=(0.7, 0.04))  # below the curves near 1 %
         config = check_runs[0]["config"]
         fig.suptitle(f"Q5.5 learning-rate check: one initialisation, the same mini-batches (momentum "
                      f"{config['momentum']}, batch {config['batch_size']}, {check_runs[0]['epochs_completed']} epochs)")
