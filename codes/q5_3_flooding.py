@@ -519,6 +519,7 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         if early_effect is not None:
             values.update(EarlyTestChange=pm(early_effect["test_change"], signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
         values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
+                      TopTrainError=f"{table[top]['train_error'][0]:.2f}", TopValError=f"{table[top]['val_error'][0]:.2f}",
                       TopConfidenceBound=f"{math.exp(-top):.2f}",
                       TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
         lines += [f"\\newcommand{{\\QFiveFour{name}{key}}}{{{value}}}" for key, value in values.items()]

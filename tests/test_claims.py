@@ -232,6 +232,13 @@ def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_
     assert main[max(main)]["ece"][0] < small[top]["ece"][0] / 4
 
 
+def test_q5_4_at_lr_0_1_the_largest_level_does_not_fit_the_training_set(analyses):
+    """Q5.4: 'at lr 0.1 the larger levels do not even fit the training set: at b = 0.20 the final training error
+    is ... against ... at lr 0.01' (several percent against a fraction of one)."""
+    main, small = analyses[0.1]["table"], analyses[0.01]["table"]
+    assert main[max(main)]["train_error"][0] > 5 and small[max(small)]["train_error"][0] < 0.5
+
+
 def test_q5_4_with_early_stopping_flooding_helps_at_lr_0_01_only(sweeps, analyses):
     """Q5.4, early stopping: lr 0.1 'again chooses b = 0'; at lr 0.01 the chosen b > 0 has a lower early-stopped
     test error than without flooding (paired, p < 0.05), 'though not to below the unflooded lr 0.1 runs'."""
