@@ -11,6 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 200, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 
+# Figures drawn at the size the report prints them, the text width, so that their type prints at 7 pt.
+TEXT_WIDTH = 6.7  # inches
+PRINTED_TYPE = {"font.size": 7, "legend.fontsize": 7}
+
 # The smallest nonzero training error is one image in 48,000 (0.002%); below
 # 0.01% the axis is linear so that an error of exactly 0 is still drawn.
 ERROR_AXIS_LINEAR_BELOW = 0.01

@@ -45,8 +45,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     # at the printed size (the text width): the errors on the error axis, and the validation error alone on a
     # linear one, where its lowest point and its end can be told apart
     best = runs.argmin_finite(series["val_error"])
-    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
-        fig, (ax, ax_val) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.1))
+    with plotting.plt.rc_context(plotting.PRINTED_TYPE):
+        fig, (ax, ax_val) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.1))
         ax.plot(epochs, series["train_error"], label=f"training (final {final['train_error']:.3f}%)", color="C0")
         ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.2f}%)", color="C1")
         plotting.error_axis(ax)
@@ -69,8 +69,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     val_loss, norm = series["val_loss"], runs.series(results, "weight_norm")
     wrong = [math.nan if v is None else v for v in runs.series(results, "val_confidence_wrong")]  # None: none wrong
     best = runs.argmin_finite(val_loss)
-    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
-        fig, (ax, ax_val, ax_conf) = plotting.plt.subplots(1, 3, figsize=(6.7, 2.7))
+    with plotting.plt.rc_context(plotting.PRINTED_TYPE):
+        fig, (ax, ax_val, ax_conf) = plotting.plt.subplots(1, 3, figsize=(plotting.TEXT_WIDTH, 2.7))
         ax.plot(epochs, series["train_loss"], label="training", color="C0")
         ax.plot(epochs, val_loss, label="validation", color="C1")
         for panel in (ax, ax_val, ax_conf):

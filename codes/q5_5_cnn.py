@@ -158,8 +158,8 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
     """The CNN's curves beside the MLP's, and the digits the two classify differently (the CNN
     alone, and no digits, without Q5.2's results); drawn at the printed size, the text width."""
     curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP": (mlp_results, "C0"), "CNN": (results, "C3")}
-    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
-        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.0))
+    with plotting.plt.rc_context(plotting.PRINTED_TYPE):
+        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
         finals = []
         for name, (run, color) in curves.items():
             epochs = run["history"]["epoch"]
@@ -189,7 +189,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         found = results["disagreements"]  # each digit under its true label and the other network's answer
         kinds = (("cnn_right_mlp_wrong", "CNN right,\nMLP wrong", "mlp", "MLP"),
                  ("mlp_right_cnn_wrong", "MLP right,\nCNN wrong", "cnn", "CNN"))
-        fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(6.7, 1.55))
+        fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(plotting.TEXT_WIDTH, 1.55))
         for row, (kind, title, wrong_key, wrong_name) in enumerate(kinds):
             for ax, example in zip(axes[row], found[f"{kind}_examples"]):
                 ax.imshow(example["pixels"], cmap="gray_r", vmin=0, vmax=255)
@@ -339,8 +339,8 @@ def check_snippet(summaries: list[dict], epochs: int) -> str:
 
 def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
     """The check's training loss and errors per rate, drawn at the printed size (the text width)."""
-    with plotting.plt.rc_context({"font.size": 7, "legend.fontsize": 7}):
-        fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(6.7, 2.15))
+    with plotting.plt.rc_context(plotting.PRINTED_TYPE):
+        fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.15))
         for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
             epochs, lr = run["history"]["epoch"], run["config"]["lr"]
             ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
