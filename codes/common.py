@@ -10,9 +10,7 @@ import contextlib
 import copy
 import gzip
 import math
-import signal
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -53,16 +51,11 @@ class RunInterrupted(UserError):
 
 def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
     """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked."""
-    path = raw_dir / name
+    path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
     try:
-        if path.exists():
-            data = path.read_bytes()
-        else:
-            path = raw_dir / f"{name}.gz"
-            try:
-                data = gzip.decompress(path.read_bytes())
-            except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-                raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # BadGzipFile is an OSError: caught here first
+        raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
     except OSError as err:  # a folder or an unreadable file where the file should be
         raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
     ndim = magic & 0xFF
@@ -235,7 +228,6 @@ class StackedCopies(nn.Module):
         return x
 
 
-
 def per_copy_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of (K, B, C) logits against shared (B,) labels, (K,) by mean or sum over the batch."""
     copies, batch, classes = logits.shape
@@ -405,28 +397,6 @@ class StackedTrainer:
         return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
 
 
-@contextlib.contextmanager
-def stop_after_epoch_on_ctrl_c():
-    """The first Ctrl-C asks the loop to stop after the current epoch (so the saved state is a
-    whole epoch's); a second one stops at once."""
-    requested = threading.Event()
-
-    def handler(signum, frame):
-        if requested.is_set():
-            raise KeyboardInterrupt
-        requested.set()
-        print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once)", file=sys.stderr)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield requested
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str = "train",
         checkpoint=None) -> dict:
     """Train for `epochs`, evaluating at epoch 0 and after every epoch.
@@ -449,7 +419,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     first_epoch = history["epoch"][-1] + 1
     start = time.perf_counter() - record["total"]
     with contextlib.ExitStack() as stack:
-        stop_requested = stack.enter_context(stop_after_epoch_on_ctrl_c()) if checkpoint else threading.Event()
+        stop_requested = stack.enter_context(checkpoint.stop_on_ctrl_c()) if checkpoint else threading.Event()
         bar = stack.enter_context(tqdm(range(first_epoch, epochs + 1), desc=desc, unit="epoch", disable=not progress,
                                        dynamic_ncols=True, initial=first_epoch - 1, total=epochs))
         for epoch in bar:

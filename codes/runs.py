@@ -7,8 +7,10 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +98,24 @@ class Checkpoint:
             raise common.UserError(f"{self.path} holds {done} epochs, more than the {epochs} asked for; "
                                    f"resume with --epochs {done} or more.")
         return record
+
+    @contextlib.contextmanager
+    def stop_on_ctrl_c(self):
+        """The first Ctrl-C asks the loop to stop after the current epoch (so the saved state is a
+        whole epoch's); a second one stops at once."""
+        requested = threading.Event()
+
+        def handler(signum, frame):
+            if requested.is_set():
+                raise KeyboardInterrupt
+            requested.set()
+            print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once)", file=sys.stderr)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield requested
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def save(self, trainer: common.StackedTrainer, record: dict, epochs: int) -> None:
         state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record, "epochs": epochs}
