@@ -34,10 +34,6 @@ def run_label(results: dict) -> str:
     return f"\nNOT THE ASSIGNMENT'S RUN ({', '.join(changed)})" if changed else ""
 
 
-def title_with_run(ax, title: str, results: dict) -> None:
-    ax.set_title(title + run_label(results))
-
-
 def save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
