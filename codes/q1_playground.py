@@ -398,7 +398,8 @@ def snippet(results: dict) -> str:
     epochs = lambda value: f"{value:.0f}" if value < math.inf else f"$>${results['epochs']}"
     macros = {
         "QOneBestConfig": tex(config_from_dict(best["config"]).describe()),
-        "QOneBestTestLoss": f"${best['test_loss'][0]:.4f} \\pm {best['test_loss'][1]:.4f}$",
+        "QOneBestTestLoss": f"{best['test_loss'][0]:.4f}",
+        "QOneBestTestLosses": " and ".join(f"{value:.4f}" for value in best["test_losses"]),
         "QOneSearchSize": len(results["search"]),
         "QOneSearchSeeds": best["runs"],
         "QOneBestFreshTestLoss": f"${fresh[0]:.4f} \\pm {fresh[1]:.4f}$",

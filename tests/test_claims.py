@@ -43,22 +43,26 @@ def sweep(name: str, dataset: str) -> dict:
 
 def test_q1_2_learning_rate_depth_and_activation():
     """Q1.2: from 0.01 to 0.3 the epochs to converge fall as the rate grows; at 1.0 on the spiral most runs never
-    converge; on the circle every rate from 0.01 up converges; no hidden layer never converges; on the spiral
-    three layers converge fastest and deeper ones slow again, their worst seed worse; tanh beats ReLU on the
-    spiral, sigmoid converges on only some seeds, linear never."""
+    converge; on the circle every rate from 0.003 up converges on every seed, and at 0.001 some seeds do not;
+    no hidden layer never converges; on the spiral the median epochs are lowest at three layers but 'from two to
+    six layers the ranges over seeds overlap', and 'the worst seeds of all are those of five and six layers';
+    tanh beats ReLU on the spiral, sigmoid converges on only some seeds, linear never."""
     lr = sweep("learning rate", "spiral")
     epochs = [lr[rate]["epochs_to_converge"] for rate in (0.01, 0.03, 0.1, 0.3)]
     assert all(a > b for a, b in zip(epochs, epochs[1:])) and lr[0.01]["epochs_to_converge"] > 2 * lr[0.03]["epochs_to_converge"]
     assert lr[1.0]["converged_runs"] < lr[1.0]["runs"] / 2
     circle = sweep("learning rate", "circle")
-    assert all(circle[rate]["converged_runs"] == circle[rate]["runs"] for rate in circle if rate >= 0.01)
+    assert all(circle[rate]["converged_runs"] == circle[rate]["runs"] for rate in circle if rate >= 0.003)
+    assert circle[0.001]["converged_runs"] < circle[0.001]["runs"]
     for dataset in ("spiral", "circle"):
         assert sweep("hidden layers", dataset)[0]["converged_runs"] == 0
         assert sweep("activation", dataset)["linear"]["converged_runs"] == 0
     depth = sweep("hidden layers", "spiral")
     fastest = min((d for d in depth if d), key=lambda d: depth[d]["epochs_to_converge"])
-    assert fastest == 3 and depth[4]["epochs_to_converge"] < depth[5]["epochs_to_converge"] < depth[6]["epochs_to_converge"]
-    assert min(max(depth[d]["test_losses"]) for d in (5, 6)) > max(depth[3]["test_losses"])
+    assert fastest == 3
+    epochs_of = lambda d: [math.inf if e is None else e for e in depth[d]["converge_epochs"]]  # None: never
+    assert all(min(epochs_of(d)) <= max(epochs_of(3)) for d in range(2, 7))
+    assert min(max(depth[d]["test_losses"]) for d in (5, 6)) > max(max(depth[d]["test_losses"]) for d in range(1, 5))
     activation = sweep("activation", "spiral")
     assert statistics.median(activation["tanh"]["test_losses"]) < statistics.median(activation["relu"]["test_losses"])
     assert 0 < activation["sigmoid"]["converged_runs"] < activation["sigmoid"]["runs"]
