@@ -54,8 +54,10 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         ax.set_title("training and validation error")
         start = min(10, len(epochs) - 1)  # the first epochs' errors would squeeze the linear axis
         ax_val.plot(epochs[start:], series["val_error"][start:], color="C1")
-        ax_val.axvline(epochs[best], color="C1", linestyle=":",
-                       label=f"lowest: {series['val_error'][best]:.2f}% (epoch {epochs[best]})")
+        ax_val.plot(epochs[best], series["val_error"][best], "o", color="k", markersize=3, zorder=3,
+                    label=f"lowest: {series['val_error'][best]:.2f}% (epoch {epochs[best]})")
+        ax_val.set_xlim(epochs[start], epochs[-1])
+        ax_val.margins(y=0.1)
         ax_val.set_ylabel("validation error (%, linear axis)")
         ax_val.legend()
         ax_val.set_title(f"validation error from epoch {epochs[start]} on")

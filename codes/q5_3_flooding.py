@@ -198,6 +198,13 @@ def final_value(results: dict, key: str, k: int) -> float | None:
     return results["history"][key][-1][k]
 
 
+def best_epochs(results: dict, level: float) -> str:
+    """Each seed's epoch of lowest validation error at one level, as "e, e and e"."""
+    epochs = [str(results["history"]["epoch"][runs.argmin_finite(runs.series(results, "val_error", k))])
+              for k in copies_at(results, level)]
+    return " and ".join([", ".join(epochs[:-1]), epochs[-1]] if len(epochs) > 1 else epochs)
+
+
 def paired_change(results: dict, level: float, key: str) -> list[float | None]:
     """Per seed, the final value at `level` minus the value at b = 0 of the same seed: the two
     copies share their initialisation and every mini-batch, so the difference is flooding's alone."""
@@ -343,8 +350,9 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
                  label=f"b = {level:.2f} ({role})" if key == "val_error" else None)
     if mlp_results is not None:
         for key, style in SPLIT_STYLES.items():
-            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color="k", linestyle=style,
-                    linewidth=0.8, label="Q5.2 run (b = 0, seed 0)" if key == "val_error" else None)
+            # wide and pale beneath the b = 0 curves, which it nearly coincides with
+            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color="0.65", linestyle=style,
+                    linewidth=2.4, zorder=1.5, label="Q5.2 run (b = 0, seed 0)" if key == "val_error" else None)
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
     ax.legend()
@@ -495,6 +503,8 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
+    lines += [f"\\newcommand{{\\QFiveThree{name}BestEpochs}}{{{best_epochs(main, level) if level in tables[main_lr] else '--'}}}"
+              for name, level in (("Flooded", shown), ("NoFlood", 0.0))]
     # Q5.4: at every learning rate (the assignment's "Main", then "Small"), the best flooded level against b = 0
     ratio = resolvable_ratio(main["config"]["seeds"])
     lines += [f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",

@@ -136,6 +136,18 @@ def test_q5_3_no_copy_collapsed(sweeps):
     assert all(d is None for run in sweeps.values() for d in run["diverged_at_epoch"])
 
 
+def test_q5_3_the_best_epoch_without_flooding_is_largely_chance(sweeps, analyses):
+    """Q5.3: the best validation epoch without flooding spreads widely over the seeds, because 'once the
+    training error is zero, each seed's validation error stays within about a tenth of a percentage point'."""
+    run = sweeps[0.1]
+    best_epoch = analyses[0.1]["table"][0.0]["best_epoch"]
+    assert best_epoch[1] > best_epoch[0] / 2
+    for k in q5_3_flooding.copies_at(run, 0.0):
+        train, val = runs.series(run, "train_error", k), runs.series(run, "val_error", k)
+        late = val[train.index(0.0):]
+        assert 0.05 <= max(late) - min(late) <= 0.15
+
+
 def test_q5_3_validation_chooses_no_flooding_at_the_assignments_rate(analyses):
     """Q5.3: 'The chosen level is b = 0, that is no flooding'; at lr 0.01 'the best flooded level ... is also
     the level validation chooses there'."""
