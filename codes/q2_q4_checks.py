@@ -205,14 +205,16 @@ def plot_hulls(result: dict, path: Path) -> Path:
     return plotting.save(fig, path)
 
 
+@plotting.plt.rc_context(plotting.PRINTED_TYPE)
 def plot_growth(result: dict, path: Path) -> Path:
-    fig, ax = plotting.plt.subplots(figsize=(6, 3.8))
+    """Drawn at its printed size, beside the text (0.41 of the text width)."""
+    fig, ax = plotting.plt.subplots(figsize=(2.7, 2.1))
     for name, color in (("none", "C0"), ("L2", "C1"), ("L1", "C2")):
         label = "no regularization" if name == "none" else f"{name}, lambda = {result['lam']}"
         ax.plot(result["iterations"], result["paths"][name], color=color, label=label)
     ax.set(xscale="log", xlabel="gradient-descent iterations", ylabel="weight w")
-    ax.legend(fontsize=8)
-    ax.set_title("Q3.2 logistic regression on separable 1-D data: w grows like log(t) unless regularized", fontsize=9)
+    ax.legend()
+    ax.set_title("Q3.2: on separable 1-D data,\nw grows like log t unless regularized")
     return plotting.save(fig, path)
 
 
@@ -224,13 +226,13 @@ def plot_blur(path: Path) -> Path:
     blurred = [torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]]  # blurred[k]: F applied k times
     for _ in range(passes):
         blurred.append(F.conv2d(blurred[-1], kernel, padding=1))
-    fig, axes = plotting.plt.subplots(1, 3, figsize=(10, 4))
-    for ax, k, title in zip(axes, (0, 1, passes), ("input (detail)", "F once", f"F {passes} times")):
-        ax.imshow(blurred[k][0, 0][130:330, 150:350], cmap="gray")
-        ax.set_title(title)
-        ax.axis("off")
-    fig.suptitle("Q4.1 the filter F = [1 2 1; 2 4 2; 1 2 1] / 16 is a blur: it averages each pixel with its "
-                 "neighbours", fontsize=9)
+    with plotting.plt.rc_context(plotting.PRINTED_TYPE):  # at its printed size, 0.44 of the text width
+        fig, axes = plotting.plt.subplots(1, 3, figsize=(2.9, 1.45))
+        for ax, k, title in zip(axes, (0, 1, passes), ("input (detail)", "F once", f"F {passes} times")):
+            ax.imshow(blurred[k][0, 0][130:330, 150:350], cmap="gray")
+            ax.set_title(title)
+            ax.axis("off")
+        fig.suptitle("Q4.1: F = [1 2 1; 2 4 2; 1 2 1] / 16 averages\neach pixel with its neighbours: a blur")
     return plotting.save(fig, path)
 
 
