@@ -159,29 +159,34 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
     alone, and no digits, without Q5.2's results); drawn at the printed size, the text width."""
     curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP": (mlp_results, "C0"), "CNN": (results, "C3")}
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):
-        fig, (ax_error, ax_loss) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.0))
+        fig, (ax_error, ax_loss, ax_val) = plotting.plt.subplots(1, 3, figsize=(plotting.TEXT_WIDTH, 2.2))
         finals = []
         for name, (run, color) in curves.items():
-            epochs = run["history"]["epoch"]
+            epochs, val_loss = run["history"]["epoch"], runs.series(run, "val_loss")
             finals.append(f"{name} {runs.final_metrics(run)['val_error']:.2f}%")
             ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--")
-            ax_error.plot(epochs, runs.series(run, "val_error"), color=color)
-            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--", label=f"{name} training")
-            ax_loss.plot(epochs, runs.series(run, "val_loss"), color=color, label=f"{name} validation")
-        for ax in (ax_error, ax_loss):
+            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=name)
+            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--")
+            ax_loss.plot(epochs, val_loss, color=color)
+            lowest = runs.argmin_finite(val_loss)  # from there on, on a linear axis, where the rise is visible
+            ax_val.plot(epochs[lowest:], val_loss[lowest:], color=color)
+            ax_val.plot(epochs[lowest], val_loss[lowest], "o", color=color, markersize=3)
+        for ax in (ax_error, ax_loss, ax_val):
             ax.set_xlabel("epoch")
-        ax_loss.legend(loc="center right", bbox_to_anchor=(1, 0.45))  # between validation and training curves
         plotting.error_axis(ax_error)
+        ax_error.legend(loc="center right", bbox_to_anchor=(1, 0.3))  # between the validation and training curves
         ax_loss.set_yscale("log")
         ax_loss.set_ylabel("mean cross-entropy")
+        ax_val.set_ylabel("validation cross-entropy")
         setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
         if mlp_results is None:
             setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
         else:
             setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
-        fig.suptitle(f"Q5.5 CNN vs MLP ({setting}){plotting.run_label(results)}")
-        ax_error.set_title(f"error (final validation: {', '.join(finals)})")
-        ax_loss.set_title("loss (dashed: training, solid: validation)")
+        fig.suptitle(f"Q5.5 CNN vs MLP ({setting})\ndashed: training, solid: validation{plotting.run_label(results)}")
+        ax_error.set_title(f"error\nfinal validation: {', '.join(finals)}")
+        ax_loss.set_title("loss (log axis)")
+        ax_val.set_title("validation loss (linear axis)\nfrom its lowest point (dot) on")
         paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
         if mlp_results is None:
             return paths
@@ -286,7 +291,8 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
             f"QFiveFive{name}MultiplyAdds": f"{multiply_adds[name]:,}",
             f"QFiveFive{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
             f"QFiveFive{name}LateTrainErrorMax": f"{late_training_error(run, window)[1]:.3f}",
-            f"QFiveFive{name}FinalMinusBestValError": f"{final['val_error'] - final['best_val_error']:.2f}",
+            # from the rounded errors the table shows, so that the text and the table agree
+            f"QFiveFive{name}FinalMinusBestValError": f"{round(final['val_error'], 2) - round(final['best_val_error'], 2):.2f}",
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
             f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",
