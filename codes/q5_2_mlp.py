@@ -56,7 +56,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         ax_val.plot(epochs[start:], series["val_error"][start:], color="C1")
         ax_val.plot(epochs[best], series["val_error"][best], "o", color="k", markersize=3, zorder=3,
                     label=f"lowest: {series['val_error'][best]:.2f}% (epoch {epochs[best]})")
-        ax_val.set_xlim(epochs[start], epochs[-1])
+        if epochs[-1] > epochs[start]:  # a one-epoch run has one point here, nothing to span
+            ax_val.set_xlim(epochs[start], epochs[-1])
         ax_val.margins(y=0.1)
         ax_val.set_ylabel("validation error (%, linear axis)")
         ax_val.legend()
