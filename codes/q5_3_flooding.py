@@ -154,11 +154,10 @@ def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
     for k, copy_info in enumerate(results["copies"]):
         row = table.setdefault(copy_info["flood_level"], {})
         val_errors = runs.series(results, "val_error", k)
-        finite = [e for e in range(len(val_errors)) if val_errors[e] is not None]
         for key in ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction"):
             row.setdefault(key, []).append(history[key][-1][k])
         row.setdefault("ece", []).append(100 * results["final_val_ece"][k])
-        best = min(finite, key=lambda e: val_errors[e])
+        best = runs.argmin_finite(val_errors)
         row.setdefault("best_epoch", []).append(history["epoch"][best])
         row.setdefault("best_val_error", []).append(val_errors[best])
         row.setdefault("test_at_best", []).append(history["test_error"][best][k])
@@ -200,9 +199,9 @@ def final_value(results: dict, key: str, k: int) -> float | None:
 
 def best_epochs(results: dict, level: float) -> str:
     """Each seed's epoch of lowest validation error at one level, as "e, e and e"."""
-    epochs = [str(results["history"]["epoch"][runs.argmin_finite(runs.series(results, "val_error", k))])
-              for k in copies_at(results, level)]
-    return " and ".join([", ".join(epochs[:-1]), epochs[-1]] if len(epochs) > 1 else epochs)
+    *others, last = [str(results["history"]["epoch"][runs.argmin_finite(runs.series(results, "val_error", k))])
+                     for k in copies_at(results, level)]
+    return f"{', '.join(others)} and {last}" if others else last
 
 
 def paired_change(results: dict, level: float, key: str) -> list[float | None]:

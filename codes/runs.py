@@ -46,7 +46,6 @@ def replaced_atomically(path: Path):
         raise
 
 
-
 @dataclass
 class Checkpoint:
     """Where a run saves its state, how often, and whether it starts from the saved state."""
@@ -68,7 +67,7 @@ class Checkpoint:
         except Exception:
             pass
         raise common.UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
-                        "delete it, or start over with --restart.")
+                               "delete it, or start over with --restart.")
 
     def unfinished(self) -> str | None:
         """How far the saved run got, as "epoch E of N", if there is one that did not finish."""
