@@ -73,7 +73,7 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     wrong = [math.nan if v is None else v for v in runs.series(results, "val_confidence_wrong")]  # None: none wrong
     best = runs.argmin_finite(val_loss)
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):
-        fig, (ax, ax_val, ax_conf) = plotting.plt.subplots(1, 3, figsize=(plotting.TEXT_WIDTH, 2.7))
+        fig, (ax, ax_val, ax_conf) = plotting.plt.subplots(1, 3, figsize=(plotting.TEXT_WIDTH, 2.3))
         ax.plot(epochs, series["train_loss"], label="training", color="C0")
         ax.plot(epochs, val_loss, label="validation", color="C1")
         for panel in (ax, ax_val, ax_conf):
@@ -85,15 +85,14 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         ax.set_title("loss (log axis)")
         ax_val.plot(epochs[best:], val_loss[best:], color="C1")
         ax_val.set_ylabel("validation cross-entropy")
-        ax_val.set_title(f"validation loss (linear axis)\n{val_loss[best]:.3f} to {val_loss[-1]:.3f} from epoch {epochs[best]}")
+        ax_val.set_title("validation loss (linear)")
         ax_conf.plot(epochs[best:], wrong[best:], color="C3")
         ax_conf.set_ylabel("confidence when wrong (red)")
         ax_norm = ax_conf.twinx()
         ax_norm.plot(epochs[best:], norm[best:], color="k", linestyle="--")
         ax_norm.set_ylabel("weight norm (dashed)")
         ax_norm.grid(False)
-        ax_conf.set_title(f"confidence when wrong {wrong[best]:.3f} to {wrong[-1]:.3f}\n"
-                          f"weight norm {norm[best]:.1f} to {norm[-1]:.1f}")
+        ax_conf.set_title("confidence and weight norm")
         fig.suptitle(f"Q5.2 loss: {setting}{plotting.run_label(results)}")
     paths.append(plotting.save(fig, figures_dir / "q5_2_loss.png"))
     return paths
@@ -105,6 +104,7 @@ def snippet(results: dict) -> str:
     zero_error = final["zero_train_error_epoch"]
     macros = {
         "QFiveTwoEpochs": results["epochs_completed"],
+        "QFiveTwoParameters": f"{results['model']['parameters']:,}",
         "QFiveTwoTrainError": f"{final['train_error']:.3f}",
         "QFiveTwoValError": f"{final['val_error']:.2f}",
         "QFiveTwoTestError": f"{final['test_error']:.2f}",
