@@ -34,6 +34,7 @@ from pathlib import Path
 
 import matplotlib.ticker
 import numpy as np
+from matplotlib.lines import Line2D
 
 import torch
 
@@ -53,17 +54,18 @@ SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", 
 # what the sweeps at different learning rates must share to be compared
 PAIRED_SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds")
 LEVELS_DRAWN = (0.0, 0.05, 0.1, 0.2)  # training-loss curves, drawn with the chosen level and the one set against b = 0
-# The report (A4, 2.3 cm margins: 6.46 in text width) prints the four panels of fig:q53 at 0.49 of it,
-# 3.16 in, and the learning-rate figure at the full width; f pt in a figure W in wide prints at
-# f * printed width / W, so 8 pt prints at 7.4 pt in a panel and 7.8 pt in the wide figure.
-PANEL_SIZE = (3.4, 3.0)  # inches
-WIDE_SIZE = (6.6, 2.8)
+# The report (letter paper, 2 cm margins: 6.93 in text width) prints the panels at 0.49 of it, 3.4 in,
+# and the calibration figure at the full width: at the size they are drawn, so 8 pt prints at 8 pt.
+PANEL_SIZE = (3.4, 2.6)  # inches
+WIDE_SIZE = (6.9, 2.0)
 PRINT_FONTS = {"font.size": 8, "axes.titlesize": 8.5, "figure.titlesize": 8.5,
                "legend.fontsize": 8, "legend.title_fontsize": 8}
 BAND_ALPHA = 0.3
 NO_FLOOD_COLOR, FLOODED_COLOR = "C0", "C3"
 OTHER_LEVEL_COLORS = ("C1", "C2", "C4")  # one per flooded level of LEVELS_DRAWN
+LR_COLORS = ("C9", "C6", "C5", "C8")  # one per learning rate swept
 SPLIT_STYLES = {"val_error": "-", "train_error": "--"}
+Q5_2_MARKER_EVERY = 25  # epochs between the markers of Q5.2's curves
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -335,7 +337,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
     label = plotting.run_label(main)  # long for a run at other settings: the titles wrap it (wrap=True)
-    spread = f"line: mean of {seeds} seeds, band: min to max"
+    spread = f"mean of {seeds} seeds, band: min to max"
     shown_role = "chosen" if shown == best else "best flooded"
     paths = []
 
@@ -348,29 +350,44 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
             band(ax, epochs, *seed_band(main, key, level), color=level_color(level), linestyle=style,
                  label=f"b = {level:.2f} ({role})" if key == "val_error" else None)
     if mlp_results is not None:
-        for key, style in SPLIT_STYLES.items():
-            # wide and pale beneath the b = 0 curves, which it nearly coincides with
-            ax.plot(mlp_results["history"]["epoch"], runs.series(mlp_results, key), color="0.65", linestyle=style,
-                    linewidth=2.4, zorder=1.5, label="Q5.2 run (b = 0, seed 0)" if key == "val_error" else None)
+        for key in SPLIT_STYLES:
+            # markers, not a line: a line would hide the b = 0 curves, which it nearly coincides with
+            every = slice(None, None, Q5_2_MARKER_EVERY)
+            ax.plot(mlp_results["history"]["epoch"][every], runs.series(mlp_results, key)[every], "x", color="k",
+                    markersize=4, zorder=3,
+                    label=f"Q5.2 run, every {Q5_2_MARKER_EVERY} epochs" if key == "val_error" else None)
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
     ax.legend()
-    ax.set_title(f"Error at the chosen b = {best:.2f} (lr {main_lr:g})\n"
-                 f"solid: validation, dashed: training\n{spread}{label}", wrap=True)
+    ax.set_title(f"(a) error at the chosen b = {best:.2f}, lr {main_lr:g}\n"
+                 f"solid: validation, dashed: training{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
 
-    # 2. final errors against b
+    # 2. final errors against b at every learning rate, the level validation chooses at each circled
     fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
-    levels = list(table)
-    for key, color, name in (("val_error", "C1", "validation"), ("test_error", "C2", "test")):
-        ax.errorbar(levels, [table[b][key][0] for b in levels], yerr=[table[b][key][1] for b in levels],
-                    color=color, marker="o", markersize=3, capsize=2, label=name)
-    ax.axvline(best, color="k", linestyle=":", label=f"chosen: b = {best:.2f}")
+    for lr, color in zip(sweeps, LR_COLORS):
+        run_table = analyses[lr]["table"]
+        levels = list(run_table)
+        for key, style, name in (("val_error", "-", "validation"), ("test_error", "--", "test")):
+            ax.errorbar(levels, [run_table[b][key][0] for b in levels], yerr=[run_table[b][key][1] for b in levels],
+                        color=color, linestyle=style, marker="o", markersize=2.5, capsize=2)
+        chosen = analyses[lr]["chosen"]
+        ax.plot(chosen, run_table[chosen]["val_error"][0], "o", markersize=9, markerfacecolor="none",
+                markeredgecolor=color, zorder=3)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks([1, 2, 5, 10])
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
     ax.set_xlabel("flood level b (nats)")
-    ax.set_ylabel("final error (% misclassified)")
-    ax.legend()
-    ax.set_title(f"Final error vs flood level (lr {main_lr:g})\nmean \u00b1 std over {seeds} seeds{label}", wrap=True)
+    ax.set_ylabel("final error (%, log axis)")
+    # colour for the learning rate, line style for the split: four short entries in two rows, below the curves
+    keys = [Line2D([], [], color=color, label=f"lr {lr:g}") for lr, color in zip(sweeps, LR_COLORS)]
+    keys += [Line2D([], [], color="0.3", linestyle=style, label=name) for style, name in (("-", "validation"), ("--", "test"))]
+    ax.set_ylim(0.7, None)
+    ax.legend(handles=keys, loc="lower right", ncol=2)
+    ax.set_title(f"(b) final error against b, mean \u00b1 std\nof {seeds} seeds; circled: chosen on validation{label}",
+                 wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_error_vs_level.png"))
 
     # 3. the training loss floats at b: the levels of LEVELS_DRAWN, the chosen one and the one set against b = 0
@@ -388,7 +405,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.set_ylabel("training cross-entropy (nats)")
     # in the gap at the right between the flooded curves (at b >= 0.01) and the unflooded one (below 1e-4)
     ax.legend(loc="center right", bbox_to_anchor=(1, 0.45), ncol=3, title="flood level b")
-    ax.set_title(f"Training loss, seed 0 (lr {main_lr:g})\n"
+    ax.set_title(f"(c) training loss, seed 0, lr {main_lr:g}\n"
                  f"epoch mean of mini-batch losses; dotted: b{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_training_loss.png"))
 
@@ -403,25 +420,22 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation cross-entropy (nats)")
     ax.legend()
-    ax.set_title(f"Validation loss (lr {main_lr:g})\n{spread}{label}", wrap=True)
+    ax.set_title(f"(d) validation loss, lr {main_lr:g}\n{spread}{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
 
-    # 5. both learning rates: error and calibration against b
-    fig, (ax_error, ax_ece) = plotting.plt.subplots(1, 2, figsize=WIDE_SIZE)
-    for i, lr in enumerate(sweeps):
+    # 5. calibration against b at every learning rate, at the full text width
+    fig, ax = plotting.plt.subplots(figsize=WIDE_SIZE)
+    for lr, color in zip(sweeps, LR_COLORS):
         run_table = analyses[lr]["table"]
         run_levels = list(run_table)
-        for ax, key in ((ax_error, "val_error"), (ax_ece, "ece")):
-            ax.errorbar(run_levels, [run_table[b][key][0] for b in run_levels],
-                        yerr=[run_table[b][key][1] for b in run_levels], color=f"C{i}", marker="o",
-                        markersize=3, capsize=2, label=f"lr {lr:g}")
-    ax_error.set_ylabel("final validation error (%)")
-    ax_ece.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
-    for ax in (ax_error, ax_ece):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
-        ax.set_xlabel("flood level b (nats)")
-        ax.legend()
-    fig.suptitle(f"Flooding at two learning rates (mean \u00b1 std over {seeds} seeds){label}", wrap=True)
+        ax.errorbar(run_levels, [run_table[b]["ece"][0] for b in run_levels],
+                    yerr=[run_table[b]["ece"][1] for b in run_levels], color=color, marker="o",
+                    markersize=2.5, capsize=2, label=f"lr {lr:g}")
+    ax.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.set_xlabel("flood level b (nats)")
+    ax.legend()
+    ax.set_title(f"Calibration error against b, mean \u00b1 std of {seeds} seeds{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_learning_rates.png"))
     return paths
 
@@ -459,38 +473,16 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[
 
 
 def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
-    """The table of final errors per b for every learning rate, and the numbers the text cites
-    (Q5.2's own numbers come from report/generated/q5_2.tex)."""
+    """The numbers the text cites (Q5.2's own numbers come from report/generated/q5_2.tex); every level's
+    are in the figures."""
     lrs = list(sweeps)
     tables = {lr: analysis["table"] for lr, analysis in analyses.items()}
     chosen = {lr: analysis["chosen"] for lr, analysis in analyses.items()}
     main_lr, main = lrs[0], sweeps[lrs[0]]
-    header = " & ".join(f"\\multicolumn{{3}}{{c}}{{lr {lr:g}}}" for lr in lrs)
-    sub = " & ".join("val. error & test error & ECE" for _ in lrs)
-    rows = []
-    for level in tables[main_lr]:
-        cells = []
-        for lr in lrs:
-            entry = tables[lr].get(level)
-            if entry is None:
-                cells.extend(["--"] * 3)
-            else:  # the chosen level's validation error in bold: it is what the choice rests on
-                cells.append(pm(entry["val_error"], bold=level == chosen[lr]))
-                cells.extend([pm(entry["test_error"]), pm(entry["ece"])])
-        rows.append(f"{level:.2f} & " + " & ".join(cells) + " \\\\")
     shown = analyses[main_lr]["shown"]
     no_flood = tables[main_lr].get(0.0)
     lines = [
         f"% Generated by codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps; do not edit.",
-        "\\newcommand{\\QFiveThreeTable}{%",
-        "\\begin{tabular}{l" + "rrr" * len(lrs) + "}",
-        "\\toprule",
-        f" & {header} \\\\",
-        f"$b$ & {sub} \\\\",
-        "\\midrule",
-        *rows,
-        "\\bottomrule",
-        "\\end{tabular}}",
         f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
         f"\\newcommand{{\\QFiveThreeLevelCount}}{{{len(tables[main_lr])}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevelCount}}{{{sum(1 for level in tables[main_lr] if level > 0)}}}",
@@ -522,15 +514,21 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
         top = max(table)
         early = analyses[lr]["early_stopped"]
-        values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"]),
-                      EarlyNoFloodTestError=pm(table[0.0]["test_at_best"]) if 0.0 in table else "--")
+        # three decimals: the change must equal the difference of the printed errors (a mean of three seeds'
+        # errors is a multiple of 1/3 of a test digit, 0.0033 %)
+        values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"], digits=3),
+                      EarlyNoFloodTestError=pm(table[0.0]["test_at_best"], digits=3) if 0.0 in table else "--")
         early_effect = effect_of_flooding(run, analyses[lr], early_stopped=True)
         if early_effect is not None:
-            values.update(EarlyTestChange=pm(early_effect["test_change"], signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
+            values.update(EarlyTestChange=pm(early_effect["test_change"], digits=3, signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
         values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
                       TopTrainError=f"{table[top]['train_error'][0]:.2f}", TopValError=f"{table[top]['val_error'][0]:.2f}",
                       TopConfidenceBound=f"{math.exp(-top):.2f}",
                       TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
+        # how far from chance the weakest of the flooded levels' changes of the test error is
+        flooded_p = [paired_t_test_p(paired_change(run, level, "test_error")) for level in table if level > 0]
+        if 0.0 in table and flooded_p:
+            values["LevelsLargestP"] = f"{max(flooded_p):.2g}"
         lines += [f"\\newcommand{{\\QFiveFour{name}{key}}}{{{value}}}" for key, value in values.items()]
     return "\n".join(lines) + "\n"
 

@@ -160,10 +160,8 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
     curves = {"CNN": (results, "C3")} if mlp_results is None else {"MLP": (mlp_results, "C0"), "CNN": (results, "C3")}
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):
         fig, (ax_error, ax_loss, ax_val) = plotting.plt.subplots(1, 3, figsize=(plotting.TEXT_WIDTH, 2.2))
-        finals = []
         for name, (run, color) in curves.items():
             epochs, val_loss = run["history"]["epoch"], runs.series(run, "val_loss")
-            finals.append(f"{name} {runs.final_metrics(run)['val_error']:.2f}%")
             ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--")
             ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=name)
             ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, linestyle="--")
@@ -184,7 +182,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         else:
             setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
         fig.suptitle(f"Q5.5 CNN vs MLP ({setting})\ndashed: training, solid: validation{plotting.run_label(results)}")
-        ax_error.set_title(f"error\nfinal validation: {', '.join(finals)}")
+        ax_error.set_title("error")
         ax_loss.set_title("loss (log axis)")
         ax_val.set_title("validation loss (linear axis)\nfrom its lowest point (dot) on")
         paths = [plotting.save(fig, figures_dir / "q5_5_cnn_vs_mlp.png")]
@@ -248,20 +246,19 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text
     cites, with the MLP at the CNN's learning rate (matched_mlp) when there is one."""
     mlp, net = runs.final_metrics(mlp_results), runs.final_metrics(results)
+    multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
+        ("Multiply-adds per image", f"{multiply_adds['Mlp']:,}", f"{multiply_adds['Cnn']:,}"),
         ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
-        ("Final training error (\\%)", f"{mlp['train_error']:.3f}", f"{net['train_error']:.3f}"),
         ("Final validation error (\\%)", f"{mlp['val_error']:.2f}", f"{net['val_error']:.2f}"),
         ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.2f} [{mlp['best_val_epoch']}]",
          f"{net['best_val_error']:.2f} [{net['best_val_epoch']}]"),
         ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
-        ("Final validation loss", f"{mlp['val_loss']:.3f}", f"{net['val_loss']:.3f}"),
     ]
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
     found = results["disagreements"]
     epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
-    multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     window = settling_window(mlp_results, results)
     # the exact test on the test set when both runs stored its predictions: validation chose the CNN's rate
     tested = results.get("test_disagreements", found)
@@ -278,7 +275,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         "QFiveFiveMcNemarSplit": "test" if "test_disagreements" in results else "validation",
         "QFiveFiveMcNemarCnnOnly": tested["cnn_right_mlp_wrong"],
         "QFiveFiveMcNemarMlpOnly": tested["mlp_right_cnn_wrong"],
-        "QFiveFiveDisagreements": tested["cnn_right_mlp_wrong"] + tested["mlp_right_cnn_wrong"],
+        "QFiveFiveOneRight": tested["cnn_right_mlp_wrong"] + tested["mlp_right_cnn_wrong"],
         "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
     }
     for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
@@ -288,11 +285,11 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
             f"QFiveFive{name}TestError": f"{final['test_error']:.2f}",
             f"QFiveFive{name}BestValError": f"{final['best_val_error']:.2f}",
             f"QFiveFive{name}BestValEpoch": final["best_val_epoch"],
-            f"QFiveFive{name}MultiplyAdds": f"{multiply_adds[name]:,}",
             f"QFiveFive{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
             f"QFiveFive{name}LateTrainErrorMax": f"{late_training_error(run, window)[1]:.3f}",
-            # from the rounded errors the table shows, so that the text and the table agree
-            f"QFiveFive{name}FinalMinusBestValError": f"{round(final['val_error'], 2) - round(final['best_val_error'], 2):.2f}",
+            # in digits: exact, where a difference of rounded percentages is not
+            f"QFiveFive{name}FinalMinusBestValDigits": round((final["val_error"] - final["best_val_error"]) / 100
+                                                            * run["split_sizes"]["val"]),
             f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
             f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
             f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",

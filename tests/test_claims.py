@@ -136,24 +136,45 @@ def test_q5_3_no_copy_collapsed(sweeps):
     assert all(d is None for run in sweeps.values() for d in run["diverged_at_epoch"])
 
 
-def test_q5_3_the_best_epoch_without_flooding_is_largely_chance(sweeps, analyses):
-    """Q5.3: the best validation epoch without flooding spreads widely over the seeds, because 'once the
-    training error is zero, each seed's validation error stays within about a tenth of a percentage point'."""
-    run = sweeps[0.1]
-    best_epoch = analyses[0.1]["table"][0.0]["best_epoch"]
-    assert best_epoch[1] > best_epoch[0] / 2
-    for k in q5_3_flooding.copies_at(run, 0.0):
-        train, val = runs.series(run, "train_error", k), runs.series(run, "val_error", k)
-        late = val[train.index(0.0):]
-        assert 0.05 <= max(late) - min(late) <= 0.15
-
-
 def test_q5_3_validation_chooses_no_flooding_at_the_assignments_rate(analyses):
     """Q5.3: 'The chosen level is b = 0, that is no flooding'; at lr 0.01 'the best flooded level ... is also
     the level validation chooses there'."""
     main, small = analyses[0.1], analyses[0.01]
     assert main["chosen"] == 0.0 and main["shown"] == main["flooded"] > 0
     assert small["chosen"] == small["flooded"] > 0
+
+
+def test_q5_3_q5_2_lies_among_the_unflooded_seeds_but_ran_in_other_arithmetic(sweeps, analyses):
+    """Q5.3: Q5.2's run 'ends within the range of the three b = 0 seeds' in validation and test error, 'so
+    flooding does no better than Q5.2 either'; it does not coincide with the b = 0 copy of seed 0: 'Q5.2 ran alone
+    in float32 on a CPU, the sweep ... with TF32 matrix products on a GPU, so their roundings differ from the first
+    forward pass on'."""
+    run, mlp = sweeps[0.1], load("q5_2_mlp.json")
+    mlp_final = runs.final_metrics(mlp)
+    unflooded = q5_3_flooding.copies_at(run, 0.0)
+    for split in ("val", "test"):
+        seeds = [run["history"][f"{split}_error"][-1][k] for k in unflooded]
+        assert min(seeds) <= mlp_final[f"{split}_error"] <= max(seeds)
+        best_flooded = analyses[0.1]["table"][analyses[0.1]["flooded"]][f"{split}_error"][0]
+        assert best_flooded > mlp_final[f"{split}_error"]
+    assert mlp["config"]["device"] == "cpu" and not mlp["config"]["tf32"]
+    assert all(r["config"]["tf32"] and r["environment"]["device"] == "cuda" for r in sweeps.values())
+    seed_0 = next(k for k in unflooded if run["copies"][k]["init_seed"] == mlp["config"]["seed"])
+    assert runs.series(run, "val_loss", seed_0)[0] != runs.series(mlp, "val_loss")[0]  # before any step
+
+
+def test_q5_4_every_flooded_level_is_worse_in_test_error_at_lr_0_1_in_every_seed(sweeps, analyses):
+    """Q5.4: at lr 0.1 'every one of the 20 levels b > 0 ended with a higher test error than b = 0, in every
+    seed'; 'the smallest rise' is at the best flooded level; 'no level has p >' the largest printed p, which is
+    below the significance level."""
+    run, table = sweeps[0.1], analyses[0.1]["table"]
+    flooded = [b for b in table if b > 0]
+    assert len(flooded) == 20
+    for level in flooded:
+        changes = q5_3_flooding.paired_change(run, level, "test_error")
+        assert all(change > 0 for change in changes)
+        assert q5_3_flooding.paired_t_test_p(changes) < q5_3_flooding.SIGNIFICANCE
+    assert min(flooded, key=lambda b: table[b]["test_error"][0]) == analyses[0.1]["flooded"]
 
 
 def test_q5_4_flooding_raises_the_test_error_at_lr_0_1_and_lowers_the_calibration_error(sweeps, analyses):
@@ -165,31 +186,25 @@ def test_q5_4_flooding_raises_the_test_error_at_lr_0_1_and_lowers_the_calibratio
     assert effect["ece_change"][0] < 0
 
 
-def test_q5_4_at_lr_0_01_the_change_is_lower_in_every_seed_but_not_resolved(sweeps, analyses):
-    """Q5.4: at lr 0.01 the level 'is lower in test error in 3 of 3 seeds, but ... too little against the spread
-    to count'; 'its calibration error rises'; 'both are above the ... of the unflooded lr 0.1 run'."""
+def test_q5_4_at_lr_0_01_the_chosen_level_makes_no_measurable_change(sweeps, analyses):
+    """Q5.4: at lr 0.01 'validation chooses b = 0.02, whose test error differs from that of b = 0 by ... (p = ...):
+    no measurable change'."""
     effect = q5_3_flooding.effect_of_flooding(sweeps[0.01], analyses[0.01])
-    seeds = sweeps[0.01]["config"]["seeds"]
+    assert effect["level"] == analyses[0.01]["chosen"] > 0
     assert effect["direction"] == "inconsistent" and effect["p_value"] >= q5_3_flooding.SIGNIFICANCE
-    assert effect["seeds_lower"] == seeds == 3 and effect["test_change"][0] < 0
-    assert effect["ece_change"][0] > 0
-    unflooded_main = analyses[0.1]["table"][0.0]["test_error"][0]
-    small = analyses[0.01]["table"]
-    assert small[0.0]["test_error"][0] > unflooded_main and small[effect["level"]]["test_error"][0] > unflooded_main
+    assert abs(effect["test_change"][0]) < 0.1
 
 
 def test_q5_5_the_check_collapses_at_the_larger_rate_and_chooses_the_smaller():
-    """Q5.5 learning rate: at 0.1 the loss 'rises above its value before training'; at 0.01 it 'is still
-    falling at the last epoch' and 'the training error reaches zero'; the chosen rate is the one used."""
+    """Q5.5 learning rate: at 0.1 the loss 'rises above its value before training'; at 0.01 'the training error
+    reaches zero'; 'validation chooses' the rate the CNN is trained at."""
     check = q5_5_cnn.check_runs_in(RESULTS)
     high, low = (q5_5_cnn.check_summary(run) for run in check)
     assert high["collapse_epoch"] is not None and low["collapse_epoch"] is None
-    assert low["lowest_train_loss_epoch"] == check[1]["epochs_completed"]
     assert low["final"]["zero_train_error_epoch"] is not None
     assert high["final"]["best_val_error"] < high["final"]["val_error"]
     assert q5_5_cnn.chosen_lr([high, low]) == low["lr"] == q5_5_cnn.LEARNING_RATE
-    # 'the check and the CNN below ran on the same kind of CPU, so the check's lr 0.01 run is, number for number,
-    # the first epochs of that CNN'
+    # 'the check's run at that rate is, number for number, the CNN's first 158 epochs'
     cnn = load("q5_5_cnn.json")
     assert {run["environment"]["device_name"] for run in check} == {cnn["environment"]["device_name"]}
     assert cnn["environment"]["device"] == "cpu" and check[1]["config"]["lr"] == cnn["config"]["lr"]
@@ -198,8 +213,9 @@ def test_q5_5_the_check_collapses_at_the_larger_rate_and_chooses_the_smaller():
 
 
 def test_q5_5_the_cnn_is_better_and_the_gap_is_not_chance():
-    """Q5.5: 'the CNN reaches a final validation error of ... against the MLP's' (lower), the disagreements
-    split unevenly in the CNN's favour, 'so the gap is not an accident' (McNemar p < 0.01)."""
+    """Q5.5: 'The CNN generalises better than the MLP with 13.7 times fewer parameters', 'its advantage on the
+    test digits is far beyond chance': 'exactly one network is right on 131 of them: the CNN on 97, the MLP on 34'
+    (the predictions differ on more digits: some both get wrong, differently), McNemar p < 0.01."""
     cnn, mlp = load("q5_5_cnn.json"), load("q5_2_mlp.json")
     cnn_final, mlp_final = runs.final_metrics(cnn), runs.final_metrics(mlp)
     assert cnn_final["val_error"] < mlp_final["val_error"] and cnn_final["test_error"] < mlp_final["test_error"]
@@ -209,25 +225,36 @@ def test_q5_5_the_cnn_is_better_and_the_gap_is_not_chance():
     # 'the gap is tested on the 10,000 test digits ... so the gap is not an accident' (p < 0.01 on the test set)
     tested = cnn["test_disagreements"]
     assert tested["cnn_right_mlp_wrong"] > tested["mlp_right_cnn_wrong"]
+    one_right = tested["cnn_right_mlp_wrong"] + tested["mlp_right_cnn_wrong"]
+    differing = sum(c != m for c, m in zip(cnn["final_test_predictions"], mlp["final_test_predictions"]))
+    assert one_right < differing <= one_right + tested["both_wrong"]
     assert q5_5_cnn.mcnemar_p_value(tested["cnn_right_mlp_wrong"], tested["mlp_right_cnn_wrong"]) < 0.01
     assert cnn["model"]["parameters"] < mlp["model"]["parameters"]
-    # 'the MLP's spread over 3 seeds (... at lr 0.1) is far smaller than the gap'
+    # 'the MLP's spread over seeds in Q5.3 is far smaller than the gap'
     unflooded = q5_3_flooding.analyse(load("q5_3_flooding_lr0.1.json"))["table"][0.0]["val_error"]
     assert 3 * unflooded[1] < mlp_final["val_error"] - cnn_final["val_error"]
 
 
 def test_q5_5_both_networks_settle_at_zero_training_error_and_overfit_in_loss():
-    """Q5.5 overfitting: both reach zero training error, 'over the last N epochs both networks stay at zero
-    training error', 'the validation loss then rises', 'each after N epochs'."""
+    """Q5.5 overfitting: both reach zero training error and 'stay there over the last N epochs'; 'the CNN's
+    validation loss is lowest at epoch 13, before its training error reaches zero, and then rises to ... at the end,
+    as the MLP's does'; 'the final validation errors are only 5 (CNN) and 7 (MLP) digits above their best'; Table:
+    'both trained on the same ... CPU', 'after 500 epochs'."""
     cnn, mlp = load("q5_5_cnn.json"), load("q5_2_mlp.json")
     window = q5_5_cnn.settling_window(mlp, cnn)
     assert cnn["epochs_completed"] == mlp["epochs_completed"]
+    assert cnn["environment"]["device_name"] == mlp["environment"]["device_name"]
+    assert cnn["environment"]["device"] == mlp["environment"]["device"] == "cpu"
+    cnn_final = runs.final_metrics(cnn)
+    assert cnn_final["lowest_val_loss_epoch"] < cnn_final["zero_train_error_epoch"]
     for run in (cnn, mlp):
         final = runs.final_metrics(run)
         assert final["zero_train_error_epoch"] is not None
         assert q5_5_cnn.late_training_error(run, window)[1] == 0
-        assert final["val_loss"] > final["lowest_val_loss"] and final["lowest_val_loss_epoch"] < run["epochs_completed"]
-        assert final["val_error"] >= final["best_val_error"]
+        after_lowest = runs.series(run, "val_loss")[run["history"]["epoch"].index(final["lowest_val_loss_epoch"]):]
+        assert final["val_loss"] == max(after_lowest) > final["lowest_val_loss"]
+        wrong = [round(e / 100 * run["split_sizes"]["val"]) for e in runs.series(run, "val_error")[1:]]
+        assert 0 <= wrong[-1] - min(wrong) <= run["split_sizes"]["val"] // 1000  # 'only': at most 0.1 %
 
 
 def test_q5_5_the_mlp_at_the_cnns_learning_rate_is_worse_than_at_0_1_and_than_the_cnn():
@@ -243,8 +270,8 @@ def test_q5_5_the_mlp_at_the_cnns_learning_rate_is_worse_than_at_0_1_and_than_th
 
 
 def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_predicts(analyses):
-    """Q5.4: 'at lr 0.01 the calibration error grows steadily with b'; at the largest b it is close to the
-    accuracy minus exp(-b); 'at lr 0.1 the calibration error does not grow this way'."""
+    """Q5.4: 'at lr 0.01 the ECE grows with b'; at the largest b 'the ECE should be about' the accuracy minus
+    exp(-b), and is close to it."""
     small, main = analyses[0.01]["table"], analyses[0.1]["table"]
     levels = [b for b in small if b >= 0.02]
     eces = [small[b]["ece"][0] for b in levels]
@@ -252,19 +279,11 @@ def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_
     top = max(small)
     predicted = 100 * (1 - small[top]["val_error"][0] / 100 - math.exp(-top))
     assert abs(small[top]["ece"][0] - predicted) < 2
-    assert main[max(main)]["ece"][0] < small[top]["ece"][0] / 4
-
-
-def test_q5_4_at_lr_0_1_the_largest_level_does_not_fit_the_training_set(analyses):
-    """Q5.4: 'at lr 0.1 the larger levels do not even fit the training set: at b = 0.20 the final training error
-    is ... against ... at lr 0.01' (several percent against a fraction of one)."""
-    main, small = analyses[0.1]["table"], analyses[0.01]["table"]
-    assert main[max(main)]["train_error"][0] > 5 and small[max(small)]["train_error"][0] < 0.5
 
 
 def test_q5_4_with_early_stopping_flooding_helps_at_lr_0_01_only(sweeps, analyses):
-    """Q5.4, early stopping: lr 0.1 'again chooses b = 0'; at lr 0.01 the chosen b > 0 has a lower early-stopped
-    test error than without flooding (paired, p < 0.05), 'though not to below the unflooded lr 0.1 runs'."""
+    """Q5.4, early stopping: lr 0.1 'again chooses b = 0'; at lr 0.01 the chosen b > 0 changes the early-stopped
+    test error by a negative amount (paired, p < 0.05), 'still above the ... of lr 0.1 without flooding'."""
     assert analyses[0.1]["early_stopped"] == 0.0 and analyses[0.01]["early_stopped"] > 0
     effect = q5_3_flooding.effect_of_flooding(sweeps[0.01], analyses[0.01], early_stopped=True)
     assert effect["direction"] == "lower" and effect["p_value"] < q5_3_flooding.SIGNIFICANCE
@@ -273,8 +292,11 @@ def test_q5_4_with_early_stopping_flooding_helps_at_lr_0_01_only(sweeps, analyse
 
 
 def test_q5_4_flooding_at_lr_0_1_lowers_the_validation_loss_and_the_calibration_error(analyses):
-    """Q5.4: at b = 0.01 (lr 0.1) 'the validation loss ends at ... instead of ... and the calibration error at
-    ... instead of ...: less overconfidence, but not fewer errors'."""
+    """Q5.3: under b = 0.01 'the training error still ends at' almost zero, 'but the training loss
+    floats at b'; 'its validation loss ends lower ..., its validation error higher'. Q5.4: b = 0.01 'brings the
+    validation calibration error from ... to ...: less of the overconfidence of Q5.1, not fewer errors'."""
     table, shown = analyses[0.1]["table"], analyses[0.1]["shown"]
     assert table[shown]["val_loss"][0] < table[0.0]["val_loss"][0] and table[shown]["ece"][0] < table[0.0]["ece"][0]
     assert table[shown]["test_error"][0] > table[0.0]["test_error"][0]
+    assert table[shown]["val_error"][0] > table[0.0]["val_error"][0]
+    assert table[shown]["train_error"][0] < 0.01 and 0.5 * shown < table[shown]["train_loss"][0] < 2 * shown
