@@ -199,13 +199,6 @@ def final_value(results: dict, key: str, k: int) -> float | None:
     return results["history"][key][-1][k]
 
 
-def best_epochs(results: dict, level: float) -> str:
-    """Each seed's epoch of lowest validation error at one level, as "e, e and e"."""
-    *others, last = [str(results["history"]["epoch"][runs.argmin_finite(runs.series(results, "val_error", k))])
-                     for k in copies_at(results, level)]
-    return f"{', '.join(others)} and {last}" if others else last
-
-
 def paired_change(results: dict, level: float, key: str) -> list[float | None]:
     """Per seed, the final value at `level` minus the value at b = 0 of the same seed: the two
     copies share their initialisation and every mini-batch, so the difference is flooding's alone."""
@@ -456,7 +449,7 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[
     """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros;
     "--" for a level the sweep does not have."""
     if row is None:
-        quantities = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive", "BestEpoch")
+        quantities = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive")
         return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{--}}" for quantity in quantities]
     train_loss = row["train_loss"][0]
     values = {
@@ -467,7 +460,6 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[
         "ValLoss": pm(row["val_loss"], digits=3),
         "TrainLoss": "diverged" if math.isnan(train_loss) else f"${latex_scientific(train_loss)}$",
         "FloodActive": "diverged" if math.isnan(train_loss) else f"{100 * row['flood_active_fraction'][0]:.0f}",
-        "BestEpoch": pm(row["best_epoch"], digits=0),
     }
     return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{{value}}}" for quantity, value in values.items()]
 
@@ -489,41 +481,31 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
-        f"\\newcommand{{\\QFiveThreeBestFloodedLevel}}{{{analyses[main_lr]['flooded']:.2f}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
         *level_macros("Flooded", tables[main_lr][shown]),
     ]
     lines += level_macros("NoFlood", no_flood)
-    lines += [f"\\newcommand{{\\QFiveThree{name}BestEpochs}}{{{best_epochs(main, level) if level in tables[main_lr] else '--'}}}"
-              for name, level in (("Flooded", shown), ("NoFlood", 0.0))]
     # Q5.4: at every learning rate (the assignment's "Main", then "Small"), the best flooded level against b = 0
     ratio = resolvable_ratio(main["config"]["seeds"])
-    lines += [f"\\newcommand{{\\QFiveFourSignificance}}{{{100 * SIGNIFICANCE:g}}}",
-              f"\\newcommand{{\\QFiveFourResolvableRatio}}{{{'--' if ratio is None else f'{ratio:.2g}'}}}",
-              f"\\newcommand{{\\QFiveThreeCollapsedCount}}{{{sum(len(runs.collapsed_copies(run)) for run in sweeps.values())}}}"]
+    lines += [f"\\newcommand{{\\QFiveFourResolvableRatio}}{{{'--' if ratio is None else f'{ratio:.2g}'}}}"]
     for name, (lr, run) in zip(("Main", "Small", "Third", "Fourth"), sweeps.items()):
         effect = effect_of_flooding(run, analyses[lr])
         table = analyses[lr]["table"]
-        values = {"Lr": f"{lr:g}", "ChosenLevel": f"{analyses[lr]['chosen']:.2f}",
-                  "NoFloodTestError": pm(table[0.0]["test_error"]) if 0.0 in table else "--"}
+        values = {"Lr": f"{lr:g}"}
         if effect is not None:
             values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),
-                          P=f"{effect['p_value']:.2g}", SeedsLower=effect["seeds_lower"],
-                          EceChange=pm(effect["ece_change"], signed=True), LevelTestError=pm(table[effect["level"]]["test_error"]))
+                          P=f"{effect['p_value']:.2g}")
         # a copy whose training loss floats at b holds -log p near b, i.e. its confidence near exp(-b): if it
         # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
         top = max(table)
         early = analyses[lr]["early_stopped"]
-        # three decimals: the change must equal the difference of the printed errors (a mean of three seeds'
-        # errors is a multiple of 1/3 of a test digit, 0.0033 %)
-        values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"], digits=3),
-                      EarlyNoFloodTestError=pm(table[0.0]["test_at_best"], digits=3) if 0.0 in table else "--")
+        # three decimals: the change must equal the difference of the errors (a mean of three seeds' errors is a
+        # multiple of 1/3 of a test digit, 0.0033 %)
+        values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"], digits=3))
         early_effect = effect_of_flooding(run, analyses[lr], early_stopped=True)
         if early_effect is not None:
             values.update(EarlyTestChange=pm(early_effect["test_change"], digits=3, signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
         values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
-                      TopTrainError=f"{table[top]['train_error'][0]:.2f}", TopValError=f"{table[top]['val_error'][0]:.2f}",
-                      TopConfidenceBound=f"{math.exp(-top):.2f}",
                       TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
         # how far from chance the weakest of the flooded levels' changes of the test error is
         flooded_p = [paired_t_test_p(paired_change(run, level, "test_error")) for level in table if level > 0]

@@ -266,9 +266,6 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
-        "QFiveFiveCnnRightMlpWrong": found["cnn_right_mlp_wrong"],
-        "QFiveFiveMlpRightCnnWrong": found["mlp_right_cnn_wrong"],
-        "QFiveFiveBothWrong": found["both_wrong"],
         "QFiveFiveEpochs": epochs["Cnn"],
         "QFiveFiveMlpEpochs": epochs["Mlp"],
         "QFiveFiveSettlingWindow": window,
