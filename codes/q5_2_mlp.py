@@ -48,14 +48,15 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):
         fig, (ax, ax_val) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.1))
         ax.plot(epochs, series["train_error"], label=f"training (final {final['train_error']:.3f}%)", color="C0")
-        ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.2f}%)", color="C1")
+        # validation errors to 3 decimals: one of 12,000 digits is 0.0083 %, and differences must survive rounding
+        ax.plot(epochs, series["val_error"], label=f"validation (final {final['val_error']:.3f}%)", color="C1")
         plotting.error_axis(ax)
         ax.legend(title=f"test error at the end: {final['test_error']:.2f}%")
         ax.set_title("training and validation error")
         start = min(10, len(epochs) - 1)  # the first epochs' errors would squeeze the linear axis
         ax_val.plot(epochs[start:], series["val_error"][start:], color="C1")
         ax_val.plot(epochs[best], series["val_error"][best], "o", color="k", markersize=3, zorder=3,
-                    label=f"lowest: {series['val_error'][best]:.2f}% (epoch {epochs[best]})")
+                    label=f"lowest: {series['val_error'][best]:.3f}% (epoch {epochs[best]})")
         if epochs[-1] > epochs[start]:  # a one-epoch run has one point here, nothing to span
             ax_val.set_xlim(epochs[start], epochs[-1])
         ax_val.margins(y=0.1)
@@ -106,9 +107,9 @@ def snippet(results: dict) -> str:
         "QFiveTwoEpochs": results["epochs_completed"],
         "QFiveTwoParameters": f"{results['model']['parameters']:,}",
         "QFiveTwoTrainError": f"{final['train_error']:.3f}",
-        "QFiveTwoValError": f"{final['val_error']:.2f}",
+        "QFiveTwoValError": f"{final['val_error']:.3f}",
         "QFiveTwoTestError": f"{final['test_error']:.2f}",
-        "QFiveTwoBestValError": f"{final['best_val_error']:.2f}",
+        "QFiveTwoBestValError": f"{final['best_val_error']:.3f}",
         "QFiveTwoBestValEpoch": final["best_val_epoch"],
         "QFiveTwoZeroTrainErrorEpoch": "never" if zero_error is None else zero_error,
         "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",

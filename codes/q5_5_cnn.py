@@ -251,9 +251,10 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Multiply-adds per image", f"{multiply_adds['Mlp']:,}", f"{multiply_adds['Cnn']:,}"),
         ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
-        ("Final validation error (\\%)", f"{mlp['val_error']:.2f}", f"{net['val_error']:.2f}"),
-        ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.2f} [{mlp['best_val_epoch']}]",
-         f"{net['best_val_error']:.2f} [{net['best_val_epoch']}]"),
+        # validation errors to 3 decimals, so that final minus best is the digits the text counts
+        ("Final validation error (\\%)", f"{mlp['val_error']:.3f}", f"{net['val_error']:.3f}"),
+        ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.3f} [{mlp['best_val_epoch']}]",
+         f"{net['best_val_error']:.3f} [{net['best_val_epoch']}]"),
         ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
     ]
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)

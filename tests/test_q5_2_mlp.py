@@ -32,7 +32,7 @@ def test_quick_run_writes_results_and_both_figures(mnist_root, tmp_path):
         assert (out / "figures" / name).stat().st_size > 10_000
     snippet = (out / "generated" / "q5_2.tex").read_text()
     final_val = results["history"]["val_error"][-1][0]
-    assert f"\\newcommand{{\\QFiveTwoValError}}{{{final_val:.2f}}}" in snippet
+    assert f"\\newcommand{{\\QFiveTwoValError}}{{{final_val:.3f}}}" in snippet
 
     (out / "figures" / "q5_2_error.png").unlink()
     redraw = run_script("--plot-only", "--output-dir", str(out))
