@@ -529,7 +529,7 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
 
 
 def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> dict[float, dict]:
-    """The sweeps' results, which must differ in the learning rate alone to share a table and figures."""
+    """The sweeps' results, which must differ in the learning rate alone to share figures."""
     sweeps = {lr: runs.read_results(path) for lr, path in paths.items()}
     for lr, run in sweeps.items():
         output_paths.check_settings(run, paths[lr])
@@ -539,7 +539,7 @@ def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> 
         if differing:
             raise common.UserError(
                 f"{paths[lr]} and {paths[first_lr]} differ in more than the learning rate ({', '.join(differing)}), "
-                "so they cannot share one table: rerun one of them, or give each its own --output-dir.")
+                "so they cannot share one figure: rerun one of them, or give each its own --output-dir.")
     return sweeps
 
 
