@@ -3,7 +3,7 @@ the training device, and one script's main() run with clear errors instead of tr
 from __future__ import annotations
 
 import argparse
-import fcntl
+import errno
 import math
 import os
 import sys
@@ -126,7 +126,41 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
                         help="start over, discarding the saved state of a stopped run (which a run otherwise refuses to do)")
 
 
-_HELD_LOCKS: dict[Path, object] = {}  # the lock files this process holds, open until it ends
+_HELD_LOCKS: dict[Path, int] = {}  # the lock files this process holds, open until it ends
+LOCKED_OFFSET = 1 << 20  # Windows locks a byte range, which others cannot read: one far past the holder's text
+
+
+def open_lock_file(path: Path) -> int:
+    """The lock file opened for reading and writing, created if need be, never through a symbolic link
+    (whose target a run would otherwise overwrite)."""
+    try:
+        if path.is_symlink():
+            raise OSError(errno.ELOOP, "a symbolic link")
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as err:
+        reason = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
+        raise common.UserError(f"cannot use the lock file {path} ({reason}): remove it and run again.") from None
+
+
+def lock_without_waiting(fd: int) -> bool:
+    """Lock an open file for this process until it ends (released by the OS even after a kill);
+    False if another process holds it. Each OS's own call: msvcrt on Windows, flock elsewhere."""
+    if os.name == "nt":
+        import msvcrt
+        os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+    import fcntl
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @dataclass
@@ -150,22 +184,18 @@ class OutputPaths:
         <results>/.<prefix>.lock, held until this process ends (so a kill never leaves a stale lock);
         then remove the temporary files a killed save of these outputs left behind."""
         self.ensure_writable()
-        lock_path = (self.results / f".{prefixes[0]}.lock").resolve()
+        lock_path = self.results.resolve() / f".{prefixes[0]}.lock"
         if lock_path in _HELD_LOCKS:
             return
-        lock = open(lock_path, "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
+        fd = open_lock_file(lock_path)
+        if not lock_without_waiting(fd):
+            holder = os.read(fd, 1000).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise common.UserError(f"{holder} is writing the same outputs in {self.results}; wait until it ends, "
-                                   "or give this run its own --output-dir.") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)")
-        lock.flush()
-        _HELD_LOCKS[lock_path] = lock
+                                   "or give this run its own --output-dir.")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)".encode())
+        _HELD_LOCKS[lock_path] = fd
         for folder in (self.results, self.figures, self.generated):
             for prefix in prefixes:
                 for leftover in folder.glob(f".{prefix}*.tmp"):
