@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +66,42 @@ def key_numbers(key: str, results_dir: Path) -> dict:
     return numbers
 
 
+def run_step(command: list[str]) -> tuple[int, str | None]:
+    """Run one step to its end and return its exit status and the first signal run_all received meanwhile.
+    Ctrl-C, SIGTERM and SIGHUP (where the OS has them) reach the step as a Ctrl-C, which it answers by
+    saving after the current epoch; run_all waits for it (a second one stops the step at once)."""
+    # on POSIX the step has a session of its own, so that a Ctrl-C at the terminal reaches it once, through
+    # run_all; a Windows console sends Ctrl-C to every process in it, the step included
+    posix = os.name == "posix"
+    step = subprocess.Popen(command, start_new_session=posix)
+    received = []
+
+    def pass_on(signum, frame):
+        received.append(signal.Signals(signum).name)
+        if posix:
+            step.send_signal(signal.SIGINT)
+
+    caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, pass_on) for signum in caught}
+    try:
+        returncode = step.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return returncode, received[0] if received else None
+
+
+def interruption_message(signal_name: str, key: str, command: list[str], steps: list[str]) -> str:
+    """How to go on after a step was stopped by a signal."""
+    name, script, _, _, reads_mnist = STEPS[key]
+    later = steps[steps.index(key) + 1:]
+    rerun = f"`python codes/{script} {' '.join(command[1:])} --resume`" if reads_mnist else f"`python codes/{script}`"
+    then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
+    saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
+    return (f"stopped by {signal_name} during {name}: {saved}. Continue it with {rerun}{then}; "
+            "the summary keeps the record of the steps that finished.")
+
+
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
     """The steps recorded in an earlier summary of the same mode, by key (none if there is no usable one)."""
     try:
@@ -110,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
     # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
     environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
-    ran, start = {}, time.perf_counter()
+    ran, interrupted, start = {}, None, time.perf_counter()
     for key in args.steps:
         name, script, flags, quick_flags, reads_mnist = STEPS[key]
         command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags)]
@@ -122,10 +160,13 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--tf32" if args.tf32 else "--no-tf32"]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
-        returncode = subprocess.run(command).returncode
+        returncode, stopped_by = run_step(command)
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
                     "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
                     "key_numbers": key_numbers(key, results_dir)}
+        if stopped_by:
+            interrupted = stopped_by, key
+            break
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
@@ -139,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs.write_json_atomic(path, summary)
     print(f"summary: {path} ({time.perf_counter() - start:.0f} s now, {summary['total_seconds']:.0f} s for all recorded steps)")
+    if interrupted:
+        print(interruption_message(*interrupted, ran[interrupted[1]]["command"], args.steps), file=sys.stderr)
+        return 130
     return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
 
