@@ -9,7 +9,9 @@ the summary included, under results/quick/ (or --output-dir) and never touches
 the real results, figures or snippets. Each step's wall time, device and key
 numbers are recorded; the run stops at the first step that fails. With --steps,
 only those steps run, and the summary keeps the record of the others from the
-previous run of the same mode. Without a GPU only the checks, Q1 and Q5.2 run
+previous run of the same mode; it is rewritten only when a step ran to its end
+(one stopped by Ctrl-C or SIGTERM keeps its earlier record, as its results are
+those of its earlier run). A quick run never writes among the committed results. Without a GPU only the checks, Q1 and Q5.2 run
 (it says so before starting) unless --allow-cpu is given.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 
 import cli
+import common
 import runs
 
 CODES = Path(__file__).resolve().parent
@@ -127,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
+    if args.output_dir is not None and cli.committed_folder(args.output_dir):
+        if args.quick or args.output_dir.resolve() != cli.RESULTS_DIR.resolve():
+            raise common.UserError(
+                f"--output-dir {args.output_dir} lies inside the committed results, figures and snippets (results/, "
+                "report/), which only the assignment's runs write, without --output-dir"
+                + (" (a quick run goes to results/quick/)" if args.quick else "") + ".")
+        args.output_dir = None  # the assignment's runs, told where they write anyway
     if args.output_dir is None and args.quick:
         args.output_dir = cli.QUICK_DIR
     results_dir = cli.RESULTS_DIR if args.output_dir is None else args.output_dir
@@ -145,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
         args.steps = [key for key in args.steps if key in CPU_STEPS]
-    kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
+        if not args.steps:
+            raise common.UserError(f"no step left to run; {path} is unchanged.")
+    previous = previous_steps(path, mode)
     # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
     environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
     ran, interrupted, start = {}, None, time.perf_counter()
@@ -161,15 +173,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
         returncode, stopped_by = run_step(command)
+        if stopped_by:  # its results are those of its previous run, and so is its record
+            interrupted = stopped_by, key, command[1:]
+            break
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
                     "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
                     "key_numbers": key_numbers(key, results_dir)}
-        if stopped_by:
-            interrupted = stopped_by, key
-            break
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
+    if not ran:
+        print(f"{path} is unchanged: no step ran to its end.", file=sys.stderr)
+    else:
+        write_summary(path, mode, ran, {key: step for key, step in previous.items() if key not in ran})
+        print(f"summary: {path} ({time.perf_counter() - start:.0f} s now)")
+    if interrupted:
+        print(interruption_message(*interrupted, args.steps), file=sys.stderr)
+        return 130
+    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
+
+
+def write_summary(path: Path, mode: str, ran: dict[str, dict], kept: dict[str, dict]) -> None:
+    """The record of the steps this run ran, and of the others from the previous run of the same mode."""
     steps = [ran.get(key, kept.get(key)) for key in STEPS if key in ran or key in kept]
     summary = {
         "mode": mode,
@@ -179,11 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
     }
     runs.write_json_atomic(path, summary)
-    print(f"summary: {path} ({time.perf_counter() - start:.0f} s now, {summary['total_seconds']:.0f} s for all recorded steps)")
-    if interrupted:
-        print(interruption_message(*interrupted, ran[interrupted[1]]["command"], args.steps), file=sys.stderr)
-        return 130
-    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
 
 if __name__ == "__main__":
