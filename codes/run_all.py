@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     device, _ = cli.training_device(args.device)
     too_long = [key for key in args.steps if key not in CPU_STEPS]
     if device.type == "cpu" and not args.quick and not args.allow_cpu and too_long:
+        left = ", ".join(STEPS[key][0] for key in args.steps if key in CPU_STEPS)
         print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
-              "on a 2-core CPU (README, 'Expected time'); running only "
-              f"{', '.join(STEPS[key][0] for key in args.steps if key in CPU_STEPS) or 'no step'}. Instead: `make quick` "
+              f"on a 2-core CPU (README, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
               "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
