@@ -80,7 +80,7 @@ def run_step(command: list[str]) -> tuple[int, str | None]:
     received = []
 
     def pass_on(signum, frame):
-        received.append(signal.Signals(signum).name)
+        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
         if posix:
             step.send_signal(signal.SIGINT)
 

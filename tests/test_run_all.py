@@ -64,7 +64,7 @@ def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_p
     epoch = int(stopped[1])
     assert 10 <= epoch < 500
     assert torch.load(checkpoint, weights_only=True)["record"]["history"]["epoch"][-1] == epoch
-    assert f"stopped by {signum.name} during Q5.2 MLP: its training state is saved (above). Continue it with " \
+    assert f"stopped by {'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'} during Q5.2 MLP: its training state is saved (above). Continue it with " \
            f"`python codes/q5_2_mlp.py --output-dir {out} --data-dir {data}" in stderr
     # no step ran to its end: the record stays the earlier one
     assert json.loads((out / "run_summary.json").read_text())["steps"] == [EARLIER]
