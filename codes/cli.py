@@ -118,7 +118,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     add_data_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where the results file, figures and snippets go (default: results/, report/figures/ "
-                        "and report/generated/ for the assignment's run, results/runs/<script>-<settings>/ otherwise)")
+                        "and report/generated/ for the assignment's run, results/runs/<script>-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",

@@ -22,7 +22,7 @@ check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.pn
 and report/generated/q5_5_step_size.tex. The comparison with the MLP reads
 Q5.2's results file (results/q5_2_mlp.json beside this run's) and is left out,
 with a note, when there is none. A run at other settings writes under
-results/runs/<script>-<settings>/.
+results/runs/<script>-<settings>-<hash>/.
 """
 from __future__ import annotations
 
