@@ -59,16 +59,20 @@ benchmark: $(VENV)/.installed
 # The PDF, from the committed (or freshly written) figures and generated snippets. Fails on a
 # LaTeX error, an undefined reference, or a figure or snippet the report includes that does not
 # exist (named with the script that makes it). latexmk rebuilds only when an input changed.
+# After a failed build its record (report.fdb_latexmk) goes, or latexmk would repeat the failure unbuilt.
 TEX_PACKAGES := latexmk texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra texlive-science poppler-utils
 
 report: $(VENV)/.installed
 	@command -v latexmk >/dev/null || { echo "TeX is missing: apt-get install -y --no-install-recommends $(TEX_PACKAGES)"; exit 1; }
 	@$(PY) codes/submission.py --check-report
-	@cd report && latexmk -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { rm -f report.pdf; tail -n 20 report.log; exit 1; }
-	@! grep -n -E "undefined|Missing character" report/report.log || { rm -f report/report.pdf; exit 1; }
+	@cd report && latexmk -pdf -interaction=nonstopmode -halt-on-error report.tex >/dev/null || { rm -f report.pdf report.fdb_latexmk; tail -n 20 report.log; exit 1; }
+	@! grep -n -E "undefined|Missing character" report/report.log || { rm -f report/report.pdf report/report.fdb_latexmk; exit 1; }
 	@echo "report/report.pdf"
 
 # dist/<STUDENT_ID>.zip: report_<id>.pdf (the report with the id on its title page) and codes/.
-# The id reaches the script as an environment variable, never through a shell command line.
+# The id reaches the script as an environment variable, never through a shell command line, and
+# as typed: $(value) keeps make from running a $(shell ...) in it.
+override STUDENT_ID := $(value STUDENT_ID)
+export STUDENT_ID
 submission: report
 	@$(PY) codes/submission.py

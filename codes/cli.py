@@ -3,7 +3,9 @@ the training device, and one script's main() run with clear errors instead of tr
 from __future__ import annotations
 
 import argparse
-import fcntl
+import errno
+import hashlib
+import json
 import math
 import os
 import sys
@@ -18,8 +20,9 @@ import common
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "results"
-FIGURES_DIR = REPO_ROOT / "report" / "figures"
-GENERATED_DIR = REPO_ROOT / "report" / "generated"
+REPORT_DIR = REPO_ROOT / "report"
+FIGURES_DIR = REPORT_DIR / "figures"
+GENERATED_DIR = REPORT_DIR / "generated"
 QUICK_DIR = RESULTS_DIR / "quick"  # make quick's folder
 RUNS_DIR = RESULTS_DIR / "runs"  # every run not at the assignment's settings, each in its own folder
 # the flags that change what an MNIST run computes; any other value than its default is not the assignment's run
@@ -115,7 +118,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     add_data_arguments(parser)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where the results file, figures and snippets go (default: results/, report/figures/ "
-                        "and report/generated/ for the assignment's run, results/runs/<script>-<settings>/ otherwise)")
+                        "and report/generated/ for the assignment's run, results/runs/<script>-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--checkpoint-every", type=positive_int, default=10, metavar="EPOCHS",
@@ -126,7 +129,41 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
                         help="start over, discarding the saved state of a stopped run (which a run otherwise refuses to do)")
 
 
-_HELD_LOCKS: dict[Path, object] = {}  # the lock files this process holds, open until it ends
+_HELD_LOCKS: dict[Path, int] = {}  # the lock files this process holds, open until it ends
+LOCKED_OFFSET = 1 << 20  # Windows locks a byte range, which others cannot read: one far past the holder's text
+
+
+def open_lock_file(path: Path) -> int:
+    """The lock file opened for reading and writing, created if need be, never through a symbolic link
+    (whose target a run would otherwise overwrite)."""
+    try:
+        if path.is_symlink():
+            raise OSError(errno.ELOOP, "a symbolic link")
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
+    except OSError as err:
+        reason = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
+        raise common.UserError(f"cannot use the lock file {path} ({reason}): remove it and run again.") from None
+
+
+def lock_without_waiting(fd: int) -> bool:
+    """Lock an open file for this process until it ends (released by the OS even after a kill);
+    False if another process holds it. Each OS's own call: msvcrt on Windows, flock elsewhere."""
+    if os.name == "nt":
+        import msvcrt
+        os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+    import fcntl
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 @dataclass
@@ -150,22 +187,18 @@ class OutputPaths:
         <results>/.<prefix>.lock, held until this process ends (so a kill never leaves a stale lock);
         then remove the temporary files a killed save of these outputs left behind."""
         self.ensure_writable()
-        lock_path = (self.results / f".{prefixes[0]}.lock").resolve()
+        lock_path = self.results.resolve() / f".{prefixes[0]}.lock"
         if lock_path in _HELD_LOCKS:
             return
-        lock = open(lock_path, "a+")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
+        fd = open_lock_file(lock_path)
+        if not lock_without_waiting(fd):
+            holder = os.read(fd, 1000).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise common.UserError(f"{holder} is writing the same outputs in {self.results}; wait until it ends, "
-                                   "or give this run its own --output-dir.") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)")
-        lock.flush()
-        _HELD_LOCKS[lock_path] = lock
+                                   "or give this run its own --output-dir.")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)".encode())
+        _HELD_LOCKS[lock_path] = fd
         for folder in (self.results, self.figures, self.generated):
             for prefix in prefixes:
                 for leftover in folder.glob(f".{prefix}*.tmp"):
@@ -185,10 +218,16 @@ class OutputPaths:
             print(f"note: {why}: results, figures and snippets go to {self.results}", flush=True)
 
 
+def number_text(value: float) -> str:
+    """A number as short as it reads, and exact: 0.1 as 0.1, 0.1000001 as 0.1000001 (not :g's 0.1)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def flag_value(value) -> str:
     if isinstance(value, list):
-        return ",".join(f"{v:g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
+        return ",".join(number_text(v) for v in value)
+    return number_text(value) if isinstance(value, float) else str(value)
 
 
 def changed_settings(args: argparse.Namespace, defaults: dict) -> list[str]:
@@ -197,22 +236,60 @@ def changed_settings(args: argparse.Namespace, defaults: dict) -> list[str]:
             for name, default in defaults.items() if getattr(args, name) != default]
 
 
+def run_folder(script: str, args: argparse.Namespace, defaults: dict) -> Path:
+    """results/runs/<script>-<the changed settings, shortened>-<a hash of them, exact>/: runs at any
+    two different settings get different folders, however long or close their values."""
+    changed = {name: getattr(args, name) for name, default in defaults.items() if getattr(args, name) != default}
+    readable = "_".join(f"{name.replace('_', '-')}{flag_value(value)}" for name, value in changed.items())
+    digest = hashlib.sha256(json.dumps([script, changed], sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return RUNS_DIR / f"{script}-{readable if len(readable) <= 60 else readable[:60] + '..'}-{digest}"
+
+
+def inside(folder: Path, parent: Path) -> bool:
+    folder, parent = Path(folder).resolve(), Path(parent).resolve()
+    return folder == parent or parent in folder.parents
+
+
+def committed_folder(folder: Path) -> bool:
+    """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
+    results/runs/ and results/quick/ hold runs that are not committed."""
+    return (any(inside(folder, root) for root in (RESULTS_DIR, REPORT_DIR))
+            and not any(inside(folder, root) for root in (RUNS_DIR, QUICK_DIR)))
+
+
 def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> OutputPaths:
-    """Where a run writes: --output-dir if given; the committed results, figures and snippets only
-    when every setting in `defaults` has its default value; otherwise results/runs/<script>-<settings>/."""
+    """Where a run writes: the committed results, figures and snippets only when every setting in
+    `defaults` has its default value (with no --output-dir, or --output-dir results/); otherwise
+    --output-dir if given, which may not lie among the committed outputs, or results/runs/<script>-<settings>/."""
     changed = changed_settings(args, defaults)
     root = args.output_dir
     if root is not None and str(root).strip() == "":
         raise common.UserError("--output-dir is empty: name a folder.")
-    if root is not None and changed and Path(root).resolve() == RESULTS_DIR.resolve():
-        raise common.UserError(f"--output-dir {root} is the folder of the committed results, which only the "
-                               f"assignment's run writes; this run is not it ({', '.join(changed)}).")
+    if root is not None and committed_folder(root):
+        is_results = Path(root).resolve() == RESULTS_DIR.resolve()
+        if is_results and not changed:
+            root = None  # the assignment's run, told where it writes anyway
+        else:
+            where = "is the folder of the committed results" if is_results else \
+                "lies inside the committed results, figures and snippets (results/, report/)"
+            why = (f"this run is not it ({', '.join(changed)}); without --output-dir it writes to "
+                   f"{run_folder(script, args, defaults)}" if changed else "it writes there without --output-dir")
+            raise common.UserError(f"--output-dir {root} {where}, which only the assignment's run writes: {why}.")
     if root is None and changed:
-        name = "_".join(c.replace(" ", "") for c in changed)
-        root = RUNS_DIR / f"{script}-{name if len(name) <= 80 else name[:80] + '-etc'}"
+        root = run_folder(script, args, defaults)
+        if getattr(args, "resume", False) and not root.exists():
+            raise common.UserError(resume_hint(script, root))
     if root is None:
         return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR, changed)
     return OutputPaths(Path(root), Path(root) / "figures", Path(root) / "generated", changed)
+
+
+def resume_hint(script: str, folder: Path) -> str:
+    """Why --resume finds nothing at these settings, and how to continue a run to another --epochs."""
+    others = sorted(p.name for p in RUNS_DIR.glob(f"{script}-*") if p.is_dir())
+    listed = f" (in {RUNS_DIR}: {', '.join(others)})" if others else ""
+    return (f"--resume: no run at these settings was saved ({folder} does not exist). To continue a run to "
+            f"another --epochs, name its folder: --output-dir {RUNS_DIR}/<its folder> --resume --epochs N{listed}.")
 
 
 def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = COMPUTING) -> dict:

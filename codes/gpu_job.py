@@ -36,7 +36,7 @@ def commands(part: int, quick: bool, data_flags: list[str], results_dir: Path) -
             tests = str(CODES.parent / "tests" / "test_trainer.py")
             steps.append(("CUDA tests", [*python, "-m", "pytest", "-q", "-x", "-k", "cuda", tests]))
         benchmark = [*python, str(CODES / "benchmark.py"), *data_flags, *out]
-        benchmark += ["--epochs", "1", "--batch-size", "16", "--workloads", "mlp"] if quick else []
+        benchmark += ["--epochs", "1", "--batch-size", "16", "--workloads", "mlp"] if quick else ["--replace-committed"]
         steps += [("benchmark, TF32", benchmark), ("benchmark, float32", [*benchmark, "--no-tf32"])]
     run_all = [*python, str(CODES / "run_all.py"), "--steps", PARTS[part], *data_flags]
     steps.append((f"main job: {PARTS[part]}", run_all + (["--quick", *out] if quick else [])))

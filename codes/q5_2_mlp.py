@@ -11,7 +11,7 @@ alongside. Batch size 128 (the assignment leaves it open).
 
 Writes results/q5_2_mlp.json, report/figures/q5_2_error.png,
 report/figures/q5_2_loss.png and report/generated/q5_2.tex; a run at other
-settings writes under results/runs/q5_2_mlp-<settings>/.
+settings writes under results/runs/q5_2_mlp-<settings>-<hash>/.
 """
 from __future__ import annotations
 

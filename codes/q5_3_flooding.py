@@ -19,7 +19,7 @@ never used to choose.
 
 Writes results/q5_3_flooding_lr<lr>.json per learning rate, five figures
 report/figures/q5_3_*.png and report/generated/q5_3.tex; a run at other
-settings writes under results/runs/q5_3_flooding-<settings>/. Q5.2's results file (results/q5_2_mlp.json) is
+settings writes under results/runs/q5_3_flooding-<settings>-<hash>/. Q5.2's results file (results/q5_2_mlp.json) is
 drawn beside the chosen level when it exists.
 """
 from __future__ import annotations

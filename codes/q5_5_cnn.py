@@ -22,7 +22,7 @@ check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.pn
 and report/generated/q5_5_step_size.tex. The comparison with the MLP reads
 Q5.2's results file (results/q5_2_mlp.json beside this run's) and is left out,
 with a note, when there is none. A run at other settings writes under
-results/runs/<script>-<settings>/.
+results/runs/<script>-<settings>-<hash>/.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ import common
 import plotting
 import runs
 from latex import latex_macros, latex_scientific
+import q5_2_mlp
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 RESULTS_FILE = "q5_5_cnn.json"
@@ -100,8 +101,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_mlp_results(path: Path, config: dict) -> dict | None:
-    """The Q5.2 run to compare with, if there is one; it must have used the same split and data."""
+def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | None:
+    """The Q5.2 run to compare with, if there is one; it must have used the same split and data, and
+    for the committed comparison (assignment_run) be the assignment's Q5.2 run."""
     if not path.exists():
         print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison (pass "
               "--mlp-results with the q5_2_mlp.json of a Q5.2 run on the same split and subset, e.g. one in "
@@ -112,6 +114,16 @@ def load_mlp_results(path: Path, config: dict) -> dict | None:
     if differing:
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                "the comparison needs the same validation images.")
+    if assignment_run:  # tf32 is left out: a run records what its device did
+        parser = q5_2_mlp.make_parser()
+        expected = {name: value for name, value in cli.defaults(parser).items() if name != "tf32"}
+        differing = runs.differing_settings(mlp_results["config"], expected, list(expected))
+        changed = differing or mlp_results.get("settings_changed") or (
+            [] if mlp_results.get("epochs_completed") == expected["epochs"] else ["stopped before its last epoch"])
+        if changed:
+            raise common.UserError(f"{path} is not the assignment's Q5.2 run ({', '.join(changed)}), and the committed "
+                                   "comparison is made only with that run: compare with it in a folder of your own "
+                                   "(--output-dir) holding a CNN run, or rerun Q5.2 at its defaults.")
     return mlp_results
 
 
@@ -471,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = paths.results / RESULTS_FILE
     mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
     mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
-    mlp_results = load_mlp_results(mlp_path, mlp_config)
+    mlp_results = load_mlp_results(mlp_path, mlp_config, paths.is_assignment_run)
     if args.compare:
         compare_anew(args, results_path, mlp_results, mlp_path)
     elif not args.plot_only:

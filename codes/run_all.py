@@ -9,13 +9,17 @@ the summary included, under results/quick/ (or --output-dir) and never touches
 the real results, figures or snippets. Each step's wall time, device and key
 numbers are recorded; the run stops at the first step that fails. With --steps,
 only those steps run, and the summary keeps the record of the others from the
-previous run of the same mode. Without a GPU only the checks, Q1 and Q5.2 run
+previous run of the same mode; it is rewritten only when a step ran to its end
+(one stopped by Ctrl-C or SIGTERM keeps its earlier record, as its results are
+those of its earlier run). A quick run never writes among the committed results. Without a GPU only the checks, Q1 and Q5.2 run
 (it says so before starting) unless --allow-cpu is given.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +28,7 @@ from pathlib import Path
 import torch
 
 import cli
+import common
 import runs
 
 CODES = Path(__file__).resolve().parent
@@ -64,6 +69,42 @@ def key_numbers(key: str, results_dir: Path) -> dict:
     return numbers
 
 
+def run_step(command: list[str]) -> tuple[int, str | None]:
+    """Run one step to its end and return its exit status and the first signal run_all received meanwhile.
+    Ctrl-C, SIGTERM and SIGHUP (where the OS has them) reach the step as a Ctrl-C, which it answers by
+    saving after the current epoch; run_all waits for it (a second one stops the step at once)."""
+    # on POSIX the step has a session of its own, so that a Ctrl-C at the terminal reaches it once, through
+    # run_all; a Windows console sends Ctrl-C to every process in it, the step included
+    posix = os.name == "posix"
+    step = subprocess.Popen(command, start_new_session=posix)
+    received = []
+
+    def pass_on(signum, frame):
+        received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
+        if posix:
+            step.send_signal(signal.SIGINT)
+
+    caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, pass_on) for signum in caught}
+    try:
+        returncode = step.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return returncode, received[0] if received else None
+
+
+def interruption_message(signal_name: str, key: str, command: list[str], steps: list[str]) -> str:
+    """How to go on after a step was stopped by a signal."""
+    name, script, _, _, reads_mnist = STEPS[key]
+    later = steps[steps.index(key) + 1:]
+    rerun = f"`python codes/{script} {' '.join(command[1:])} --resume`" if reads_mnist else f"`python codes/{script}`"
+    then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
+    saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
+    return (f"stopped by {signal_name} during {name}: {saved}. Continue it with {rerun}{then}; "
+            "the summary keeps the record of the steps that finished.")
+
+
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
     """The steps recorded in an earlier summary of the same mode, by key (none if there is no usable one)."""
     try:
@@ -89,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
+    if args.output_dir is not None and cli.committed_folder(args.output_dir):
+        if args.quick or args.output_dir.resolve() != cli.RESULTS_DIR.resolve():
+            raise common.UserError(
+                f"--output-dir {args.output_dir} lies inside the committed results, figures and snippets (results/, "
+                "report/), which only the assignment's runs write, without --output-dir"
+                + (" (a quick run goes to results/quick/)" if args.quick else "") + ".")
+        args.output_dir = None  # the assignment's runs, told where they write anyway
     if args.output_dir is None and args.quick:
         args.output_dir = cli.QUICK_DIR
     results_dir = cli.RESULTS_DIR if args.output_dir is None else args.output_dir
@@ -100,17 +148,19 @@ def main(argv: list[str] | None = None) -> int:
     device, _ = cli.training_device(args.device)
     too_long = [key for key in args.steps if key not in CPU_STEPS]
     if device.type == "cpu" and not args.quick and not args.allow_cpu and too_long:
+        left = ", ".join(STEPS[key][0] for key in args.steps if key in CPU_STEPS)
         print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
-              "on a 2-core CPU (README, 'Expected time'); running only "
-              f"{', '.join(STEPS[key][0] for key in args.steps if key in CPU_STEPS) or 'no step'}. Instead: `make quick` "
+              f"on a 2-core CPU (README, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
               "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
         args.steps = [key for key in args.steps if key in CPU_STEPS]
-    kept = {key: step for key, step in previous_steps(path, mode).items() if key not in args.steps}
+        if not args.steps:
+            raise common.UserError(f"no step left to run; {path} is unchanged.")
+    previous = previous_steps(path, mode)
     # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
     environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
-    ran, start = {}, time.perf_counter()
+    ran, interrupted, start = {}, None, time.perf_counter()
     for key in args.steps:
         name, script, flags, quick_flags, reads_mnist = STEPS[key]
         command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags)]
@@ -122,13 +172,29 @@ def main(argv: list[str] | None = None) -> int:
             command += ["--tf32" if args.tf32 else "--no-tf32"]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
-        returncode = subprocess.run(command).returncode
+        returncode, stopped_by = run_step(command)
+        if stopped_by:  # its results are those of its previous run, and so is its record
+            interrupted = stopped_by, key, command[1:]
+            break
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
                     "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
                     "key_numbers": key_numbers(key, results_dir)}
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
+    if not ran:
+        print(f"{path} is unchanged: no step ran to its end.", file=sys.stderr)
+    else:
+        write_summary(path, mode, ran, {key: step for key, step in previous.items() if key not in ran})
+        print(f"summary: {path} ({time.perf_counter() - start:.0f} s now)")
+    if interrupted:
+        print(interruption_message(*interrupted, args.steps), file=sys.stderr)
+        return 130
+    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
+
+
+def write_summary(path: Path, mode: str, ran: dict[str, dict], kept: dict[str, dict]) -> None:
+    """The record of the steps this run ran, and of the others from the previous run of the same mode."""
     steps = [ran.get(key, kept.get(key)) for key in STEPS if key in ran or key in kept]
     summary = {
         "mode": mode,
@@ -138,8 +204,6 @@ def main(argv: list[str] | None = None) -> int:
         "steps": steps,
     }
     runs.write_json_atomic(path, summary)
-    print(f"summary: {path} ({time.perf_counter() - start:.0f} s now, {summary['total_seconds']:.0f} s for all recorded steps)")
-    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
 
 if __name__ == "__main__":

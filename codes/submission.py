@@ -73,13 +73,17 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     (build_dir / f"{name}.tex").write_text(f"\\def\\StudentID{{{student_id}}}\\input{{report.tex}}\n")
     # the report's own folder is searched for report.tex, figures/ and generated/
     env = {**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}
+    # TeX's output is bytes: it wraps lines at a byte count, splitting a UTF-8 path's characters
     done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=build_dir, env=env, capture_output=True, text=True)
+                          cwd=build_dir, env=env, capture_output=True)
     pdf = build_dir / f"{name}.pdf"
     if done.returncode != 0 or not pdf.exists():
+        (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt
         log = (build_dir / f"{name}.log").read_text(errors="replace") if (build_dir / f"{name}.log").exists() else ""
-        raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join((log or done.stdout).splitlines()[-20:]))
-    title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, text=True).stdout
+        output = log or done.stdout.decode(errors="replace")
+        raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join(output.splitlines()[-20:]))
+    title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
+                                capture_output=True).stdout.decode(errors="replace")
     if f"Student ID: {student_id}" not in title_page:
         raise common.UserError(f"{pdf}'s title page does not show 'Student ID: {student_id}'; the zip was not made.")
     return pdf

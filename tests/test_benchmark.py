@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+import benchmark
+import cli
+import common
 from conftest import run_script, write_mnist
 
 
@@ -41,3 +44,19 @@ def test_unknown_workload_is_refused(tmp_path):
     assert done.returncode == 2
     assert "resnet" in done.stderr and "mlp, flooding, cnn" in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_the_committed_measurements_are_replaced_only_when_asked(tmp_path, monkeypatch, capsys):
+    data = write_mnist(tmp_path / "data", n_train=200, n_test=40)
+    flags = ["--data-dir", str(data), "--offline", "--device", "cpu", "--workloads", "cnn"]
+    committed = cli.RESULTS_DIR / "benchmark_cpu.json"
+    before = committed.read_bytes()
+    monkeypatch.setattr(benchmark, "BESIDE_COMMITTED", tmp_path / "beside")
+    assert benchmark.main(flags) == 0  # at the default settings: beside the committed file
+    out = capsys.readouterr().out
+    written = json.loads((tmp_path / "beside" / "benchmark_cpu.json").read_text())
+    assert committed.read_bytes() == before and f"{committed}, which the README cites, is unchanged" in out
+    assert out.splitlines()[0].startswith(f"machine: {written['environment']['device_name']}, ")  # the table's machine
+    with pytest.raises(common.UserError, match=r"--replace-committed replaces .* \(here: epochs 1\)"):
+        benchmark.main([*flags, "--epochs", "1", "--replace-committed"])
+    assert committed.read_bytes() == before

@@ -1,6 +1,7 @@
 """Where runs write, and the submission zip (the quick pass of every step: tests/test_gpu_job.py)."""
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 import common
 import cli
 import q5_2_mlp
+import q5_3_flooding
 import submission
 from conftest import REPO_ROOT, run_script
 
@@ -24,25 +26,58 @@ def snapshot(*folders):
             if p.is_file()}
 
 
-@pytest.mark.parametrize("flags, folder", [
+@pytest.mark.parametrize("flags, readable", [
     ([], None),  # the assignment's run: the committed folders
-    (["--epochs", "2"], "q5_2_mlp-epochs2"),
-    (["--lr", "1e6"], "q5_2_mlp-lr1e+06"),
-    (["--momentum", "0.5", "--subset", "1000"], "q5_2_mlp-momentum0.5_subset1000"),
-    (["--no-tf32"], "q5_2_mlp-tf32False"),
+    (["--epochs", "2"], "q5_2_mlp-epochs2-"),
+    (["--lr", "1e6"], "q5_2_mlp-lr1e+06-"),
+    (["--momentum", "0.5", "--subset", "1000"], "q5_2_mlp-momentum0.5_subset1000-"),
+    (["--no-tf32"], "q5_2_mlp-tf32False-"),
+    (["--output-dir", str(cli.RESULTS_DIR)], None),  # the assignment's run, told where it writes
 ])
-def test_only_the_assignments_settings_write_the_committed_results(flags, folder):
+def test_only_the_assignments_settings_write_the_committed_results(flags, readable):
     parser = q5_2_mlp.make_parser()
     paths = cli.output_paths(parser.parse_args(flags), "q5_2_mlp", cli.defaults(parser))
-    if folder is None:
+    if readable is None:
         assert (paths.results, paths.figures, paths.generated) == (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
         assert paths.is_assignment_run and paths.changed == []
     else:
-        root = cli.RUNS_DIR / folder
-        assert (paths.results, paths.figures, paths.generated) == (root, root / "figures", root / "generated")
+        root = paths.results
+        assert root.parent == cli.RUNS_DIR and (paths.figures, paths.generated) == (root / "figures", root / "generated")
+        assert re.fullmatch(re.escape(readable) + "[0-9a-f]{8}", root.name)
         assert not paths.is_assignment_run and paths.changed
     given = cli.output_paths(parser.parse_args(["--output-dir", "elsewhere"]), "q5_2_mlp", cli.defaults(parser))
     assert given.results == Path("elsewhere") and not given.is_assignment_run
+
+
+@pytest.mark.parametrize("script, first, second", [
+    ("q5_2_mlp", ["--lr", "0.1000001"], ["--lr", "0.1000002"]),  # equal to six digits
+    ("q5_3_flooding", ["--flood-levels", ",".join(f"{b / 100:g}" for b in range(13))],  # equal for 80 characters
+     ["--flood-levels", ",".join(f"{b / 100:g}" for b in range(16))]),
+    ("q5_2_mlp", ["--epochs", "1", "--subset", "500"], ["--subset", "500", "--epochs", "1"]),  # the same settings
+])
+def test_runs_at_different_settings_get_different_folders_and_the_same_settings_the_same(script, first, second):
+    module = importlib.import_module(script)
+    parser = module.make_parser()
+    names = q5_3_flooding.SETTINGS if script == "q5_3_flooding" else cli.COMPUTING
+    folders = [cli.output_paths(parser.parse_args(flags), script, cli.defaults(parser, names)).results
+               for flags in (first, second)]
+    assert (folders[0] == folders[1]) == (sorted(first) == sorted(second))
+    changed = cli.output_paths(parser.parse_args(first), script, cli.defaults(parser, names)).changed
+    assert changed[0] == f"{first[0][2:]} {first[1]}" or sorted(first) == sorted(second)  # exact, as typed
+
+
+def test_an_output_dir_among_the_committed_outputs_is_refused_to_any_other_run(mnist_root):
+    committed = snapshot(cli.RESULTS_DIR, cli.REPORT_DIR)
+    flags = ["--epochs", "1", "--subset", "50", "--data-dir", str(mnist_root), "--offline", "--no-progress"]
+    for folder in (cli.REPORT_DIR, cli.GENERATED_DIR, cli.RESULTS_DIR / "mine"):
+        with pytest.raises(common.UserError, match=f"--output-dir {re.escape(str(folder))} lies inside the committed "
+                           r"results, figures and snippets \(results/, report/\), which only the assignment's run "
+                           r"writes: this run is not it \(epochs 1, subset 50\); without --output-dir it writes to "
+                           + re.escape(str(cli.RUNS_DIR / "q5_2_mlp-epochs1_subset50-"))):
+            q5_2_mlp.main([*flags, "--output-dir", str(folder)])
+    with pytest.raises(common.UserError, match="it writes there without --output-dir"):
+        q5_2_mlp.main(["--output-dir", str(cli.REPORT_DIR), "--plot-only"])
+    assert snapshot(cli.RESULTS_DIR, cli.REPORT_DIR) == committed
 
 
 def copy_of_the_project(tmp_path: Path) -> Path:
@@ -62,7 +97,7 @@ def test_a_run_at_other_settings_leaves_the_committed_files_unchanged_and_says_w
                            "--batch-size", "16", "--data-dir", str(mnist_root), "--offline", "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    folder = root / "results" / "runs" / "q5_2_mlp-epochs1_lr0.05_batch-size16"
+    [folder] = (root / "results" / "runs").glob("q5_2_mlp-epochs1_lr0.05_batch-size16-*")
     assert done.stdout.count(f"not the assignment's run (epochs 1, lr 0.05, batch-size 16): results, figures and "
                              f"snippets go to {folder}") == 2  # at the start and at the end
     assert {p: v for p, v in snapshot(root / "results", root / "report").items() if "runs" not in p.parts} == committed

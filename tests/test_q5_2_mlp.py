@@ -6,9 +6,11 @@ import json
 import pytest
 import torch
 
+import cli
 import common
 import latex
 import conftest
+import q5_2_mlp
 
 
 def run_script(*args: str):
@@ -93,3 +95,18 @@ def test_tf32_changes_nothing_on_the_cpu(mnist_root, tmp_path):
 def test_seconds_are_written_with_three_significant_digits():
     texts = [latex.seconds_text(s) for s in (0.00492, 0.0439, 0.135, 2.98, 12.65, 1180.4, 0.0)]
     assert texts == ["0.00492", "0.0439", "0.135", "2.98", "12.7", "1180", "0"]
+
+
+def test_a_run_at_other_settings_is_continued_to_more_epochs_in_its_folder(mnist_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "RUNS_DIR", tmp_path / "runs")
+    flags = ["--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline", "--no-progress"]
+    assert q5_2_mlp.main(["--epochs", "1", *flags]) == 0
+    [folder] = (tmp_path / "runs").iterdir()
+    assert folder.name.startswith("q5_2_mlp-epochs1_batch-size16_subset64-")
+    # the folder holds its epochs: a resume to more epochs names it (the message lists it)
+    with pytest.raises(common.UserError, match=f"--output-dir {tmp_path / 'runs'}/<its folder> --resume --epochs N "
+                       rf"\(in {tmp_path / 'runs'}: {folder.name}\)"):
+        q5_2_mlp.main(["--epochs", "3", "--resume", *flags])
+    assert q5_2_mlp.main(["--epochs", "3", "--resume", "--output-dir", str(folder), *flags]) == 0
+    results = json.loads((folder / "q5_2_mlp.json").read_text())
+    assert results["epochs_completed"] == 3 and results["settings_changed"] == ["epochs 3", "batch-size 16", "subset 64"]

@@ -190,3 +190,19 @@ def test_check_trains_one_run_per_rate(mnist_root, tmp_path):
     for lr in (0.01, 0.0001):
         record = json.loads((out / f"q5_5_lr_check_lr{lr:g}.json").read_text())
         assert record["config"]["lr"] == lr and record["epochs_completed"] == 1
+
+
+def test_the_committed_comparison_is_made_only_with_the_assignments_q5_2_run(tmp_path):
+    committed = cli.RESULTS_DIR / "q5_2_mlp.json"
+    same_split = {"split_seed": 0, "subset": None}
+    assert q5_5_cnn.load_mlp_results(committed, same_split, assignment_run=True)["epochs_completed"] == 500
+    short = json.loads(committed.read_text())  # a one-epoch Q5.2 run on the same images
+    short["config"]["epochs"], short["epochs_completed"], short["settings_changed"] = 1, 1, ["epochs 1"]
+    (tmp_path / "q5_2_mlp.json").write_text(json.dumps(short))
+    before = {p: p.read_bytes() for p in (*cli.RESULTS_DIR.glob("q5_5*.json"), *cli.GENERATED_DIR.glob("q5_5*"),
+                                          *cli.FIGURES_DIR.glob("q5_5*"))}
+    with pytest.raises(common.UserError, match=r"q5_2_mlp.json is not the assignment's Q5.2 run \(--epochs 1 vs 500\)"):
+        q5_5_cnn.main(["--compare", "--mlp-results", str(tmp_path / "q5_2_mlp.json")])
+    assert {p: p.read_bytes() for p in before} == before
+    # in a folder of its own the same file is compared with
+    assert q5_5_cnn.load_mlp_results(tmp_path / "q5_2_mlp.json", same_split, assignment_run=False) == short

@@ -1,0 +1,74 @@
+"""run_all: a signal stops the running step only after it saved, and the summary of the committed
+results is rewritten only for steps that ran into them."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import cli
+import common
+import q5_2_mlp
+import run_all
+from conftest import REPO_ROOT, write_mnist
+
+EARLIER = {"key": "q5_3", "name": "Q5.3 flooding", "returncode": 0, "seconds": 228.0}
+
+
+def test_without_a_gpu_the_day_long_steps_are_named_not_started_and_the_record_left_as_it_was(mnist_root, tmp_path, capsys):
+    summary = tmp_path / "run_summary.json"
+    summary.write_text(json.dumps({"mode": "full", "steps": [EARLIER]}))
+    before = summary.stat().st_mtime_ns, summary.read_bytes()
+    with pytest.raises(common.UserError, match=f"no step left to run; {summary} is unchanged"):
+        run_all.main(["--steps", "q5_3,q5_5", "--device", "cpu", "--data-dir", str(mnist_root), "--offline",
+                      "--output-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "No CUDA GPU: not starting Q5.3 flooding, Q5.5 CNN" in err and "ALLOW_CPU=1" in err
+    assert (summary.stat().st_mtime_ns, summary.read_bytes()) == before
+    assert not list(tmp_path.glob("q5_*.json"))
+
+
+@pytest.mark.parametrize("flags", [["--quick", "--output-dir", str(cli.RESULTS_DIR)],
+                                   ["--quick", "--output-dir", str(cli.REPORT_DIR / "generated")],
+                                   ["--output-dir", str(cli.REPORT_DIR)]])
+def test_a_quick_run_or_another_folder_among_the_committed_outputs_is_refused(flags):
+    record = (cli.RESULTS_DIR / "run_summary.json").read_bytes()
+    with pytest.raises(common.UserError, match="lies inside the committed results, figures and snippets"):
+        run_all.main([*flags, "--steps", "checks"])
+    assert (cli.RESULTS_DIR / "run_summary.json").read_bytes() == record
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_path):
+    data, out = write_mnist(tmp_path / "data", n_train=1000, n_test=100), tmp_path / "out"
+    out.mkdir()
+    (out / "run_summary.json").write_text(json.dumps({"mode": "full", "steps": [EARLIER]}))
+    run_all = subprocess.Popen([sys.executable, str(REPO_ROOT / "codes" / "run_all.py"), "--steps", "q5_2", "--device",
+                                "cpu", "--data-dir", str(data), "--offline", "--output-dir", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = out / "q5_2_mlp.ckpt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and run_all.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_all.send_signal(signum)  # to run_all alone, as make or a scheduler sends it
+    stdout, stderr = run_all.communicate(timeout=120)
+    assert run_all.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    stopped = re.search(r"interrupted after epoch (\d+); the state is saved in", stderr)
+    assert stopped, stderr[-3000:]
+    epoch = int(stopped[1])
+    assert 10 <= epoch < 500
+    assert torch.load(checkpoint, weights_only=True)["record"]["history"]["epoch"][-1] == epoch
+    assert f"stopped by {'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'} during Q5.2 MLP: its training state is saved (above). Continue it with " \
+           f"`python codes/q5_2_mlp.py --output-dir {out} --data-dir {data}" in stderr
+    # no step ran to its end: the record stays the earlier one
+    assert json.loads((out / "run_summary.json").read_text())["steps"] == [EARLIER]
+    assert "run_summary.json is unchanged: no step ran to its end" in stderr
+    # the saved state continues: one more epoch
+    flags = ["--data-dir", str(data), "--offline", "--device", "cpu", "--no-progress", "--output-dir", str(out)]
+    assert q5_2_mlp.main([*flags, "--resume", "--epochs", str(epoch + 1)]) == 0
