@@ -38,6 +38,7 @@ PAGE = "https://playground.tensorflow.org/"
 WIDTH = 1600  # the whole playground fits side by side
 RESULTS_FILE = "q1_page.json"
 FIGURE_FILE = "q1_1_page.png"
+SNIPPET_FILE = "q1_page.tex"
 INSTALL = ("pip install -r requirements-screenshot.txt, then `python -m playwright install chromium` "
            "or give an installed Chromium with --browser (e.g. --browser /usr/bin/chromium)")
 # from inside the page: press play, then pause as soon as the epoch counter shows `target` (the observer runs
@@ -89,8 +90,8 @@ class LocalBuild:
         self.server.server_close()
 
 
-def capture(address: str, epochs: int, figure_path: Path, browser_path: str | None, local_only: bool) -> dict:
-    """Open `address`, train to `epochs`, screenshot the playground to figure_path; the page's numbers."""
+def capture(address: str, epochs: int, browser_path: str | None, local_only: bool) -> tuple[bytes, dict]:
+    """Open `address`, train to `epochs`; the playground's screenshot (PNG) and the page's numbers."""
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
@@ -112,8 +113,8 @@ def capture(address: str, epochs: int, figure_path: Path, browser_path: str | No
             state = page.evaluate(READ_PAGE)
             if reached != epochs or state["epoch"] != epochs or len(state["chart"]) != epochs + 1:
                 raise common.UserError(f"the page did not pause at epoch {epochs} (it shows {state['epoch']}); "
-                                       "the screenshot was not written.")
-            runs.write_bytes_atomic(figure_path, page.screenshot(clip=page.evaluate(REGION), full_page=True))
+                                       "nothing was written.")
+            png = page.screenshot(clip=page.evaluate(REGION), full_page=True)
             version = browser.version
         except Error as err:
             raise common.UserError(f"the page at {address} failed: {str(err).splitlines()[0]}") from None
@@ -122,13 +123,14 @@ def capture(address: str, epochs: int, figure_path: Path, browser_path: str | No
     train_loss, test_loss = state["chart"][-1]
     if [f"{train_loss:.3f}", f"{test_loss:.3f}"] != state["shown"]:
         raise common.UserError(f"the page's chart ({train_loss}, {test_loss}) disagrees with its display {state['shown']}.")
-    return {"epoch": state["epoch"], "train_loss": train_loss, "test_loss": test_loss,
-            "shown_losses": {"train": state["shown"][0], "test": state["shown"][1]}, "browser": f"Chromium {version}"}
+    return png, {"epoch": state["epoch"], "train_loss": train_loss, "test_loss": test_loss,
+                 "shown_losses": {"train": state["shown"][0], "test": state["shown"][1]},
+                 "browser": f"Chromium {version}"}
 
 
 def snippet(record: dict) -> str:
     return latex.latex_macros(f"codes/q1_screenshot.py from results/{RESULTS_FILE}", {
-        "QOnePageURL": record["address"].replace("#", "\\#").replace("&", "\\&").replace("%", "\\%"),
+        "QOnePageURL": record["address"].replace("#", "\\#"),  # in a macro, \url needs only "#" escaped
         "QOnePageEpoch": record["epoch"],
         "QOnePageTestLoss": f"{record['test_loss']:.4f}",
         "QOnePageTrainLoss": f"{record['train_loss']:.4f}",
@@ -150,19 +152,19 @@ def main(argv: list[str] | None = None) -> int:
                                "`python codes/q1_playground.py` first.")
     config = q1_playground.config_from_dict({**results["best"]["config"], "seed": results["shown_seed"]})
     address = pg.page_url(config)
-    figure_path = cli.FIGURES_DIR / FIGURE_FILE
     print(f"Q1.1 on the page: {address}", flush=True)
     if args.local_build is None:
-        page_numbers = capture(address, results["epochs"], figure_path, args.browser, local_only=False)
+        png, page_numbers = capture(address, results["epochs"], args.browser, local_only=False)
     else:
         with LocalBuild(args.local_build) as root:
-            page_numbers = capture(address.replace(PAGE, root), results["epochs"], figure_path, args.browser,
-                                   local_only=True)
+            png, page_numbers = capture(address.replace(PAGE, root), results["epochs"], args.browser, local_only=True)
     record = {"address": address, "source": "live" if args.local_build is None else "local build",
               "config": asdict(config), **page_numbers,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    figure_path = cli.FIGURES_DIR / FIGURE_FILE
+    runs.write_bytes_atomic(figure_path, png)
     runs.write_json_atomic(cli.RESULTS_DIR / RESULTS_FILE, record)
-    runs.write_text_atomic(cli.GENERATED_DIR / "q1_page.tex", snippet(record))
+    runs.write_text_atomic(cli.GENERATED_DIR / SNIPPET_FILE, snippet(record))
     print(f"epoch {record['epoch']}: training loss {record['train_loss']:.6f}, test loss {record['test_loss']:.6f} "
           f"({record['browser']})")
     print(f"figure: {figure_path}\nresults: {cli.RESULTS_DIR / RESULTS_FILE}")
