@@ -9,7 +9,8 @@
 // configuration, the points, the initial weights and biases, and both loss curves.
 //
 // Build the page's code (a clone of tensorflow/playground, here at commit 02469bd), then record:
-//   cp -r ../shared/playground /tmp/page-pg && cd /tmp/page-pg && npm ci --no-audit --no-fund
+//   cp -r ../shared/playground /tmp/page-pg && chmod -R u+w /tmp/page-pg
+//   cd /tmp/page-pg && npm ci --no-audit --no-fund
 //   node_modules/.bin/tsc --module commonjs --target es5 --outDir build-node \
 //       src/nn.ts src/dataset.ts src/seedrandom.d.ts
 //   cd - && node tests/page_oracle/record.js /tmp/page-pg/build-node > tests/fixtures/page_oracle.json
