@@ -1,8 +1,8 @@
 """Q1: the Neural Network Playground experiments, reproduced offline (codes/playground.py).
 
 Q1.1  a search over configurations for the spiral, judged by the test loss
-      (mean over seeds); the best one drawn in the page's layout from the seed
-      with the median test loss, and the page's address with it;
+      (mean over seeds); the seed with the median test loss of the best one,
+      and the page's address with it (codes/q1_screenshot.py opens it on the page);
 Q1.2  controlled sweeps from that configuration, each over several seeds:
       learning rate, activation, number of hidden layers, regularization type
       and rate, on the spiral and the circle (regularization also on a noisy
@@ -16,8 +16,8 @@ Q1.3  the distribution of |weights| after training, pruning of the smallest
     python codes/q1_playground.py --epochs 20 --seeds 2  # a quick check
     python codes/q1_playground.py --plot-only          # redraw from the saved results
 
-Writes results/q1_playground.json, report/figures/q1_1_spiral_best.png,
-q1_2_sweeps.png, q1_3_pruning.png and report/generated/q1.tex; a run at
+Writes results/q1_playground.json, report/figures/q1_2_sweeps.png,
+q1_3_pruning.png and report/generated/q1.tex; a run at
 other settings writes under results/runs/q1_playground-<settings>/.
 """
 from __future__ import annotations
@@ -31,10 +31,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap
-from matplotlib.patches import PathPatch
-from matplotlib.path import Path as CurvePath
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 import cli
 import latex
@@ -186,132 +182,6 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-ORANGE, GREY, BLUE = "#f59322", "#e8eaeb", "#0877bd"
-SHADES = LinearSegmentedColormap.from_list("playground", [ORANGE, GREY, BLUE], N=31)  # the page's 31 shades
-WEIGHT_COLOURS = LinearSegmentedColormap.from_list("weights", [ORANGE, GREY, BLUE])  # links: -1 .. 1, clamped
-# the labels the page shows
-FEATURE_LABELS = {"x1": "$X_1$", "x2": "$X_2$", "x1^2": "$X_1^2$", "x2^2": "$X_2^2$", "x1*x2": "$X_1X_2$",
-                  "sin(x1)": r"$\sin(X_1)$", "sin(x2)": r"$\sin(X_2)$"}
-DATASET_LABELS = {"circle": "Circle", "xor": "Exclusive or", "gauss": "Gaussian", "spiral": "Spiral"}
-ACTIVATION_LABELS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "linear": "Linear"}
-NODE_RESOLUTION = 10  # the page draws each node's output on a 10 x 10 grid, the output on 100 x 100
-EXTENT = (-pg.DOMAIN, pg.DOMAIN, -pg.DOMAIN, pg.DOMAIN)
-
-
-def node_box(fig, x: float, y: float, grid: np.ndarray, width: float, height: float, faded: bool = False) -> None:
-    """A node as the page draws it: a small heatmap of its output, centred at (x, y) in figure coordinates."""
-    ax = fig.add_axes((x - width / 2, y - height / 2, width, height), zorder=2)
-    ax.imshow(grid, origin="lower", cmap=SHADES, vmin=-1, vmax=1, alpha=0.25 if faded else 1.0)
-    ax.set(xticks=[], yticks=[])
-    ax.grid(False)
-    for side in ax.spines.values():
-        side.set(color="#cccccc" if faded else "black", linewidth=0.6 if faded else 1.2)
-
-
-def draw_playground(run: pg.Run, path: Path, label: str) -> Path:
-    """The page's screen for a trained run: controls; data; features, each neuron's output and the links (colour
-    by weight, width by |weight|, as the page scales them); both losses, the loss curve and the output heatmap with
-    the training and test points. `label`: plotting.run_label's warning for a run not at the assignment's settings."""
-    c = run.config
-    inches = (12, 6.4)  # positions below are fractions of the figure; sizes of squares in inches
-    fig = plotting.plt.figure(figsize=inches)
-    square = lambda side: (side / inches[0], side / inches[1])  # a square's width and height as fractions
-    width, height = square(0.34)  # a node's box
-    fig.add_artist(plotting.plt.Rectangle((0, 0.9), 1, 0.1, color="#f3f3f3", zorder=0))
-    controls = [("Epoch", f"{len(run.test_loss) - 1:07,d}"), ("Learning rate", f"{c.lr:g}"),
-                ("Activation", ACTIVATION_LABELS[c.activation]), ("Regularization", c.regularization.capitalize()),
-                ("Regularization rate", f"{c.reg_rate:g}"), ("Problem type", "Classification")]
-    for i, (control, value) in enumerate(controls):
-        fig.text(0.03 + 0.16 * i, 0.955, control, fontsize=9, color="#777777")
-        fig.text(0.03 + 0.16 * i, 0.918, value, fontsize=14)
-    fig.text(0.5, 0.02, label.strip(), ha="center", fontsize=14, color="red")
-    layers = f"{len(c.hidden)} HIDDEN LAYER{'S' * (len(c.hidden) != 1)}"
-    for x, heading in ((0.02, "DATA"), (0.165, "FEATURES"), (0.36, layers), (0.69, "OUTPUT")):
-        fig.text(x, 0.85, heading, fontsize=11, weight="bold", color="#444444")
-
-    # data: the four data sets (the one used framed), then the sliders: a label, and a track with the knob
-    fig.text(0.02, 0.815, "Which dataset do you\nwant to use?", fontsize=8, color="#777777", va="top")
-    for i, name in enumerate(pg.DATASETS):
-        points, labels = pg.make_dataset(name, 0, 0)
-        ax = fig.add_axes((0.02 + 0.05 * (i % 2), 0.66 - 0.13 * (i // 2), *square(0.5)))
-        ax.scatter(*points[::3].T, c=np.where(labels[::3] > 0, BLUE, ORANGE), s=1.5,
-                   alpha=1 if name == c.dataset else 0.3)
-        ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=[], yticks=[])
-        ax.set_title(DATASET_LABELS[name], fontsize=7)
-        ax.grid(False)
-        for side in ax.spines.values():
-            side.set(color="black" if name == c.dataset else "#cccccc", linewidth=2 if name == c.dataset else 0.6)
-    for y, text, knob in ((0.43, f"Ratio of training to\ntest data: {c.train_percent}%", (c.train_percent - 10) / 80),
-                          (0.33, f"Noise: {c.noise}", c.noise / 50),
-                          (0.25, f"Batch size: {c.batch_size}", (c.batch_size - 1) / 29)):
-        fig.text(0.02, y, text, fontsize=9)
-        fig.add_artist(plotting.plt.Line2D([0.02, 0.02 + 0.11], [y - 0.022] * 2, color="#bbbbbb", linewidth=3))
-        fig.add_artist(plotting.plt.Line2D([0.02 + 0.11 * knob], [y - 0.022], marker="o", markersize=8,
-                                           color="#555555"))
-
-    # the network: node centres per column, links drawn underneath in figure coordinates
-    grids = pg.node_grids(run, NODE_RESOLUTION)
-    layer_x = np.linspace(0.33, 0.60, len(c.hidden)) if len(c.hidden) > 1 else [0.465] * len(c.hidden)
-    top, step = 0.735, 0.088
-    fig.text(0.165, 0.815, "Which properties do\nyou want to feed in?", fontsize=8, color="#777777", va="top")
-    for i, f in enumerate(pg.FEATURES):
-        node_box(fig, 0.225, top - step * i, grids[0][..., i], width, height, faded=f not in c.features)
-        fig.text(0.225 - width / 2 - 0.006, top - step * i, FEATURE_LABELS[f], ha="right", va="center", fontsize=10,
-                 color="black" if f in c.features else "#aaaaaa")
-    columns = [[(0.225, top - step * pg.FEATURES.index(f)) for f in c.features]]
-    for x, n, grid in zip(layer_x, c.hidden, grids[1:]):
-        columns.append([(x, top - step * j) for j in range(n)])
-        fig.text(x, 0.815, f"{n} neuron{'s' * (n > 1)}", ha="center", fontsize=8, color="#777777")
-        for j in range(n):
-            node_box(fig, x, top - step * j, grid[..., j], width, height)
-    out_left, out_bottom, (out_width, out_height) = 0.69, 0.12, square(2.2)  # the output heatmap
-    columns.append([(out_left + width / 2, out_bottom + out_height / 2)])
-    links = fig.add_axes((0, 0, 1, 1), zorder=1)
-    links.set(xlim=(0, 1), ylim=(0, 1))
-    links.axis("off")
-    for w, dead, sources, targets in zip(run.weights, run.dead, columns, columns[1:]):
-        for i, j in zip(*np.nonzero(~dead)):
-            (x0, y0), (x1, y1) = sources[i], targets[j]
-            x0, x1, middle = x0 + width / 2, x1 - width / 2, (x0 + x1) / 2
-            curve = CurvePath([(x0, y0), (middle, y0), (middle, y1), (x1, y1)],
-                              [CurvePath.MOVETO] + [CurvePath.CURVE4] * 3)
-            links.add_patch(PathPatch(curve, fill=False, color=WEIGHT_COLOURS((np.clip(w[i, j], -1, 1) + 1) / 2),
-                                      linewidth=0.35 * (1 + 9 * min(abs(w[i, j]), 5) / 5)))  # the page: 1..10 px
-
-    # output: both losses, the loss curve, then the output heatmap with the points and the colour scale
-    fig.text(out_left, 0.805, f"Test loss {run.test_loss[-1]:.3f}", fontsize=11)
-    fig.text(out_left, 0.772, f"Training loss {run.train_loss[-1]:.3f}", fontsize=11, color="#777777")
-    ax = fig.add_axes((out_left, 0.585, out_width, 0.16))
-    ax.plot(run.test_loss, color="black", linewidth=1)
-    ax.plot(run.train_loss, color="#999999", linewidth=1)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.tick_params(labelsize=7)
-    ax.set_xlabel("Epoch", fontsize=8, labelpad=1)
-    ax = fig.add_axes((out_left, out_bottom, out_width, out_height), zorder=2)
-    ax.imshow(pg.node_grids(run)[-1][..., 0], origin="lower", extent=EXTENT, cmap=SHADES, vmin=-1, vmax=1, alpha=0.85)
-    points, labels = pg.make_dataset(c.dataset, c.noise, c.seed)
-    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, c.train_percent, c.seed)
-    for x, y, edge, name in ((train_x, train_y, "white", "Training data"), (test_x, test_y, "black", "Test data")):
-        ax.scatter(*x.T, c=np.where(y > 0, BLUE, ORANGE), edgecolors=edge, linewidths=1.0, s=20)
-        ax.scatter([], [], color=GREY, edgecolors=edge, linewidths=1.0, s=30, label=f"{name}\n({edge} outline)")
-    ax.set(xlim=EXTENT[:2], ylim=EXTENT[2:], xticks=range(-6, 7, 2), yticks=range(-6, 7, 2))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, facecolor="#9e9e9e", framealpha=1)
-    scale = fig.add_axes((out_left + out_width + 0.025, out_bottom, 0.09, 0.02))
-    scale.imshow(np.linspace(-1, 1, 31)[None], cmap=SHADES, extent=(-1, 1, 0, 0.1), aspect="auto")
-    scale.set(xticks=[-1, 0, 1], yticks=[])
-    for axes in (ax, scale):
-        axes.tick_params(labelsize=7)
-        axes.grid(False)
-    fig.text(out_left + out_width + 0.025, out_bottom + 0.035, "Colors shows data,\nneuron and weight\nvalues.",
-             fontsize=7, color="#777777")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)  # placed by hand: tight_layout (plotting.save) would not keep the page's layout
-    plotting.plt.close(fig)
-    return path
-
-
 def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[list[float], list[float], list[float]]:
     """Median of each list and the distances down to its minimum and up to its maximum, each drawn at most at
     `ceiling` (seeds spread over orders of magnitude, where mean +- std would cross zero on a log axis)."""
@@ -323,7 +193,7 @@ def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[list[f
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     label = plotting.run_label(results)
     seeds, budget = results["seeds"], results["epochs"]
-    paths = [draw_playground(run_from_dict(results["shown_run"]), figures_dir / "q1_1_spiral_best.png", label)]
+    paths = []
 
     # one row per control: final test loss on the left, epochs to converge on the right; median and range of both
     fig, axes = plotting.plt.subplots(len(results["sweeps"]), 2, figsize=(10, 2.8 * len(results["sweeps"])))

@@ -28,7 +28,8 @@ REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 # the file name's start -> the command that writes it
-MAKERS = {"q1": "codes/q1_playground.py", "q2_": "codes/q2_q4_checks.py", "q3_": "codes/q2_q4_checks.py",
+MAKERS = {"q1": "codes/q1_playground.py", "q1_1_page": "codes/q1_screenshot.py", "q1_page": "codes/q1_screenshot.py",
+          "q2_": "codes/q2_q4_checks.py", "q3_": "codes/q2_q4_checks.py",
           "q4_": "codes/q2_q4_checks.py", "checks": "codes/q2_q4_checks.py", "q5_2": "codes/q5_2_mlp.py",
           "q5_3": "codes/q5_3_flooding.py", "q5_5_step_size": "codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158",
           "q5_5": "codes/q5_5_cnn.py"}

@@ -32,7 +32,7 @@ def test_both_parts_run_in_their_quick_form_and_pack_their_outputs(tmp_path):
     assert 0 <= mlp["val_error"] <= 100
     with tarfile.open(out / "gpu_job_part2.tar.gz") as archive:
         names = set(archive.getnames())
-    figures = ("q1_1_spiral_best", "q4_1_blur", "q5_2_error", "q5_3_chosen_level", "q5_5_cnn_vs_mlp", "q5_5_step_size")
+    figures = ("q1_2_sweeps", "q4_1_blur", "q5_2_error", "q5_3_chosen_level", "q5_5_cnn_vs_mlp", "q5_5_step_size")
     assert {f"results/figures/{name}.png" for name in figures} <= names
     assert {"results/q5_3_flooding_lr0.1.json", "results/q5_2_mlp.json", "results/benchmark_cpu.json",
             "results/generated/q5_3.tex"} <= names

@@ -145,7 +145,7 @@ def test_stacked_configurations_train_as_they_would_alone():
 def test_quick_run_writes_figures_and_snippet(tmp_path):
     done = run_script("q1_playground.py", "--epochs", "3", "--seeds", "2", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    for name in ("q1_1_spiral_best", "q1_2_sweeps", "q1_3_pruning"):
+    for name in ("q1_2_sweeps", "q1_3_pruning"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
     assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
