@@ -31,8 +31,8 @@ POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
 DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
-# float32: NumPy's tanh and exp are vectorized for it; the page's behaviour does not hinge on the last digits
-DTYPE = np.float32
+# float64, as the page computes (JavaScript numbers): long training amplifies rounding differences
+DTYPE = np.float64
 
 
 # ----------------------------------------------------------------------------- data
