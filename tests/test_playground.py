@@ -1,8 +1,10 @@
 """The playground reproduction against the page's formulas, hand computations and autograd."""
 from __future__ import annotations
 
+import copy
 import json
 import math
+import statistics
 import urllib.parse
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import cli
 import playground as pg
 import q1_playground
 from conftest import run_script
@@ -150,13 +153,21 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
     assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
-    # Q1.2/Q1.3 judge the chosen configuration on seeds the search (seeds 0, 1) never saw
+    # the search: every configuration from 4 seeds, then its 8 finalists from 24 more, the best among them
     results = json.loads((tmp_path / "q1_playground.json").read_text())
-    assert results["best"]["runs"] == 2 and results["best_fresh"]["runs"] == 2
-    # the picture shows the fresh seed (2 or 3) with the median test loss: of two, the lower
+    finalists = [row for row in results["search"] if row["finalist"]]
+    assert len(finalists) == 8 and all(row["runs"] == 28 for row in finalists)
+    assert all(row["runs"] == 4 for row in results["search"] if not row["finalist"])
+    first_round = lambda row: statistics.median(row["test_losses"][:4])
+    assert max(map(first_round, finalists)) <= min(first_round(row) for row in results["search"] if not row["finalist"])
+    median = lambda row: statistics.median(row["test_losses"])
+    assert results["best"] == min(finalists, key=median)
+    assert "\\newcommand{\\QOneSearchSeeds}{4}" in snippet and "\\newcommand{\\QOneFinalSeeds}{28}" in snippet
+    # Q1.2/Q1.3 judge the chosen configuration on seeds the search (seeds 0 to 27) never saw;
+    # the picture shows the fresh seed (28 or 29) with the median test loss: of two, the lower
+    assert results["best_fresh"]["runs"] == 2
     lower = min(range(2), key=results["best_fresh"]["test_losses"].__getitem__)
-    assert results["shown_seed"] == results["shown_run"]["config"]["seed"] == 2 + lower
-    assert "\\newcommand{\\QOneSearchSeeds}{2}" in snippet
+    assert results["shown_seed"] == results["shown_run"]["config"]["seed"] == 28 + lower
     assert "\\newcommand{\\QOnePlaygroundURL}{https://playground.tensorflow.org/\\#activation=" in snippet
     noisy = results["sweeps"]["regularization"][q1_playground.NOISY_NAME]
     assert [e["value"] for e in noisy] == [e["value"] for e in results["sweeps"]["regularization"]["spiral"]]
@@ -264,3 +275,22 @@ def test_runs_that_never_converge_count_as_slowest_in_the_median():
     assert summary["converge_epochs"] == [1, None, 3] and summary["epochs_to_converge"] == 3
     summary = q1_playground.summary([fake_run(converged_at_1, 0), fake_run(never, 0), fake_run(never, 0)])
     assert summary["epochs_to_converge"] is None and summary["converged_runs"] == 1
+
+
+def test_check_claims_says_which_conclusion_another_run_changed(tmp_path, capsys):
+    committed_path = cli.RESULTS_DIR / q1_playground.RESULTS_FILE
+    assert q1_playground.main(["--check-claims", str(committed_path)]) == 0
+    committed = json.loads(committed_path.read_text())
+    other_choice = copy.deepcopy(committed)
+    other_choice["best"]["config"]["lr"] = 0.03
+    spiral_penalties = copy.deepcopy(committed)
+    unregularized = spiral_penalties["sweeps"]["regularization"]["spiral"][0]
+    assert unregularized["value"] == "none"
+    unregularized["test_losses"] = [1.0] * len(unregularized["test_losses"])
+    for results, says in ((other_choice, "NOT the committed one"),
+                          (spiral_penalties, "FAILS  spiral and circle: no penalty has the lowest median test loss")):
+        capsys.readouterr()
+        path = tmp_path / "other.json"
+        path.write_text(json.dumps(results))
+        assert q1_playground.main(["--check-claims", str(path)]) == 1
+        assert says in capsys.readouterr().out
