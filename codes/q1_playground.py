@@ -16,6 +16,15 @@ Q1.3  the distribution of |weights| after training, pruning of the smallest
     python codes/q1_playground.py --epochs 20 --seeds 2  # a quick check
     python codes/q1_playground.py --plot-only          # redraw from the saved results
 
+Another CPU computes the runs with other kernels, and the last bits of long runs
+differ; the conclusions must not. To rerun the study the way a CPU without
+AVX-512 computes it, then check it against the report (the same chosen
+configuration and every claim of Q1.2 and Q1.3; exit status 1 if not):
+
+    OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" \\
+        python codes/q1_playground.py --output-dir /tmp/q1-alt
+    python codes/q1_playground.py --check-claims /tmp/q1-alt/q1_playground.json
+
 Writes results/q1_playground.json, report/figures/q1_1_spiral_best.png,
 q1_2_sweeps.png, q1_3_pruning.png and report/generated/q1.tex; a run at
 other settings writes under results/runs/q1_playground-<settings>/.
@@ -529,13 +538,16 @@ def claims(results: dict) -> dict[str, bool]:
                 and within(median(depth[n]), seeds_range(two_layers["test_losses"])) for n in range(3, pg.MAX_LAYERS + 1)),
         "spiral and circle: no penalty has the lowest median test loss":
             all(min(p, key=lambda v: median(p[v])) == "none" for p in (penalty, sweep("regularization", "circle"))),
-        "spiral: L1 0.01 never converges, L2 0.01 on most seeds; the 0.1 rates never":
-            converged(penalty["L1 0.01"]) == 0 and converged(penalty["L2 0.01"]) > 0.5
-            and converged(penalty["L1 0.1"]) == converged(penalty["L2 0.1"]) == 0,
+        "spiral: L1 0.01 never converges, L2 0.01 on most seeds":
+            converged(penalty["L1 0.01"]) == 0 and converged(penalty["L2 0.01"]) > 0.5,
+        "spiral and circle: at L1 0.1 and L2 0.1 no run converges and the median test loss is near 0.5":
+            all(converged(p[v]) == 0 and 0.45 < median(p[v]) < 0.55
+                for p in (penalty, sweep("regularization", "circle")) for v in ("L1 0.1", "L2 0.1")),
         "noisy circle: without a penalty the median training loss is under half the test loss":
             2 * statistics.median(noisy["none"]["train_losses"]) < median(noisy["none"]),
-        f"noisy circle: {', '.join(NOISY_HELPED)} each lower the test loss on most seeds":
-            all(2 * sum(a < b for a, b in zip(noisy[v]["test_losses"], noisy["none"]["test_losses"]))
+        f"noisy circle: {', '.join(NOISY_HELPED)} each lower the median test loss, and the test loss on most seeds":
+            all(median(noisy[v]) < median(noisy["none"])
+                and 2 * sum(a < b for a, b in zip(noisy[v]["test_losses"], noisy["none"]["test_losses"]))
                 > noisy["none"]["runs"] for v in NOISY_HELPED),
         "noisy circle: no regularized run reaches the convergence threshold":
             all(converged(noisy[v]) == 0 for v in noisy if v != "none"),
