@@ -46,6 +46,7 @@ from matplotlib.path import Path as CurvePath
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 import cli
+import common
 import latex
 import playground as pg
 import plotting
@@ -569,9 +570,13 @@ def claims(results: dict) -> dict[str, bool]:
 
 def check_claims(results: dict, committed: dict) -> int:
     """Print whether another run chose the committed configuration and whether each claim holds for it."""
-    chosen, expected = (config_from_dict(r["best"]["config"]).describe() for r in (results, committed))
+    try:
+        chosen, expected = (config_from_dict(r["best"]["config"]).describe() for r in (results, committed))
+        verdicts = claims(results)
+    except (KeyError, IndexError, TypeError, ValueError) as err:
+        raise common.UserError(f"these results lack what the report's claims read ({err!r}): give the results "
+                               "file of a full Q1 run") from err
     print(f"chosen configuration: {chosen}\n  {'the same as' if chosen == expected else 'NOT'} the committed one")
-    verdicts = claims(results)
     for sentence, holds in verdicts.items():
         print(f"{'holds ' if holds else 'FAILS '} {sentence}")
     return 0 if chosen == expected and all(verdicts.values()) else 1

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import cli
+import common
 import playground as pg
 import q1_playground
 from conftest import run_script
@@ -294,3 +295,8 @@ def test_check_claims_says_which_conclusion_another_run_changed(tmp_path, capsys
         path.write_text(json.dumps(results))
         assert q1_playground.main(["--check-claims", str(path)]) == 1
         assert says in capsys.readouterr().out
+    incomplete = copy.deepcopy(committed)
+    del incomplete["sweeps"]["learning rate"]
+    path.write_text(json.dumps(incomplete))
+    with pytest.raises(common.UserError, match="the results file of a full Q1 run"):
+        q1_playground.main(["--check-claims", str(path)])
