@@ -3,12 +3,15 @@
 The page's data generators, seven input features, network (tanh output, loss 0.5 (out - y)^2,
 weights U(-0.5, 0.5), biases 0.1) and update rule (the batch-mean gradient step, then the L1/L2
 step on the weight as it was before it, biases never regularized, an L1 weight that crosses zero
-becomes a dead link) follow the page's source. Its random numbers cannot be matched, so runs are
-reproduced in behaviour, not bit for bit.
+becomes a dead link) follow the page's source, and so do its random numbers (seedrandom's ARC4 and
+the page's order of draws): seed s here is `seed=s` in the page's address, with the same points, the
+same initial weights and the same losses up to float64 rounding, which long training can amplify
+(tests/test_playground.py checks them against numbers recorded from the page's own code).
 """
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import itertools
 import math
 import os
@@ -31,49 +34,141 @@ POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
 DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
-# float32: NumPy's tanh and exp are vectorized for it; the page's behaviour does not hinge on the last digits
-DTYPE = np.float32
+# float64, as the page computes (JavaScript numbers): long training amplifies rounding differences
+DTYPE = np.float64
+
+
+# ----------------------------------------------------------------------------- the page's random numbers
+class PageRandom:
+    """Math.random after the page's Math.seedrandom(seed): seedrandom 2.4's ARC4 generator, step for step (its
+    key from the seed string's UTF-16 units, 256 outputs discarded, each double from 6 or more bytes)."""
+
+    def __init__(self, seed: str):
+        units = seed.encode("utf-16-le")
+        key: list[int] = []
+        smear = 0
+        for j in range(len(units) // 2):  # seedrandom's mixkey
+            unit, index = units[2 * j] | units[2 * j + 1] << 8, j & 255
+            if index < len(key):
+                smear ^= key[index] * 19
+            value = 255 & (smear + unit)
+            key[index:index + 1] = [value]
+        key = key or [0]
+        self.s, self.i, self.j = list(range(256)), 0, 0
+        j = 0
+        for i in range(256):
+            j = 255 & (j + key[i % len(key)] + self.s[i])
+            self.s[i], self.s[j] = self.s[j], self.s[i]
+        self.bytes(256)
+
+    def bytes(self, count: int) -> int:
+        """The next `count` ARC4 outputs as one big-endian number."""
+        s, i, j, r = self.s, self.i, self.j, 0
+        for _ in range(count):
+            i = 255 & (i + 1)
+            t = s[i]
+            j = 255 & (j + t)
+            s[i], s[j] = s[j], t
+            r = r * 256 + s[255 & (s[i] + t)]
+        self.i, self.j = i, j
+        return r
+
+    def __call__(self) -> float:
+        """A double in [0, 1), computed in the same float operations as seedrandom's prng."""
+        n, d, x = float(self.bytes(6)), float(2 ** 48), 0
+        while n < 2.0 ** 52:
+            n, d, x = (n + x) * 256, d * 256, self.bytes(1)
+        while n >= 2.0 ** 53:
+            n, d, x = n / 2, d / 2, x >> 1
+        return (n + x) / d
+
+    def copy(self) -> "PageRandom":
+        twin = object.__new__(PageRandom)
+        twin.s, twin.i, twin.j = list(self.s), self.i, self.j
+        return twin
 
 
 # ----------------------------------------------------------------------------- data
-def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The page's 500 points (N, 2) and labels +1 (blue) / -1 (orange); noise is the slider's 0..50."""
-    rng = np.random.default_rng(seed)
-    noise = noise / 100
-    half = POINTS // 2
+def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, float, float]]:
+    """The page's generator for a classification dataset (src/dataset.ts): 500 points (x, y, label), drawn from
+    `random` in the page's order and written with its float operations; noise in 0..0.5."""
+    uniform = lambda a, b: random() * (b - a) + a
+    half = POINTS / 2
+    points = []
     if name == "circle":
-        radius = np.concatenate([rng.uniform(0, 2.5, half), rng.uniform(3.5, 5, half)])
-        angle = rng.uniform(0, 2 * math.pi, POINTS)
-        points = np.stack([radius * np.sin(angle), radius * np.cos(angle)], 1)
-        jittered = points + rng.uniform(-5, 5, (POINTS, 2)) * noise
-        labels = np.where(np.hypot(*jittered.T) < 2.5, 1.0, -1.0)
+        for low, high in ((0, 5 * 0.5), (5 * 0.7, 5)):  # label +1 inside, then -1 outside
+            for _ in range(POINTS // 2):
+                r, angle = uniform(low, high), uniform(0, 2 * math.pi)
+                x, y = r * math.sin(angle), r * math.cos(angle)
+                noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
+                # noise flips labels; the stored point is the clean one
+                noisy_x, noisy_y = x + noise_x, y + noise_y
+                points.append((x, y, 1.0 if math.sqrt(noisy_x * noisy_x + noisy_y * noisy_y) < 5 * 0.5 else -1.0))
     elif name == "xor":
-        points = rng.uniform(-5, 5, (POINTS, 2))
-        points += np.where(points > 0, 0.3, -0.3)  # pushed 0.3 away from the axes
-        jittered = points + rng.uniform(-5, 5, (POINTS, 2)) * noise
-        labels = np.where(jittered[:, 0] * jittered[:, 1] >= 0, 1.0, -1.0)
+        for _ in range(POINTS):
+            x = uniform(-5, 5)
+            x += 0.3 if x > 0 else -0.3  # pushed 0.3 away from the axes
+            y = uniform(-5, 5)
+            y += 0.3 if y > 0 else -0.3
+            noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
+            points.append((x, y, 1.0 if (x + noise_x) * (y + noise_y) >= 0 else -1.0))
     elif name == "gauss":
-        spread = math.sqrt(0.5 + 7 * noise)
-        points = np.concatenate([rng.normal(2, spread, (half, 2)), rng.normal(-2, spread, (half, 2))])
-        labels = np.concatenate([np.ones(half), -np.ones(half)])
+        t = noise / 0.5  # d3's linear scale from [0, 0.5] to variances [0.5, 4]
+        deviation = math.sqrt(0.5 * (1 - t) + 4 * t)
+
+        def normal(mean: float) -> float:  # the page's polar Box-Muller
+            while True:
+                v1, v2 = 2 * random() - 1, 2 * random() - 1
+                s = v1 * v1 + v2 * v2
+                if s <= 1:
+                    return mean + deviation * (math.sqrt(-2 * math.log(s) / s) * v1)
+        for centre, label in ((2, 1.0), (-2, -1.0)):
+            for _ in range(POINTS // 2):
+                x = normal(centre)
+                points.append((x, normal(centre), label))
     elif name == "spiral":
-        i = np.arange(half)
-        radius = 5 * i / half
-        arms = []
-        for delta in (0.0, math.pi):  # the +1 arm, then the -1 arm
-            t = 1.75 * i / half * 2 * math.pi + delta
-            arms.append(np.stack([radius * np.sin(t), radius * np.cos(t)], 1) + rng.uniform(-1, 1, (half, 2)) * noise)
-        points, labels = np.concatenate(arms), np.concatenate([np.ones(half), -np.ones(half)])
+        for delta, label in ((0.0, 1.0), (math.pi, -1.0)):
+            for i in range(POINTS // 2):
+                r, t = i / half * 5, 1.75 * i / half * 2 * math.pi + delta
+                x = r * math.sin(t) + uniform(-1, 1) * noise
+                points.append((x, r * math.cos(t) + uniform(-1, 1) * noise, label))
     else:
         raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
-    return points, labels
+    return points
 
 
-def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int, seed: int):
-    """Shuffle once, then the first train_percent % are training points, as the page does."""
-    order = np.random.default_rng(seed + 1).permutation(len(labels))
-    train, test = np.split(order, [len(labels) * train_percent // 100])
-    return points[train], labels[train], points[test], labels[test]
+def shuffle(items: list, random: PageRandom) -> None:
+    """The page's Fisher-Yates shuffle, in place."""
+    for counter in range(len(items), 0, -1):
+        index = math.floor(random() * counter)
+        items[counter - 1], items[index] = items[index], items[counter - 1]
+
+
+@functools.lru_cache(maxsize=1024)
+def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray, PageRandom]:
+    """What the page draws for a dataset from Math.seedrandom(String(seed)): its 500 points and labels,
+    generated then shuffled, and its generator as it stands after, from which the weights come next."""
+    random = PageRandom(str(seed))
+    points = generate(name, noise / 100, random)
+    shuffle(points, random)
+    data = np.array(points, dtype=DTYPE)
+    return data[:, :2], data[:, 2], random
+
+
+def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The page's 500 points (N, 2) and labels +1 (blue) / -1 (orange) for a seed, in the order it holds them
+    (shuffled); noise is the slider's 0..50."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
+    points, labels, _ = page_draws(name, noise, seed)
+    return points.copy(), labels.copy()
+
+
+def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int):
+    """The first train_percent % of make_dataset's points (already shuffled as the page shuffles them) are
+    training points, the rest test points, as the page splits them."""
+    train = len(labels) * train_percent // 100
+    return points[:train], labels[:train], points[train:], labels[train:]
 
 
 def feature_matrix(points: np.ndarray) -> np.ndarray:
@@ -159,6 +254,20 @@ def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list
     return schedule
 
 
+def initial_weights(config: Config) -> list[np.ndarray]:
+    """The page's initial weights for a configuration, per layer (fan_in, fan_out): Math.random() - 0.5 from the
+    seed's generator after the data (src/nn.ts buildNetwork: for each neuron, its links from each one below)."""
+    random = page_draws(config.dataset, config.noise, config.seed)[2].copy()
+    weights = []
+    for layer in range(len(config.hidden) + 1):
+        rows, cols = real_block(config, layer)
+        w = np.empty((len(cols), len(rows)), dtype=DTYPE)
+        for index in np.ndindex(w.shape):
+            w[index] = random() - 0.5
+        weights.append(w.T)
+    return weights
+
+
 class StackedPlayground:
     """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer with masks that keep
     the padding at exactly zero, so that each copy computes what its own network would.
@@ -178,11 +287,11 @@ class StackedPlayground:
         self.live = [np.zeros(w.shape, dtype=bool) for w in self.weights]  # real links, less the dead ones
         self.active = [np.zeros(b.shape, dtype=bool) for b in self.biases]  # real neurons of each layer's output
         for k, c in enumerate(configs):
-            rng = np.random.default_rng(c.seed + 1000)
+            first = initial_weights(c) if start is None else None
             for layer in range(len(self.weights)):
                 rows, cols = real_block(c, layer)
                 if start is None:
-                    w, b, live = rng.uniform(-0.5, 0.5, (len(rows), len(cols))), np.full(len(cols), BIAS_INIT), True
+                    w, b, live = first[layer], np.full(len(cols), BIAS_INIT), True
                 else:
                     w, b, live = start[k].weights[layer], start[k].biases[layer], ~start[k].dead[layer]
                 self.weights[layer][k][np.ix_(rows, cols)] = w
@@ -261,7 +370,7 @@ def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     parts = []
     for c in configs:
         points, labels = make_dataset(c.dataset, c.noise, c.seed)
-        train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent, c.seed)
+        train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent)
         parts.append((feature_matrix(train_x), train_y, feature_matrix(test_x), test_y))
     return tuple(np.stack(column).astype(DTYPE) for column in zip(*parts))
 
@@ -302,21 +411,6 @@ def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> 
     return net.runs(np.stack(train_losses), np.stack(test_losses))
 
 
-def node_grids(run: Run, resolution: int = 100) -> list[np.ndarray]:
-    """Every node's output on a resolution x resolution grid over [-6, 6]^2 (rows: y from -6 up), as the page
-    draws them: the seven features (R, R, 7), then each layer (R, R, neurons); the last is the output."""
-    axis = np.linspace(-DOMAIN, DOMAIN, resolution)
-    xx, yy = np.meshgrid(axis, axis)
-    features = feature_matrix(np.stack([xx.ravel(), yy.ravel()], 1))
-    activation = ACTIVATIONS[run.config.activation][0]
-    grids, a = [features], features[:, [FEATURES.index(f) for f in run.config.features]]
-    for layer, (w, b) in enumerate(zip(run.weights, run.biases)):
-        z = a @ w + b
-        a = np.tanh(z) if layer == len(run.weights) - 1 else activation(z)
-        grids.append(a)
-    return [g.reshape(resolution, resolution, -1) for g in grids]
-
-
 # ----------------------------------------------------------------------------- the page's address
 # the page's state keys of the features in its order (src/state.ts), with ours; cosX and cosY are hidden on the page
 PAGE_FEATURES = {"x": "x1", "y": "x2", "xTimesY": "x1*x2", "xSquared": "x1^2", "ySquared": "x2^2", "cosX": None,
@@ -325,8 +419,8 @@ PAGE_FEATURES = {"x": "x1", "y": "x2", "xTimesY": "x1*x2", "xSquared": "x1^2", "
 
 def page_url(config: Config) -> str:
     """The page with this configuration: its whole state lives in the '#' fragment, written here with the
-    keys, order and formats of State.serialize in src/state.ts. The page's seed drives its own random
-    numbers, so its data and initial weights differ from this reproduction's."""
+    keys, order and formats of State.serialize in src/state.ts. Its seed gives the page the data and initial
+    weights that this reproduction draws for the configuration."""
     state = {"activation": config.activation, "regularization": config.regularization,
              "batchSize": config.batch_size, "dataset": config.dataset, "regDataset": "reg-plane",
              "learningRate": f"{config.lr:g}", "regularizationRate": f"{config.reg_rate:g}", "noise": config.noise,
