@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
+import torch
 
+import common
+import q5_2_mlp
+import q5_3_flooding
 from conftest import REPO_ROOT, run_script
 
 QUICK = ("--subset", "64", "--batch-size", "16", "--offline", "--no-progress", "--checkpoint-every", "1")
@@ -65,6 +71,38 @@ def test_ctrl_c_saves_after_the_epoch_and_resume_continues(mnist_root, tmp_path)
     assert changed.returncode == 1 and "other settings (lr: saved 0.1, now 0.05)" in changed.stderr
 
 
+STOP_SIGNALS = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+
+
+@pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda sig: sig.name)
+def test_a_two_rate_sweep_stopped_by_a_signal_resumes_and_goes_on(stop, mnist_root, tmp_path):
+    """SIGTERM (a scheduler, `timeout`) and SIGHUP (a closed terminal) stop a run at once, saving its
+    last finished epoch; --resume continues the first rate and then trains the second, ending where an
+    uninterrupted run ends, bit for bit."""
+    flags = ["--lrs", "0.1,0.01", "--flood-levels", "0,0.05", "--seeds", "1", "--epochs", "30",
+             "--data-dir", str(mnist_root), *QUICK]
+    out = tmp_path / "stopped"
+    run = subprocess.Popen([sys.executable, str(REPO_ROOT / "codes" / "q5_3_flooding.py"), *flags, "--output-dir", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "q5_3_flooding_lr0.1.ckpt")
+    run.send_signal(stop)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert f"{stop.name}: stopping now" in stderr and "Run the same command with --resume" in stderr
+    assert "Traceback" not in stderr
+    assert not (out / "q5_3_flooding_lr0.1.json").exists() and not (out / "q5_3_flooding_lr0.01.ckpt").exists()
+    saved_epoch = torch.load(out / "q5_3_flooding_lr0.1.ckpt", weights_only=True)["record"]["history"]["epoch"][-1]
+    assert f"after epoch {saved_epoch}" in stderr  # the epoch in progress, and no more, is lost
+
+    assert q5_3_flooding.main([*flags, "--output-dir", str(out), "--resume"]) == 0
+    assert q5_3_flooding.main([*flags, "--output-dir", str(tmp_path / "straight")]) == 0
+    for name in ("q5_3_flooding_lr0.1.json", "q5_3_flooding_lr0.01.json"):
+        resumed = json.loads((out / name).read_text())
+        straight = json.loads((tmp_path / "straight" / name).read_text())
+        assert resumed["history"]["epoch"] == list(range(31))
+        assert resumed["history"] == straight["history"], name
+
+
 def test_resume_without_a_checkpoint_is_refused(mnist_root, tmp_path):
     done = run_script("q5_2_mlp.py", "--epochs", "2", "--data-dir", str(mnist_root), *QUICK,
                       "--output-dir", str(tmp_path), "--resume")
@@ -108,3 +146,58 @@ def test_unwritable_output_folder_is_refused_before_training(mnist_root, tmp_pat
                       "--output-dir", str(blocker / "out"))
     assert done.returncode == 1
     assert f"Cannot write to {blocker / 'out'}" in done.stderr and "Traceback" not in done.stderr
+
+
+def full_disk(monkeypatch) -> None:
+    """Every file the atomic writer opens behaves as on a full disk: its writes fail with ENOSPC."""
+    make_temporary = tempfile.mkstemp
+
+    def on_full_disk(**kwargs):
+        fd, name = make_temporary(**kwargs)
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, fd)
+        os.close(full)
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", on_full_disk)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_while_saving_a_checkpoint_says_so(mnist_root, tmp_path, monkeypatch):
+    full_disk(monkeypatch)
+    with pytest.raises(common.UserError, match=r"cannot write .*q5_2_mlp.ckpt \(No space left on device\)"):
+        q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)])
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def crafted(state: dict, damage: str) -> dict:
+    """A checkpoint with the right keys and wrong contents."""
+    record, trainer = state["record"], state["trainer"]
+    if damage == "no epochs":
+        record["history"]["epoch"] = []
+    elif damage == "epochs as text":
+        state["epochs"] = "3"
+    elif damage == "a history key missing":
+        del record["history"]["weight_norm"]
+    elif damage == "a short history":
+        record["history"]["val_loss"].pop()
+    elif damage == "no parameters":
+        trainer["parameters"], trainer["momentum"] = [], []
+    elif damage == "a parameter of another shape":
+        trainer["parameters"][0] = trainer["parameters"][0][:, :1]
+    elif damage == "divergence as text":
+        record["diverged_at_epoch"] = "none"
+    elif damage == "two copies":
+        record["diverged_at_epoch"] = [None, None]
+    return state
+
+
+@pytest.mark.parametrize("damage", ["no epochs", "epochs as text", "a history key missing", "a short history",
+                                    "no parameters", "a parameter of another shape", "divergence as text", "two copies"])
+def test_a_crafted_checkpoint_is_one_message(damage, mnist_root, tmp_path):
+    flags = ["--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)]
+    assert q5_2_mlp.main(["--epochs", "1", *flags]) == 0
+    checkpoint = tmp_path / "q5_2_mlp.ckpt"
+    torch.save(crafted(torch.load(checkpoint, weights_only=True), damage), checkpoint)
+    with pytest.raises(common.UserError, match="(is not a readable checkpoint|does not hold the state) of this"):
+        q5_2_mlp.main(["--epochs", "2", "--resume", *flags])
