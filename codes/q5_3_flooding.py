@@ -32,9 +32,7 @@ import sys
 import warnings
 from pathlib import Path
 
-import matplotlib.ticker
 import numpy as np
-
 import torch
 
 import cli
@@ -367,7 +365,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
         ax.errorbar(levels, [table[b][key][0] for b in levels], yerr=[table[b][key][1] for b in levels],
                     color=color, marker="o", markersize=3, capsize=2, label=name)
     ax.axvline(best, color="k", linestyle=":", label=f"chosen: b = {best:.2f}")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
+    ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
     ax.set_xlabel("flood level b (nats)")
     ax.set_ylabel("final error (% misclassified)")
     ax.legend()
@@ -419,7 +417,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax_error.set_ylabel("final validation error (%)")
     ax_ece.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
     for ax in (ax_error, ax_ece):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+        ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))
         ax.set_xlabel("flood level b (nats)")
         ax.legend()
     fig.suptitle(f"Flooding at two learning rates (mean \u00b1 std over {seeds} seeds){label}", wrap=True)

@@ -26,7 +26,7 @@ def check_replaceable(path: Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise common.UserError(f"{path} is a folder, where this script writes a file: move it away.")
-    if path.exists() and not os.access(path, os.W_OK):
+    if path.exists() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):  # root may write anything
         raise common.UserError(f"{path} is read-only: make it writable (chmod u+w) or remove it, and run again.")
 
 

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 import common
+import plotting
 import q5_2_mlp
 import q5_3_flooding
 from conftest import REPO_ROOT, run_script
@@ -201,3 +204,42 @@ def test_a_crafted_checkpoint_is_one_message(damage, mnist_root, tmp_path):
     torch.save(crafted(torch.load(checkpoint, weights_only=True), damage), checkpoint)
     with pytest.raises(common.UserError, match="(is not a readable checkpoint|does not hold the state) of this"):
         q5_2_mlp.main(["--epochs", "2", "--resume", *flags])
+
+
+@pytest.fixture
+def finished_mlp_run(mnist_root, tmp_path) -> Path:
+    """The output folder of a one-epoch Q5.2 run."""
+    out = tmp_path / "out"
+    assert q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(out)]) == 0
+    return out
+
+
+def test_a_read_only_figure_is_left_alone_with_one_message(finished_mlp_run):
+    figure = finished_mlp_run / "figures" / "q5_2_loss.png"
+    before = figure.read_bytes()
+    figure.chmod(0o444)
+    with pytest.raises(common.UserError, match="q5_2_loss.png is read-only: make it writable"):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(finished_mlp_run)])
+    assert figure.read_bytes() == before
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_while_saving_a_figure_leaves_the_old_one(finished_mlp_run, monkeypatch):
+    figure = finished_mlp_run / "figures" / "q5_2_error.png"
+    before = figure.read_bytes()
+    full_disk(monkeypatch)
+    fig, _ = plotting.plt.subplots()
+    with pytest.raises(common.UserError, match=r"cannot write .*q5_2_error.png \(No space left on device\)"):
+        plotting.save(fig, figure)
+    assert figure.read_bytes() == before and list(figure.parent.glob(".*.tmp")) == []
+
+
+def test_an_unknown_matplotlib_backend_plays_no_part(finished_mlp_run):
+    """The figures are files only, drawn with Agg whatever MPLBACKEND names (matplotlib's import fails on a
+    name it does not know)."""
+    out = shutil.copytree(finished_mlp_run, finished_mlp_run.with_name("copy"))  # one this process does not hold
+    (out / "figures" / "q5_2_error.png").unlink()
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--plot-only", "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "nonsense"})
+    assert done.returncode == 0, done.stderr
+    assert (out / "figures" / "q5_2_error.png").stat().st_size > 10_000
