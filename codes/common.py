@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import gzip
+import hashlib
 import math
 import signal
 import struct
@@ -33,6 +34,12 @@ IMAGE_SIDE = 28
 # file name -> IDX magic number: 0x0803 is "unsigned byte, 3 dimensions", 0x0801 "1 dimension"
 MNIST_FILES = {"train-images-idx3-ubyte": 0x0803, "train-labels-idx1-ubyte": 0x0801,
                "t10k-images-idx3-ubyte": 0x0803, "t10k-labels-idx1-ubyte": 0x0801}
+# the published MD5 digests of the original files, uncompressed (a .gz is checked once decompressed:
+# its own bytes depend on the compressor)
+MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
 
 
 class UserError(Exception):
@@ -58,11 +65,13 @@ class EpochAbandoned(BaseException):
 def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
     """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked."""
     path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
+    if not path.is_file():  # a pipe would never end, a device never be MNIST
+        raise DataError(f"{path} is not a regular file (a folder, a pipe or a device). Replace it with the original file.")
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # BadGzipFile is an OSError: caught here first
         raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
-    except OSError as err:  # a folder or an unreadable file where the file should be
+    except OSError as err:  # an unreadable file
         raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
     ndim = magic & 0xFF
     found = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
@@ -83,6 +92,9 @@ def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
         raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}. Replace it with the original file.")
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != MNIST_MD5[name]:
+        print(f"warning: {path} is not the original MNIST file (its MD5 differs from the published one): the "
+              "results will not be comparable with the report's", file=sys.stderr)
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
 
 

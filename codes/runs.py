@@ -247,11 +247,56 @@ def read_results(path: Path, required: Sequence[str] = ("config", "history", "co
         results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise common.UserError(f"{path} is not valid JSON ({err}); rerun the script to rewrite it.") from None
+    except OSError as err:  # a folder or an unreadable file in its place
+        raise common.UserError(f"{path} cannot be read ({err.strerror or err}).") from None
     missing = [key for key in required if not isinstance(results, dict) or key not in results]
     if missing:
         raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
                                "rerun the script to rewrite it.")
+    if "history" in required and (problem := misplaced_number(results)):
+        raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
     return results
+
+
+def finite(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def misplaced_number(results: dict) -> str | None:
+    """Where a training run's results file holds something else than the numbers the figures and
+    snippets read, in words (None if nowhere): every history value is a finite number, or null where
+    the copy had diverged or (confidences) no digit was counted; the last epoch of every copy that did
+    not diverge, the timings and the settings are finite numbers. A diverged run stays readable."""
+    history, copies, diverged = results["history"], results["copies"], results["diverged_at_epoch"]
+    epochs = history.get("epoch") if isinstance(history, dict) else None
+    if not (isinstance(epochs, list) and epochs and epochs == list(range(len(epochs)))):
+        return "no epochs 0, 1, 2, ... in history/epoch"
+    if not (isinstance(copies, list) and copies and all(isinstance(c, dict) and finite(c.get("flood_level"))
+                                                        and type(c.get("init_seed")) is int for c in copies)):
+        return "no list of copies, each with its init_seed and flood_level"
+    if not (isinstance(diverged, list) and len(diverged) == len(copies) and all(d is None or type(d) is int for d in diverged)):
+        return f"no epoch or null for each of the {len(copies)} copies in diverged_at_epoch"
+    for key, rows in history.items():
+        if key == "epoch":
+            continue
+        if not (isinstance(rows, list) and len(rows) == len(epochs)
+                and all(isinstance(row, list) and len(row) == len(copies) for row in rows)):
+            return f"history/{key} that is not one list of {len(copies)} numbers per epoch"
+        for epoch, row in zip(epochs, rows):
+            for k, value in enumerate(row):
+                ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
+                if (value is None and ends) or (value is not None and not finite(value)):
+                    return f"{value if value is None else repr(value)} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
+    seconds, config = results.get("seconds", {}), results["config"]
+    for name, value in [*((f"seconds/{k}", seconds.get(k)) for k in ("train_per_epoch", "eval_per_epoch") if "seconds" in results),
+                        *((f"config/{k}", config.get(k)) for k in ("lr", "momentum", "batch_size"))]:
+        if not finite(value):
+            return f"{value!r} in {name}, where a number belongs"
+    if "epochs_completed" in results and results["epochs_completed"] != epochs[-1]:
+        return f"epochs_completed {results['epochs_completed']!r}, not the last epoch of the history ({epochs[-1]})"
+    if "final_val_ece" in results and not recorded([results["final_val_ece"]], 1, len(copies)):
+        return "a final_val_ece that is not one number per copy"
+    return None
 
 
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:

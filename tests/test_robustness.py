@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -243,3 +244,47 @@ def test_an_unknown_matplotlib_backend_plays_no_part(finished_mlp_run):
                           capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "nonsense"})
     assert done.returncode == 0, done.stderr
     assert (out / "figures" / "q5_2_error.png").stat().st_size > 10_000
+
+
+def edited(results: dict, edit: str) -> str:
+    """A results file's text with one value replaced as a hand edit or another program might."""
+    history = results["history"]
+    if edit == "a string in the last epoch":
+        history["val_error"][-1][0] = "0.5%"
+    elif edit == "a string in an earlier epoch":
+        history["train_loss"][0][0] = "2.3"
+    elif edit == "null in the last epoch":
+        history["test_error"][-1][0] = None
+    elif edit == "a learning rate as text":
+        results["config"]["lr"] = "0.1"
+    elif edit == "a short history":
+        history["val_loss"].pop()
+    elif edit == "NaN in the last epoch":  # Python's json writes a float NaN as NaN, and reads it back
+        history["val_loss"][-1][0] = float("nan")
+    return json.dumps(results)
+
+
+@pytest.mark.parametrize("edit, where", [
+    ("a string in the last epoch", "'0.5%' in history/val_error at epoch 1"),
+    ("a string in an earlier epoch", "'2.3' in history/train_loss at epoch 0"),
+    ("null in the last epoch", "None in history/test_error at epoch 1"),
+    ("NaN in the last epoch", "nan in history/val_loss at epoch 1"),
+    ("a learning rate as text", "'0.1' in config/lr"),
+    ("a short history", "history/val_loss that is not one list of 1 numbers per epoch"),
+])
+def test_a_results_file_without_a_number_where_the_report_reads_one_is_refused(edit, where, finished_mlp_run):
+    path = finished_mlp_run / "q5_2_mlp.json"
+    path.write_text(edited(json.loads(path.read_text()), edit))
+    snippet = (finished_mlp_run / "generated" / "q5_2.tex").read_bytes()
+    with pytest.raises(common.UserError, match=re.escape(f"{path} holds {where}")):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(finished_mlp_run)])
+    assert (finished_mlp_run / "generated" / "q5_2.tex").read_bytes() == snippet
+
+
+def test_a_folder_where_the_results_file_belongs_is_one_message(mnist_root, tmp_path):
+    (tmp_path / "q5_2_mlp.json").mkdir()
+    with pytest.raises(common.UserError, match="q5_2_mlp.json is a folder, where this script writes a file"):
+        q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)])
+    assert not (tmp_path / "q5_2_mlp.ckpt").exists()  # refused before training
+    with pytest.raises(common.UserError, match="q5_2_mlp.json cannot be read"):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(tmp_path)])
