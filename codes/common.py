@@ -442,7 +442,8 @@ class StopRequests:
             raise KeyboardInterrupt
         if signum == signal.SIGINT and not self.after_epoch:
             self.after_epoch = True
-            print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once)", file=sys.stderr)
+            print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once, saving the epoch before)",
+                  file=sys.stderr)
             return
         self.after_epoch = self.now = True
         print(f"\n{signal.Signals(signum).name}: stopping now, saving the state of the last finished epoch",

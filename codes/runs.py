@@ -49,8 +49,11 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise common.UserError(f"cannot write {path} ({err.strerror or err}); the file that was there, "
+        failure = err if isinstance(err, Exception) else None
+        while failure is not None and not isinstance(failure, OSError):
+            failure = failure.__context__  # torch.save raises a RuntimeError while handling the failed write
+        if failure is not None:
+            raise common.UserError(f"cannot write {path} ({failure.strerror or failure}); the file that was there, "
                                    "if any, is unchanged.") from None
         raise
 
@@ -86,12 +89,12 @@ class Checkpoint:
         try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
             state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
             record, epochs = state["record"], state["epochs"]
-            done = record["history"]["epoch"]
-            copies = len(record["diverged_at_epoch"])
-            if (isinstance(state["identity"], dict) and type(epochs) is int and done == list(range(len(done)))
-                    and 0 < len(done) <= epochs + 1 and copies > 0 and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
-                    and all(d is None or type(d) is int for d in record["diverged_at_epoch"])
-                    and all(recorded(rows, len(done), copies) for key, rows in record["history"].items() if key != "epoch")):
+            done, diverged = record["history"]["epoch"], record["diverged_at_epoch"]
+            if (isinstance(state["identity"], dict) and type(epochs) is int
+                    and 0 < len(done) <= epochs + 1 and done == list(range(len(done)))
+                    and len(diverged) > 0 and all(d is None or type(d) is int for d in diverged)
+                    and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
+                    and all(recorded(rows, len(done), len(diverged)) for k, rows in record["history"].items() if k != "epoch")):
                 return state
         except Exception:  # any unreadable or misshapen content ends in the message below
             pass
@@ -271,10 +274,11 @@ def misplaced_number(results: dict) -> str | None:
     epochs = history.get("epoch") if isinstance(history, dict) else None
     if not (isinstance(epochs, list) and epochs and epochs == list(range(len(epochs)))):
         return "no epochs 0, 1, 2, ... in history/epoch"
-    if not (isinstance(copies, list) and copies and all(isinstance(c, dict) and finite(c.get("flood_level"))
-                                                        and type(c.get("init_seed")) is int for c in copies)):
+    if not (isinstance(copies, list) and copies and all(
+            isinstance(c, dict) and finite(c.get("flood_level")) and type(c.get("init_seed")) is int for c in copies)):
         return "no list of copies, each with its init_seed and flood_level"
-    if not (isinstance(diverged, list) and len(diverged) == len(copies) and all(d is None or type(d) is int for d in diverged)):
+    if not (isinstance(diverged, list) and len(diverged) == len(copies)
+            and all(d is None or type(d) is int for d in diverged)):
         return f"no epoch or null for each of the {len(copies)} copies in diverged_at_epoch"
     for key, rows in history.items():
         if key == "epoch":
@@ -286,10 +290,13 @@ def misplaced_number(results: dict) -> str | None:
             for k, value in enumerate(row):
                 ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
                 if (value is None and ends) or (value is not None and not finite(value)):
-                    return f"{value if value is None else repr(value)} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
-    seconds, config = results.get("seconds", {}), results["config"]
-    for name, value in [*((f"seconds/{k}", seconds.get(k)) for k in ("train_per_epoch", "eval_per_epoch") if "seconds" in results),
-                        *((f"config/{k}", config.get(k)) for k in ("lr", "momentum", "batch_size"))]:
+                    return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
+    read = {f"config/{k}": results["config"].get(k) if isinstance(results["config"], dict) else None
+            for k in ("lr", "momentum", "batch_size")}
+    if "seconds" in results:
+        seconds = results["seconds"] if isinstance(results["seconds"], dict) else {}
+        read.update({f"seconds/{k}": seconds.get(k) for k in ("train_per_epoch", "eval_per_epoch")})
+    for name, value in read.items():
         if not finite(value):
             return f"{value!r} in {name}, where a number belongs"
     if "epochs_completed" in results and results["epochs_completed"] != epochs[-1]:

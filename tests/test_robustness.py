@@ -1,6 +1,7 @@
 """Runs survive kills and Ctrl-C, and bad input gets one clear message."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -8,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -152,21 +152,34 @@ def test_unwritable_output_folder_is_refused_before_training(mnist_root, tmp_pat
     assert f"Cannot write to {blocker / 'out'}" in done.stderr and "Traceback" not in done.stderr
 
 
-def full_disk(monkeypatch) -> None:
-    """Every file the atomic writer opens behaves as on a full disk: its writes fail with ENOSPC."""
-    make_temporary = tempfile.mkstemp
+class FillingFile:
+    """A file on a disk with `room` bytes left: writes beyond them fail as on a full disk."""
 
-    def on_full_disk(**kwargs):
-        fd, name = make_temporary(**kwargs)
-        full = os.open("/dev/full", os.O_WRONLY)
-        os.dup2(full, fd)
-        os.close(full)
-        return fd, name
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
 
-    monkeypatch.setattr(tempfile, "mkstemp", on_full_disk)
+    def write(self, data) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.file.close()
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def full_disk(monkeypatch, room: int = 2000) -> None:
+    """Every file the atomic writer opens fills up after `room` bytes."""
+    open_file = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FillingFile(open_file(fd, mode), room))
+
+
 def test_a_full_disk_while_saving_a_checkpoint_says_so(mnist_root, tmp_path, monkeypatch):
     full_disk(monkeypatch)
     with pytest.raises(common.UserError, match=r"cannot write .*q5_2_mlp.ckpt \(No space left on device\)"):
@@ -224,7 +237,6 @@ def test_a_read_only_figure_is_left_alone_with_one_message(finished_mlp_run):
     assert figure.read_bytes() == before
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
 def test_a_full_disk_while_saving_a_figure_leaves_the_old_one(finished_mlp_run, monkeypatch):
     figure = finished_mlp_run / "figures" / "q5_2_error.png"
     before = figure.read_bytes()
