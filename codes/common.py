@@ -2,16 +2,18 @@
 MNIST and its 8:2 split; `StackedCopies`, K copies of a network run as one batched model;
 `StackedTrainer`, SGD on all copies at once, each flooded at its own level (one CUDA graph per
 step on a GPU); and `fit`, the loop: every split evaluated at epoch 0 and after every epoch,
-divergence detection, checkpoints, exact resume, a clean stop on Ctrl-C.
+divergence detection, checkpoints, exact resume, a clean stop on Ctrl-C, SIGTERM and SIGHUP.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import gzip
+import hashlib
 import math
+import signal
 import struct
-import threading
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -32,6 +34,12 @@ IMAGE_SIDE = 28
 # file name -> IDX magic number: 0x0803 is "unsigned byte, 3 dimensions", 0x0801 "1 dimension"
 MNIST_FILES = {"train-images-idx3-ubyte": 0x0803, "train-labels-idx1-ubyte": 0x0801,
                "t10k-images-idx3-ubyte": 0x0803, "t10k-labels-idx1-ubyte": 0x0801}
+# the published MD5 digests of the original files, uncompressed (a .gz is checked once decompressed:
+# its own bytes depend on the compressor)
+MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+             "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+             "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+             "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637"}
 
 
 class UserError(Exception):
@@ -43,7 +51,12 @@ class DataError(UserError):
 
 
 class RunInterrupted(UserError):
-    """Ctrl-C: the run stopped at the end of an epoch and saved its state."""
+    """Ctrl-C, SIGTERM or SIGHUP: the run stopped and saved the state of its last finished epoch."""
+
+
+class EpochAbandoned(BaseException):
+    """Raised by a stop signal inside an epoch's computation, whose work is then given up
+    (a BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it)."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -52,11 +65,13 @@ class RunInterrupted(UserError):
 def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
     """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked."""
     path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
+    if not path.is_file():  # a pipe would never end, a device never be MNIST
+        raise DataError(f"{path} is not a regular file (a folder, a pipe or a device). Replace it with the original file.")
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # BadGzipFile is an OSError: caught here first
         raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
-    except OSError as err:  # a folder or an unreadable file where the file should be
+    except OSError as err:  # an unreadable file
         raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
     ndim = magic & 0xFF
     found = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
@@ -77,6 +92,9 @@ def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
         raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}. Replace it with the original file.")
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != MNIST_MD5[name]:
+        print(f"warning: {path} is not the original MNIST file (its MD5 differs from the published one): the "
+              "results will not be comparable with the report's", file=sys.stderr)
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
 
 
@@ -250,6 +268,9 @@ def logits_in_chunks(model: StackedCopies, split: Split, batch_size: int):
         yield model(split.images[start : start + batch_size]).float(), split.labels[start : start + batch_size]
 
 
+EVALUATED = ("loss", "error", "confidence_right", "confidence_wrong")  # evaluate's metrics
+
+
 def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
     """Per copy, (K,) device tensors: mean cross-entropy, error (% misclassified), and the mean confidence
     (largest softmax probability) of the correctly and of the wrongly classified images (NaN if none)."""
@@ -343,12 +364,13 @@ class StackedTrainer:
         return graph
 
     def state_dict(self) -> dict:
-        """Parameters, momentum buffers and the random generators, on the CPU."""
+        """A copy of the parameters and momentum buffers, on the training device (a copy made at
+        every epoch's end costs no transfer), and of the random generators."""
         params = list(self.model.parameters())
         momentum = [self.optimizer.state[p].get("momentum_buffer") for p in params]
         return {
-            "parameters": [p.detach().cpu().clone() for p in params],
-            "momentum": [None if m is None else m.cpu().clone() for m in momentum],
+            "parameters": [p.detach().clone() for p in params],
+            "momentum": [None if m is None else m.clone() for m in momentum],
             "batch_order": self.batch_order.get_state(),
             # training draws only from batch_order; the global generators are kept so that code
             # run after a resumed training sees what it would have seen
@@ -374,6 +396,11 @@ class StackedTrainer:
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
+    def recorded_keys(self) -> set[str]:
+        """The keys of train_epoch's and evaluate_all's results, which fit records."""
+        return {"batch_loss", "flood_active_fraction", "weight_norm",
+                *(f"{name}_{key}" for name in self.splits for key in EVALUATED)}
+
     def train_epoch(self) -> dict[str, list[float]]:
         """One pass over the training split: per copy, the mean mini-batch loss and the fraction
         of mini-batches whose loss was below the flood level."""
@@ -397,6 +424,55 @@ class StackedTrainer:
         return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
 
 
+# the signals that stop a run cleanly; SIGHUP (a closed terminal, a dropped ssh) exists only on Unix
+STOP_SIGNALS = [sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+
+
+class StopRequests:
+    """The stop signals a run receives. The first Ctrl-C asks to stop after the current epoch. SIGTERM
+    (a scheduler's, `timeout`'s, a shutdown's: seconds before a kill), SIGHUP or a second Ctrl-C stop
+    at once: the epoch in progress is given up if it is still computing (see `abandonable`), and the
+    last finished epoch is what is saved. One more signal then stops without saving."""
+
+    def __init__(self):
+        self.after_epoch = self.now = self.computing = False
+
+    def handle(self, signum, frame) -> None:
+        if self.now:
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT and not self.after_epoch:
+            self.after_epoch = True
+            print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once, saving the epoch before)",
+                  file=sys.stderr)
+            return
+        self.after_epoch = self.now = True
+        print(f"\n{signal.Signals(signum).name}: stopping now, saving the state of the last finished epoch",
+              file=sys.stderr)
+        if self.computing:
+            raise EpochAbandoned
+
+    @contextlib.contextmanager
+    def installed(self):
+        previous = {sig: signal.signal(sig, self.handle) for sig in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def abandonable(self):
+        """Computation that a stop may cut short, whose results are then thrown away: it changes
+        no record, only the trainer's state, which is saved from the copy made before it."""
+        if self.now:
+            raise EpochAbandoned
+        self.computing = True
+        try:
+            yield
+        finally:
+            self.computing = False
+
+
 def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str = "train",
         checkpoint=None) -> dict:
     """Train for `epochs`, evaluating at epoch 0 and after every epoch.
@@ -405,8 +481,8 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     statistics are None at epoch 0), the epoch at which each copy's training loss became
     non-finite (None if never) and timings. A diverged copy trains on harmlessly (its values are
     NaN); the run stops early only when every copy has diverged. With a checkpoint (runs.Checkpoint)
-    the state is saved every `checkpoint.every` epochs, at the end and on Ctrl-C, and a resumed run
-    continues exactly where the saved one stopped.
+    the state is saved every `checkpoint.every` epochs, at the end and on a stop signal (see
+    StopRequests), and a resumed run continues exactly where the saved one stopped.
     """
     copies = trainer.model.copies
     if checkpoint is not None and checkpoint.resume:
@@ -418,17 +494,26 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     history, diverged_at = record["history"], record["diverged_at_epoch"]
     first_epoch = history["epoch"][-1] + 1
     start = time.perf_counter() - record["total"]
+    stops = StopRequests()
+    finished = trainer.state_dict() if checkpoint else None  # the state after the last finished epoch
     with contextlib.ExitStack() as stack:
-        stop_requested = stack.enter_context(checkpoint.stop_on_ctrl_c()) if checkpoint else threading.Event()
+        if checkpoint:
+            stack.enter_context(stops.installed())
         bar = stack.enter_context(tqdm(range(first_epoch, epochs + 1), desc=desc, unit="epoch", disable=not progress,
                                        dynamic_ncols=True, initial=first_epoch - 1, total=epochs))
         for epoch in bar:
             if all(d is not None for d in diverged_at):
                 break
-            t0 = time.perf_counter()
-            batch_stats = trainer.train_epoch()  # .tolist() inside waits for the epoch's kernels
-            t1 = time.perf_counter()
-            metrics = trainer.evaluate_all()
+            try:
+                with stops.abandonable():
+                    t0 = time.perf_counter()
+                    batch_stats = trainer.train_epoch()  # .tolist() inside waits for the epoch's kernels
+                    t1 = time.perf_counter()
+                    metrics = trainer.evaluate_all()
+            except EpochAbandoned:
+                checkpoint.save(finished, record, epochs)
+                raise RunInterrupted(f"interrupted during epoch {epoch}; the state after epoch {epoch - 1} is saved in "
+                                     f"{checkpoint.path}. Run the same command with --resume to continue.") from None
             record["eval"] += time.perf_counter() - t1
             record["train"] += t1 - t0
             record["total"] = time.perf_counter() - start
@@ -443,9 +528,11 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
                 bar.set_postfix(train_err=f"{min(metrics['train_error'][k] for k in finite):.3f}%",
                                 val_err=f"{min(metrics['val_error'][k] for k in finite):.3f}%")
             last = epoch == epochs or not finite
-            if checkpoint and (epoch % checkpoint.every == 0 or last or stop_requested.is_set()):
-                checkpoint.save(trainer, record, epochs)
-            if stop_requested.is_set() and not last:
+            if checkpoint:
+                finished = trainer.state_dict()
+                if epoch % checkpoint.every == 0 or last or stops.after_epoch:
+                    checkpoint.save(finished, record, epochs)
+            if stops.after_epoch and not last:
                 raise RunInterrupted(f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
                                      "Run the same command with --resume to continue.")
     done = max(1, history["epoch"][-1])

@@ -1,13 +1,19 @@
 """Figure helpers shared by the MNIST scripts: one style, the error axis, saving."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import matplotlib
-import matplotlib.ticker
+# files only, no display: drawn with Agg, whatever backend MPLBACKEND names for interactive use
+# (matplotlib's import fails on a name it does not know)
+os.environ.pop("MPLBACKEND", None)
+import matplotlib  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
-matplotlib.use("Agg")  # files only; no display needed
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+import runs  # noqa: E402
 
 plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 200, "font.size": 9, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -35,8 +41,9 @@ def run_label(results: dict) -> str:
 
 
 def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a figure as runs.write_atomic writes every output: a kill or a full disk never leaves half an image."""
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    try:
+        return runs.write_atomic(path, lambda file: fig.savefig(file, format=path.suffix.lstrip(".")))
+    finally:
+        plt.close(fig)

@@ -20,7 +20,6 @@ import argparse
 import math
 from pathlib import Path
 
-import matplotlib.cbook
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -220,7 +219,7 @@ def plot_growth(result: dict, path: Path) -> Path:
 
 def plot_blur(path: Path) -> Path:
     """The filter F applied to a photograph shipped with matplotlib."""
-    photo = plotting.plt.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    photo = plotting.plt.imread(plotting.matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     kernel = torch.tensor(Q4_F, dtype=torch.float32).view(1, 1, 3, 3) / 16
     passes = 10  # one pass is hard to see at print size; ten show the same effect, stronger
     blurred = [torch.tensor(photo.mean(2), dtype=torch.float32)[None, None]]  # blurred[k]: F applied k times

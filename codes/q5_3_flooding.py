@@ -32,10 +32,7 @@ import sys
 import warnings
 from pathlib import Path
 
-import matplotlib.ticker
 import numpy as np
-from matplotlib.lines import Line2D
-
 import torch
 
 import cli
@@ -92,24 +89,25 @@ def results_name(lr: float) -> str:
     return f"q5_3_flooding_lr{lr:g}.json"
 
 
-def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths) -> dict:
+def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths, resume: bool) -> dict:
     """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
-    mini-batch order of seed 0 (Q5.2's)."""
+    mini-batch order of seed 0 (Q5.2's); continued from its saved state if `resume`."""
     config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
     check_memory(args.seeds * len(args.flood_levels), torch.device(config["device"]))
     init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
     levels = [level for _ in range(args.seeds) for level in args.flood_levels]
     results, model, splits = runs.train_and_record(
         "Q5.3", config, common.mlp, init_seeds, levels, results_path,
-        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **cli.run_options(args, paths))
+        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **{**cli.run_options(args, paths), "resume": resume})
     results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
 
 
 def check_memory(copies: int, device: torch.device) -> None:
     """Refuse, before any work (even the lists of seeds and levels), a stack of MLPs that cannot fit: each
-    copy's parameters, gradients and momentum on the device, and their copy in a checkpoint."""
-    needed = copies * common.parameter_count(common.mlp()) * 4 * 5  # float32: 3 on the device, 2 in the checkpoint
+    copy's parameters, gradients and momentum on the device, the copy of parameters and momentum made
+    at every epoch's end, and their copy in a checkpoint."""
+    needed = copies * common.parameter_count(common.mlp()) * 4 * 7  # float32: 5 on the device, 2 in the checkpoint
     if device.type == "cuda":
         free = torch.cuda.mem_get_info(device)[0]
     else:
@@ -368,15 +366,16 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
         ax.plot(chosen, run_table[chosen]["val_error"][0], "o", markersize=9, markerfacecolor="none",
                 markeredgecolor=color, zorder=3)
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.yaxis.set_major_formatter(plotting.matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(plotting.matplotlib.ticker.NullFormatter())
     ax.set_yticks([1, 2, 5, 10])
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
+    ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
     ax.set_xlabel("flood level b (nats)")
     ax.set_ylabel("final error (%, log axis)")
     # colour for the learning rate, line style for the split: four short entries in two rows, below the curves
-    keys = [Line2D([], [], color=color, label=f"lr {lr:g}") for lr, color in zip(sweeps, LR_COLORS)]
-    keys += [Line2D([], [], color="0.3", linestyle=style, label=name) for style, name in (("-", "validation"), ("--", "test"))]
+    key = plotting.matplotlib.lines.Line2D
+    keys = [key([], [], color=color, label=f"lr {lr:g}") for lr, color in zip(sweeps, LR_COLORS)]
+    keys += [key([], [], color="0.3", linestyle=style, label=name) for style, name in (("-", "validation"), ("--", "test"))]
     ax.set_ylim(0.7, None)
     ax.legend(handles=keys, loc="lower right", ncol=2)
     ax.set_title(f"(b) final error against b, mean \u00b1 std\nof {seeds} seeds; circled: chosen on validation{label}",
@@ -425,7 +424,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
                     yerr=[run_table[b]["ece"][1] for b in run_levels], color=color, marker="o",
                     markersize=2.5, capsize=2, label=f"lr {lr:g}")
     ax.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))
     ax.set_xlabel("flood level b (nats)")
     ax.legend()
     ax.set_title(f"Calibration error against b, mean \u00b1 std of {seeds} seeds{label}", wrap=True)
@@ -551,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
     paths.announce()
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
     if not args.plot_only:
-        for lr, results_path in results_paths.items():
-            results = sweep(args, lr, results_path, paths)
+        resumed = runs.resumed_parts(list(results_paths.values()), args.resume, args.restart)
+        for (lr, results_path), resume in zip(results_paths.items(), resumed):
+            results = sweep(args, lr, results_path, paths, resume)
             runs.write_json_atomic(results_path, results)
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")

@@ -417,12 +417,13 @@ def draw_check(paths: cli.OutputPaths) -> None:
 
 
 def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None,
-              paths: cli.OutputPaths) -> dict:
-    """One CNN run at learning rate lr, its results written (with the comparison when there is an MLP run)."""
+              paths: cli.OutputPaths, resume: bool) -> dict:
+    """One CNN run at learning rate lr, continued from its saved state if `resume`, its results written
+    (with the comparison when there is an MLP run)."""
     config = cli.run_config(args, lr=lr, seed=args.seed)
     results, model, splits = runs.train_and_record(
         "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
-        **cli.run_options(args, paths))
+        **{**cli.run_options(args, paths), "resume": resume})
     results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
     results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
     mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(splits["val"])
@@ -475,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     paths.announce()
     if args.lrs:
         if not args.plot_only:
-            for lr in args.lrs:
-                train_cnn(args, lr, check_results_path(paths.results, lr), None, paths)
+            check_paths = [check_results_path(paths.results, lr) for lr in args.lrs]
+            for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
+                train_cnn(args, lr, path, None, paths, resume)
         draw_check(paths)
         paths.announce()
         return 0
@@ -487,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         compare_anew(args, results_path, mlp_results, mlp_path)
     elif not args.plot_only:
-        train_cnn(args, args.lr, results_path, mlp_results, paths)
+        train_cnn(args, args.lr, results_path, mlp_results, paths, args.resume)
     results = runs.read_results(results_path)
     paths.check_settings(results, results_path)
     if mlp_results is not None and results.get("compared_with") != predictions_fingerprint(mlp_results):

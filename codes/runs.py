@@ -2,19 +2,16 @@
 and the numbers the scripts read from it (one copy's series, final metrics, collapse)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
-import signal
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import torch
 from torch import nn
@@ -23,27 +20,58 @@ import common
 from latex import seconds_text
 
 
-@contextlib.contextmanager
-def replaced_atomically(path: Path):
-    """Yield a temporary path beside `path` that replaces it in one rename on success and is
-    removed on failure: a kill leaves the old file or the new one, never half of one. A failed
-    write (a full disk, an unwritable folder) becomes a UserError."""
+def check_replaceable(path: Path) -> None:
+    """Refuse, before any work, a path that a written file cannot replace: a folder, or a read-only file
+    (which Unix would let a rename replace, against its owner's wish; Windows would not)."""
+    path = Path(path)
+    if path.is_dir():
+        raise common.UserError(f"{path} is a folder, where this script writes a file: move it away.")
+    if path.exists() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):  # root may write anything
+        raise common.UserError(f"{path} is read-only: make it writable (chmod u+w) or remove it, and run again.")
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write `path` by `write(file)` into a temporary file beside it, renamed into place on success
+    and removed on failure: a kill leaves the old file or the new one, never half of one. A failed
+    write (a full disk, an unwritable folder) becomes a UserError; the old file stays as it was."""
     path, tmp = Path(path), None
     try:
+        check_replaceable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        yield tmp
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
         os.replace(tmp, path)
+        return path
     except BaseException as err:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        # torch.save reports a failed write as a RuntimeError
-        if isinstance(err, (OSError, RuntimeError)) and not isinstance(err, common.UserError):
-            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
-            raise common.UserError(f"cannot write {path} ({reason}); the file that was there, if any, is unchanged.") from None
+        failure = err if isinstance(err, Exception) else None
+        while failure is not None and not isinstance(failure, OSError):
+            failure = failure.__context__  # torch.save raises a RuntimeError while handling the failed write
+        if failure is not None:
+            raise common.UserError(f"cannot write {path} ({failure.strerror or failure}); the file that was there, "
+                                   "if any, is unchanged.") from None
         raise
+
+
+def write_json_atomic(path: Path, obj: dict) -> Path:
+    data = json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode()
+    return write_atomic(path, lambda file: file.write(data))
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    return write_atomic(path, lambda file: file.write(text.encode()))
+
+
+def recorded(rows, epochs: int, copies: int) -> bool:
+    """Whether `rows` is a history entry: one list of `copies` numbers (None where none) per epoch."""
+    return (isinstance(rows, list) and len(rows) == epochs and all(
+        isinstance(row, list) and len(row) == copies and all(v is None or type(v) in (int, float) for v in row)
+        for row in rows))
 
 
 @dataclass
@@ -51,20 +79,24 @@ class Checkpoint:
     """Where a run saves its state, how often, and whether it starts from the saved state."""
 
     path: Path
-    every: int  # epochs between saves; the last epoch and a Ctrl-C always save
+    every: int  # epochs between saves; the last epoch and a stop signal always save
     identity: dict  # the settings a resumed run must share with the saved one
     resume: bool = False
 
-    def __post_init__(self):  # checked when the run is set up, before any data is loaded
-        if self.resume and not self.path.exists():
-            raise common.UserError(f"--resume: there is no checkpoint at {self.path} to resume from.")
-
     def read(self) -> dict:
+        """The saved state, checked to have the shape fit and restore read (a damaged or crafted file
+        is refused here, not with an IndexError deep in the loop)."""
         try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
             state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(state, dict) and {"identity", "trainer", "record", "epochs"} <= state.keys():
+            record, epochs = state["record"], state["epochs"]
+            done, diverged = record["history"]["epoch"], record["diverged_at_epoch"]
+            if (isinstance(state["identity"], dict) and type(epochs) is int
+                    and 0 < len(done) <= epochs + 1 and done == list(range(len(done)))
+                    and len(diverged) > 0 and all(d is None or type(d) is int for d in diverged)
+                    and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
+                    and all(recorded(rows, len(done), len(diverged)) for k, rows in record["history"].items() if k != "epoch")):
                 return state
-        except Exception:
+        except Exception:  # any unreadable or misshapen content ends in the message below
             pass
         raise common.UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
                                "delete it, or start over with --restart.")
@@ -86,40 +118,54 @@ class Checkpoint:
         if changed:
             details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in changed)
             raise common.UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
+        record, parameters = state["record"], list(trainer.model.parameters())
         try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
+            saved_parameters, momentum = state["trainer"]["parameters"], state["trainer"]["momentum"]
+            if not (len(saved_parameters) == len(momentum) == len(parameters)
+                    and all(s.shape == p.shape and (m is None or m.shape == p.shape)
+                            for s, m, p in zip(saved_parameters, momentum, parameters))
+                    and len(record["diverged_at_epoch"]) == trainer.model.copies
+                    and set(record["history"]) == {"epoch", *trainer.recorded_keys()}):
+                raise ValueError
             trainer.load_state_dict(state["trainer"])
-            record = state["record"]
-            done, _ = record["history"]["epoch"][-1], record["total"]  # what fit reads first
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
             raise common.UserError(f"{self.path} does not hold the state of this run's model: delete it, or start "
                                    "over with --restart.") from None
+        done = record["history"]["epoch"][-1]
         if done > epochs:
             raise common.UserError(f"{self.path} holds {done} epochs, more than the {epochs} asked for; "
                                    f"resume with --epochs {done} or more.")
         return record
 
-    @contextlib.contextmanager
-    def stop_on_ctrl_c(self):
-        """The first Ctrl-C asks the loop to stop after the current epoch (so the saved state is a
-        whole epoch's); a second one stops at once."""
-        requested = threading.Event()
+    def save(self, trainer_state: dict, record: dict, epochs: int) -> None:
+        """Save a StackedTrainer.state_dict (moved to the CPU) with the record of the run so far."""
+        on_cpu = {**trainer_state, "parameters": [p.cpu() for p in trainer_state["parameters"]],
+                  "momentum": [None if m is None else m.cpu() for m in trainer_state["momentum"]]}
+        state = {"identity": self.identity, "trainer": on_cpu, "record": record, "epochs": epochs}
+        # through a Python file, whose failed write says why (torch's own writer: "enforce fail ... unexpected pos")
+        write_atomic(self.path, lambda file: torch.save(state, file))
 
-        def handler(signum, frame):
-            if requested.is_set():
-                raise KeyboardInterrupt
-            requested.set()
-            print("\nstopping after this epoch to save the state (Ctrl-C again to stop at once)", file=sys.stderr)
 
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield requested
-        finally:
-            signal.signal(signal.SIGINT, previous)
+def checkpoint_path(results_path: Path) -> Path:
+    return Path(results_path).with_suffix(".ckpt")
 
-    def save(self, trainer: common.StackedTrainer, record: dict, epochs: int) -> None:
-        state = {"identity": self.identity, "trainer": trainer.state_dict(), "record": record, "epochs": epochs}
-        with replaced_atomically(self.path) as tmp:
-            torch.save(state, tmp)
+
+def resumed_parts(results_paths: Sequence[Path], resume: bool, restart: bool) -> list[bool]:
+    """Which parts of a run continue from their saved state: a run of several parts (one results file
+    each, trained one after another, as a sweep's learning rates) stopped in one part continues it with
+    --resume and then trains the parts after it. Without --resume or --restart, a part's unfinished
+    saved state is refused before any part trains, so that none is silently replaced."""
+    checkpoints = [checkpoint_path(path) for path in results_paths]
+    if resume:
+        if not any(path.exists() for path in checkpoints):
+            raise common.UserError(f"--resume: there is no checkpoint at {' or '.join(map(str, checkpoints))} "
+                                   "to resume from.")
+        return [path.exists() for path in checkpoints]
+    for path in checkpoints:
+        if not restart and (progress := Checkpoint(path, 1, {}).unfinished()):
+            raise common.UserError(f"{path} holds the saved state of a stopped run ({progress}): continue it with "
+                                   "--resume, or discard it and start over with --restart.")
+    return [False] * len(checkpoints)
 
 
 def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
@@ -136,10 +182,10 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     # of a longer one, so a saved run may be continued to more epochs
     identity = {k: v for k, v in config.items() if k != "epochs"}
     identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(one_copy))
-    checkpoint = Checkpoint(Path(results_path).with_suffix(".ckpt"), checkpoint_every, identity, resume)
-    if not resume and not restart and (progress_saved := checkpoint.unfinished()):
-        raise common.UserError(f"{checkpoint.path} holds the saved state of a stopped run ({progress_saved}): "
-                               "continue it with --resume, or discard it and start over with --restart.")
+    for path in (results_path, checkpoint_path(results_path)):  # before the training, not after it
+        check_replaceable(path)
+    [resume] = resumed_parts([results_path], resume, restart)
+    checkpoint = Checkpoint(checkpoint_path(results_path), checkpoint_every, identity, resume)
     splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download)
     model = common.StackedCopies(common.seeded_copies(build, init_seeds)).to(device)
     trainer = common.StackedTrainer(model, splits, lr=config["lr"], momentum=config["momentum"],
@@ -195,22 +241,6 @@ def _json_safe(value):
     return value
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary file and a rename: a kill leaves the old file or the new one."""
-    with replaced_atomically(path) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_json_atomic(path: Path, obj: dict) -> None:
-    write_bytes_atomic(Path(path), json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(Path(path), text.encode())
-
-
 def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch")) -> dict:
     """A results file, checked to hold the `required` keys."""
     path = Path(path)
@@ -220,11 +250,60 @@ def read_results(path: Path, required: Sequence[str] = ("config", "history", "co
         results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise common.UserError(f"{path} is not valid JSON ({err}); rerun the script to rewrite it.") from None
+    except OSError as err:  # a folder or an unreadable file in its place
+        raise common.UserError(f"{path} cannot be read ({err.strerror or err}).") from None
     missing = [key for key in required if not isinstance(results, dict) or key not in results]
     if missing:
         raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
                                "rerun the script to rewrite it.")
+    if "history" in required and (problem := misplaced_number(results)):
+        raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
     return results
+
+
+def finite(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def misplaced_number(results: dict) -> str | None:
+    """Where a training run's results file holds something else than the numbers the figures and
+    snippets read, in words (None if nowhere): every history value is a finite number, or null where
+    the copy had diverged or (confidences) no digit was counted; the last epoch of every copy that did
+    not diverge, the timings and the settings are finite numbers. A diverged run stays readable."""
+    history, copies, diverged = results["history"], results["copies"], results["diverged_at_epoch"]
+    epochs = history.get("epoch") if isinstance(history, dict) else None
+    if not (isinstance(epochs, list) and epochs and epochs == list(range(len(epochs)))):
+        return "no epochs 0, 1, 2, ... in history/epoch"
+    if not (isinstance(copies, list) and copies and all(
+            isinstance(c, dict) and finite(c.get("flood_level")) and type(c.get("init_seed")) is int for c in copies)):
+        return "no list of copies, each with its init_seed and flood_level"
+    if not (isinstance(diverged, list) and len(diverged) == len(copies)
+            and all(d is None or type(d) is int for d in diverged)):
+        return f"no epoch or null for each of the {len(copies)} copies in diverged_at_epoch"
+    for key, rows in history.items():
+        if key == "epoch":
+            continue
+        if not (isinstance(rows, list) and len(rows) == len(epochs)
+                and all(isinstance(row, list) and len(row) == len(copies) for row in rows)):
+            return f"history/{key} that is not one list of {len(copies)} numbers per epoch"
+        for epoch, row in zip(epochs, rows):
+            for k, value in enumerate(row):
+                ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
+                if (value is None and ends) or (value is not None and not finite(value)):
+                    return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
+    read = {f"config/{k}": results["config"].get(k) if isinstance(results["config"], dict) else None
+            for k in ("lr", "momentum", "batch_size")}
+    if "seconds" in results:
+        seconds = results["seconds"] if isinstance(results["seconds"], dict) else {}
+        read.update({f"seconds/{k}": seconds.get(k) for k in ("train_per_epoch", "eval_per_epoch")})
+    for name, value in read.items():
+        if not finite(value):
+            return f"{value!r} in {name}, where a number belongs"
+    if "epochs_completed" in results and results["epochs_completed"] != epochs[-1]:
+        return f"epochs_completed {results['epochs_completed']!r}, not the last epoch of the history ({epochs[-1]})"
+    if "final_val_ece" in results and not recorded([results["final_val_ece"]], 1, len(copies)):
+        return "a final_val_ece that is not one number per copy"
+    return None
 
 
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:

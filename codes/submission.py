@@ -98,12 +98,14 @@ def code_files(codes_dir: Path = CODES_DIR) -> list[Path]:
 def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> Path:
     """Write dist/<id>.zip atomically and return its path."""
     check_student_id(student_id)
-    target = dist_dir / f"{student_id}.zip"
-    with runs.replaced_atomically(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.write(pdf, f"report_{student_id}.pdf")
-        for path in codes:
-            archive.write(path, f"codes/{path.name}")
-    return target
+
+    def write(file) -> None:
+        with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(pdf, f"report_{student_id}.pdf")
+            for path in codes:
+                archive.write(path, f"codes/{path.name}")
+
+    return runs.write_atomic(dist_dir / f"{student_id}.zip", write)
 
 
 def main(argv: list[str] | None = None) -> int:

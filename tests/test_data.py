@@ -1,6 +1,10 @@
 """MNIST loading and the 8:2 split."""
 from __future__ import annotations
 
+import gzip
+import hashlib
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -34,8 +38,35 @@ def test_a_folder_where_a_file_should_be_is_one_message(mnist_root):
     path = mnist_root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     path.unlink()
     path.mkdir()
-    with pytest.raises(common.DataError, match="t10k-labels-idx1-ubyte cannot be read"):
+    with pytest.raises(common.DataError, match="t10k-labels-idx1-ubyte is not a regular file"):
         common.load_mnist(mnist_root, download=False)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this OS")
+def test_a_pipe_where_a_file_should_be_is_refused_at_once(mnist_root):
+    path = mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.unlink()
+    os.mkfifo(path)  # reading it would wait forever for a writer
+    with pytest.raises(common.DataError, match="train-images-idx3-ubyte is not a regular file"):
+        common.load_mnist(mnist_root, download=False)
+
+
+def test_files_other_than_the_original_ones_are_named_in_a_warning(tmp_path, capsys, monkeypatch):
+    root = write_mnist(tmp_path, gz=True)
+    raw = root / "MNIST" / "raw"
+    # the synthetic files' own digests, as if they were the published ones: no warning
+    digests = {name: hashlib.md5(gzip.decompress((raw / f"{name}.gz").read_bytes())).hexdigest() for name in common.MNIST_FILES}
+    monkeypatch.setattr(common, "MNIST_MD5", digests)
+    common.load_mnist(root, download=False)
+    assert capsys.readouterr().err == ""
+    # the test set copied over the training set: the training files are named, the rest is silent
+    for kind in ("images-idx3", "labels-idx1"):
+        (raw / f"train-{kind}-ubyte.gz").write_bytes((raw / f"t10k-{kind}-ubyte.gz").read_bytes())
+    common.load_mnist(root, download=False)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2
+    for kind, warning in zip(("images-idx3", "labels-idx1"), warnings):
+        assert warning.startswith(f"warning: {raw / f'train-{kind}-ubyte.gz'} is not the original MNIST file")
 
 
 def test_missing_folder_names_folder_and_files(tmp_path):

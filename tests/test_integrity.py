@@ -66,13 +66,15 @@ def test_a_full_disk_leaves_the_results_and_the_last_checkpoint_intact(mnist_roo
     assert q5_2_mlp.main(["--epochs", "2", *flags]) == 0
     results, checkpoint = (tmp_path / "q5_2_mlp.json").read_bytes(), (tmp_path / "q5_2_mlp.ckpt").read_bytes()
 
-    def full_disk(obj, path, *args, **kwargs):  # what torch.save raises when the disk fills mid-write
-        with open(path, "wb") as f:
-            f.write(b"half")
-        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1024 vs 512")
+    def full_disk(obj, file, *args, **kwargs):  # what torch.save raises when the disk fills mid-write
+        file.write(b"half")
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024 vs 512")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(common.UserError, match="cannot write .*q5_2_mlp.ckpt .*unchanged"):
+    with pytest.raises(common.UserError, match=r"cannot write .*q5_2_mlp.ckpt \(No space left on device\).*unchanged"):
         q5_2_mlp.main(["--epochs", "4", "--resume", *flags])
     assert (tmp_path / "q5_2_mlp.ckpt").read_bytes() == checkpoint
     assert (tmp_path / "q5_2_mlp.json").read_bytes() == results

@@ -1,14 +1,24 @@
 """Runs survive kills and Ctrl-C, and bad input gets one clear message."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
+import common
+import plotting
+import q5_2_mlp
+import q5_3_flooding
 from conftest import REPO_ROOT, run_script
 
 QUICK = ("--subset", "64", "--batch-size", "16", "--offline", "--no-progress", "--checkpoint-every", "1")
@@ -65,6 +75,38 @@ def test_ctrl_c_saves_after_the_epoch_and_resume_continues(mnist_root, tmp_path)
     assert changed.returncode == 1 and "other settings (lr: saved 0.1, now 0.05)" in changed.stderr
 
 
+STOP_SIGNALS = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+
+
+@pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda sig: sig.name)
+def test_a_two_rate_sweep_stopped_by_a_signal_resumes_and_goes_on(stop, mnist_root, tmp_path):
+    """SIGTERM (a scheduler, `timeout`) and SIGHUP (a closed terminal) stop a run at once, saving its
+    last finished epoch; --resume continues the first rate and then trains the second, ending where an
+    uninterrupted run ends, bit for bit."""
+    flags = ["--lrs", "0.1,0.01", "--flood-levels", "0,0.05", "--seeds", "1", "--epochs", "30",
+             "--data-dir", str(mnist_root), *QUICK]
+    out = tmp_path / "stopped"
+    run = subprocess.Popen([sys.executable, str(REPO_ROOT / "codes" / "q5_3_flooding.py"), *flags, "--output-dir", str(out)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out / "q5_3_flooding_lr0.1.ckpt")
+    run.send_signal(stop)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert f"{stop.name}: stopping now" in stderr and "Run the same command with --resume" in stderr
+    assert "Traceback" not in stderr
+    assert not (out / "q5_3_flooding_lr0.1.json").exists() and not (out / "q5_3_flooding_lr0.01.ckpt").exists()
+    saved_epoch = torch.load(out / "q5_3_flooding_lr0.1.ckpt", weights_only=True)["record"]["history"]["epoch"][-1]
+    assert f"after epoch {saved_epoch}" in stderr  # the epoch in progress, and no more, is lost
+
+    assert q5_3_flooding.main([*flags, "--output-dir", str(out), "--resume"]) == 0
+    assert q5_3_flooding.main([*flags, "--output-dir", str(tmp_path / "straight")]) == 0
+    for name in ("q5_3_flooding_lr0.1.json", "q5_3_flooding_lr0.01.json"):
+        resumed = json.loads((out / name).read_text())
+        straight = json.loads((tmp_path / "straight" / name).read_text())
+        assert resumed["history"]["epoch"] == list(range(31))
+        assert resumed["history"] == straight["history"], name
+
+
 def test_resume_without_a_checkpoint_is_refused(mnist_root, tmp_path):
     done = run_script("q5_2_mlp.py", "--epochs", "2", "--data-dir", str(mnist_root), *QUICK,
                       "--output-dir", str(tmp_path), "--resume")
@@ -108,3 +150,153 @@ def test_unwritable_output_folder_is_refused_before_training(mnist_root, tmp_pat
                       "--output-dir", str(blocker / "out"))
     assert done.returncode == 1
     assert f"Cannot write to {blocker / 'out'}" in done.stderr and "Traceback" not in done.stderr
+
+
+class FillingFile:
+    """A file on a disk with `room` bytes left: writes beyond them fail as on a full disk."""
+
+    def __init__(self, file, room: int):
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.file.close()
+
+
+def full_disk(monkeypatch, room: int = 2000) -> None:
+    """Every file the atomic writer opens fills up after `room` bytes."""
+    open_file = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FillingFile(open_file(fd, mode), room))
+
+
+def test_a_full_disk_while_saving_a_checkpoint_says_so(mnist_root, tmp_path, monkeypatch):
+    full_disk(monkeypatch)
+    with pytest.raises(common.UserError, match=r"cannot write .*q5_2_mlp.ckpt \(No space left on device\)"):
+        q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)])
+    assert list(tmp_path.glob(".*.tmp")) == []
+
+
+def crafted(state: dict, damage: str) -> dict:
+    """A checkpoint with the right keys and wrong contents."""
+    record, trainer = state["record"], state["trainer"]
+    if damage == "no epochs":
+        record["history"]["epoch"] = []
+    elif damage == "epochs as text":
+        state["epochs"] = "3"
+    elif damage == "a history key missing":
+        del record["history"]["weight_norm"]
+    elif damage == "a short history":
+        record["history"]["val_loss"].pop()
+    elif damage == "no parameters":
+        trainer["parameters"], trainer["momentum"] = [], []
+    elif damage == "a parameter of another shape":
+        trainer["parameters"][0] = trainer["parameters"][0][:, :1]
+    elif damage == "divergence as text":
+        record["diverged_at_epoch"] = "none"
+    elif damage == "two copies":
+        record["diverged_at_epoch"] = [None, None]
+    return state
+
+
+@pytest.mark.parametrize("damage", ["no epochs", "epochs as text", "a history key missing", "a short history",
+                                    "no parameters", "a parameter of another shape", "divergence as text", "two copies"])
+def test_a_crafted_checkpoint_is_one_message(damage, mnist_root, tmp_path):
+    flags = ["--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)]
+    assert q5_2_mlp.main(["--epochs", "1", *flags]) == 0
+    checkpoint = tmp_path / "q5_2_mlp.ckpt"
+    torch.save(crafted(torch.load(checkpoint, weights_only=True), damage), checkpoint)
+    with pytest.raises(common.UserError, match="(is not a readable checkpoint|does not hold the state) of this"):
+        q5_2_mlp.main(["--epochs", "2", "--resume", *flags])
+
+
+@pytest.fixture
+def finished_mlp_run(mnist_root, tmp_path) -> Path:
+    """The output folder of a one-epoch Q5.2 run."""
+    out = tmp_path / "out"
+    assert q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(out)]) == 0
+    return out
+
+
+def test_a_read_only_figure_is_left_alone_with_one_message(finished_mlp_run):
+    figure = finished_mlp_run / "figures" / "q5_2_loss.png"
+    before = figure.read_bytes()
+    figure.chmod(0o444)
+    with pytest.raises(common.UserError, match="q5_2_loss.png is read-only: make it writable"):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(finished_mlp_run)])
+    assert figure.read_bytes() == before
+
+
+def test_a_full_disk_while_saving_a_figure_leaves_the_old_one(finished_mlp_run, monkeypatch):
+    figure = finished_mlp_run / "figures" / "q5_2_error.png"
+    before = figure.read_bytes()
+    full_disk(monkeypatch)
+    fig, _ = plotting.plt.subplots()
+    with pytest.raises(common.UserError, match=r"cannot write .*q5_2_error.png \(No space left on device\)"):
+        plotting.save(fig, figure)
+    assert figure.read_bytes() == before and list(figure.parent.glob(".*.tmp")) == []
+
+
+def test_an_unknown_matplotlib_backend_plays_no_part(finished_mlp_run):
+    """The figures are files only, drawn with Agg whatever MPLBACKEND names (matplotlib's import fails on a
+    name it does not know)."""
+    out = shutil.copytree(finished_mlp_run, finished_mlp_run.with_name("copy"))  # one this process does not hold
+    (out / "figures" / "q5_2_error.png").unlink()
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--plot-only", "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "nonsense"})
+    assert done.returncode == 0, done.stderr
+    assert (out / "figures" / "q5_2_error.png").stat().st_size > 10_000
+
+
+def edited(results: dict, edit: str) -> str:
+    """A results file's text with one value replaced as a hand edit or another program might."""
+    history = results["history"]
+    if edit == "a string in the last epoch":
+        history["val_error"][-1][0] = "0.5%"
+    elif edit == "a string in an earlier epoch":
+        history["train_loss"][0][0] = "2.3"
+    elif edit == "null in the last epoch":
+        history["test_error"][-1][0] = None
+    elif edit == "a learning rate as text":
+        results["config"]["lr"] = "0.1"
+    elif edit == "a short history":
+        history["val_loss"].pop()
+    elif edit == "NaN in the last epoch":  # Python's json writes a float NaN as NaN, and reads it back
+        history["val_loss"][-1][0] = float("nan")
+    return json.dumps(results)
+
+
+@pytest.mark.parametrize("edit, where", [
+    ("a string in the last epoch", "'0.5%' in history/val_error at epoch 1"),
+    ("a string in an earlier epoch", "'2.3' in history/train_loss at epoch 0"),
+    ("null in the last epoch", "None in history/test_error at epoch 1"),
+    ("NaN in the last epoch", "nan in history/val_loss at epoch 1"),
+    ("a learning rate as text", "'0.1' in config/lr"),
+    ("a short history", "history/val_loss that is not one list of 1 numbers per epoch"),
+])
+def test_a_results_file_without_a_number_where_the_report_reads_one_is_refused(edit, where, finished_mlp_run):
+    path = finished_mlp_run / "q5_2_mlp.json"
+    path.write_text(edited(json.loads(path.read_text()), edit))
+    snippet = (finished_mlp_run / "generated" / "q5_2.tex").read_bytes()
+    with pytest.raises(common.UserError, match=re.escape(f"{path} holds {where}")):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(finished_mlp_run)])
+    assert (finished_mlp_run / "generated" / "q5_2.tex").read_bytes() == snippet
+
+
+def test_a_folder_where_the_results_file_belongs_is_one_message(mnist_root, tmp_path):
+    (tmp_path / "q5_2_mlp.json").mkdir()
+    with pytest.raises(common.UserError, match="q5_2_mlp.json is a folder, where this script writes a file"):
+        q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)])
+    assert not (tmp_path / "q5_2_mlp.ckpt").exists()  # refused before training
+    with pytest.raises(common.UserError, match="q5_2_mlp.json cannot be read"):
+        q5_2_mlp.main(["--plot-only", "--output-dir", str(tmp_path)])

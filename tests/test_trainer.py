@@ -215,9 +215,12 @@ def test_resuming_in_place_continues_the_run(device, tmp_path):
     resumed = common.fit(trainer(), 3, progress=False,
                          checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))["history"]
     assert resumed["epoch"] == whole["epoch"] == [0, 1, 2, 3]
-    for key in ("train_loss", "val_error", "batch_loss"):
-        for a, b in zip(resumed[key][1:], whole[key][1:]):
-            assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    if device == "cpu":  # one machine, one set of kernels: bit for bit
+        assert resumed == whole
+    else:  # cuDNN's convolutions are not bitwise reproducible from run to run
+        for key in ("train_loss", "val_error", "batch_loss"):
+            for a, b in zip(resumed[key][1:], whole[key][1:]):
+                assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
     with pytest.raises(common.UserError, match="holds 3 epochs, more than the 2 asked for"):
         common.fit(trainer(), 2, progress=False, checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 1, identity, resume=True))
 
