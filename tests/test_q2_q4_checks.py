@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+import common
 import q2_q4_checks as checks
 from conftest import run_script
 
@@ -68,3 +70,9 @@ def test_script_writes_snippet_and_figures(tmp_path):
     assert "\\newcommand{\\CheckFourOneJ}{-0.875}" in snippet
     for name in ("q2_2_convex_hulls", "q3_2_weight_growth", "q4_1_blur"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+def test_a_gap_beyond_float64_rounding_is_refused_not_printed():
+    assert checks.below_rounding(3e-15) == "<10^{-12}"
+    with pytest.raises(common.UserError, match="more than float64 rounding"):
+        checks.below_rounding(2e-12)
