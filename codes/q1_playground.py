@@ -60,7 +60,7 @@ PRUNE_FRACTIONS = [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
 SWEEP_DATASETS = {"spiral": {"dataset": "spiral"}, "circle": {"dataset": "circle"}}
 # label noise and few training points, where a penalty can pay on the test set: the regularization sweep only
 NOISY = {"dataset": "circle", "noise": 50, "train_percent": 20}
-NOISY_NAME = "noisy circle"  # in tables; the figure's legend says what it is
+NOISY_NAME = "noisy circle"  # in the results; the figure's legend says what it is
 NOISY_HELPED = ("L1 0.003", "L2 0.01", "L2 0.03")  # penalties the text says help there
 NOISY_LEGEND = f"noisy circle (noise {NOISY['noise']}, {NOISY['train_percent']}% training data)"
 RESULTS_FILE = "q1_playground.json"
@@ -73,7 +73,7 @@ SEARCH_SPACE = {  # the Q1.1 grid on the spiral (noise 0, 50 % training data, ba
     "lr": [0.01, 0.03, 0.1],
     "regularization": [("none", 0.0), ("L2", 0.001)],
 }
-SWEEPS = {  # Q1.2: each sweep's values as tables show them, with their Config changes
+SWEEPS = {  # Q1.2: each sweep's values as the figure labels them, with their Config changes
     "learning rate": [(lr, {"lr": lr}) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)],
     "activation": [(a, {"activation": a}) for a in pg.ACTIVATION_NAMES],
     "hidden layers": [(depth, {"hidden": (8,) * depth}) for depth in range(0, pg.MAX_LAYERS + 1)],
@@ -332,6 +332,7 @@ def snippet(results: dict) -> str:
         QOneNoisyTrainPoints=pg.POINTS * NOISY["train_percent"] // 100,
         QOneNoisyNoneLoss=median_range(noisy["none"]["test_losses"], loss),
         QOneNoisyNoneTrainLoss=loss(statistics.median(noisy["none"]["train_losses"])),
+        QOneNoisyHelped=", ".join(NOISY_HELPED[:-1]) + " and " + NOISY_HELPED[-1],
         QOneNoisyHelpedLosses=" to ".join(loss(f(statistics.median(e["test_losses"]) for e in helped)) for f in (min, max)),
         QOneNoisyHelpedWins=min(sum(a < b for a, b in zip(e["test_losses"], noisy["none"]["test_losses"]))
                                 for e in helped),
