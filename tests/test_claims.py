@@ -38,6 +38,17 @@ def test_q1_the_chosen_configuration_is_worse_on_fresh_seeds():
     assert statistics.median(results["best_fresh"]["test_losses"]) > statistics.median(results["best"]["test_losses"])
 
 
+def test_q1_the_runner_up_differs_only_in_its_hidden_layers_and_lies_within_the_spread():
+    """Q1.1: 'The runner-up, the same with hidden layers ..., lies within that spread'."""
+    results = load("q1_playground.json")
+    median = lambda row: statistics.median(row["test_losses"])
+    best, runner_up = sorted((row for row in results["search"] if row["finalist"]), key=median)[:2]
+    assert best["config"] == results["best"]["config"]
+    differing = {key for key in best["config"] if best["config"][key] != runner_up["config"][key]}
+    assert differing == {"hidden"}
+    assert min(best["test_losses"]) <= median(runner_up) <= max(best["test_losses"])
+
+
 @pytest.mark.parametrize("sentence", q1_playground.claims(load("q1_playground.json")))
 def test_q1_2_and_q1_3_claims(sentence):
     """Q1.2 and Q1.3: each qualitative claim of the text, as q1_playground.claims states it."""

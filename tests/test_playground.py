@@ -153,7 +153,7 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
     for name in ("q1_2_sweeps", "q1_3_pruning"):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
-    assert "\\QOneBestConfig" in snippet and "\\QOneSweepLearningRate" in snippet
+    assert "\\QOneBestConfig" in snippet and "\\QOneNoisyHelpedLosses" in snippet
     # the search: every configuration from 4 seeds, then its 8 finalists from 24 more, the best among them
     results = json.loads((tmp_path / "q1_playground.json").read_text())
     finalists = [row for row in results["search"] if row["finalist"]]
