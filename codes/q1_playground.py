@@ -323,6 +323,8 @@ def snippet(results: dict) -> str:
         "QOneSeeds": results["seeds"],
         "QOneConvergedBelow": CONVERGED_BELOW,
         "QOneShownSeed": shown.config.seed,
+        "QOneFastestRateNeverConverged": next(e["runs"] - e["converged_runs"] for e in
+                                             results["sweeps"]["learning rate"]["spiral"] if e["value"] == 1.0),
     }
     # the noisy circle: no penalty against the penalties that help, on the same seeds
     noisy = {e["value"]: e for e in results["sweeps"]["regularization"][NOISY_NAME]}

@@ -246,7 +246,8 @@ def below_rounding(gap: float) -> str:
 
 
 def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
-    rows = " \\\\ ".join(" & ".join(f"{v:.4g}" for v in row) for row in conv["Y"])
+    exact = lambda v: f"{v:.4f}".rstrip("0").rstrip(".")  # Y's entries are sixteenths: four decimals are exact
+    rows = " \\\\ ".join(" & ".join(exact(v) for v in row) for row in conv["Y"])
     paths, middle = growth["paths"], len(growth["iterations"]) // 2
     iterations = [f"{n:,}".replace(",", "{,}") for n in growth["iterations"]]  # LaTeX's thousands separator
 
