@@ -330,7 +330,7 @@ def run_options(args: argparse.Namespace, paths: OutputPaths) -> dict:
     """How a run reads its data, saves its state and shows its progress (runs.train_and_record's keywords)."""
     return {"data_dir": args.data_dir, "download": not args.offline, "checkpoint_every": args.checkpoint_every,
             "resume": args.resume, "restart": args.restart, "progress": not args.no_progress,
-            "settings_changed": paths.changed}
+            "settings_changed": paths.changed, "original_data_only": paths.is_assignment_run}
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -62,8 +62,9 @@ class EpochAbandoned(BaseException):
 # ----------------------------------------------------------------------------- data
 
 
-def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
-    """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked."""
+def read_idx(raw_dir: Path, name: str, magic: int, original_only: bool = False) -> torch.Tensor:
+    """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked.
+    A file that is not the original MNIST file is refused if `original_only`, else named in a warning."""
     path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
     if not path.is_file():  # a pipe would never end, a device never be MNIST
         raise DataError(f"{path} is not a regular file (a folder, a pipe or a device). Replace it with the original file.")
@@ -93,12 +94,17 @@ def read_idx(raw_dir: Path, name: str, magic: int) -> torch.Tensor:
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
         raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
     if hashlib.md5(data, usedforsecurity=False).hexdigest() != MNIST_MD5[name]:
+        if original_only:
+            raise DataError(f"{path} is not the original MNIST file (its MD5 differs from the published one), and "
+                            "the committed results come only from the original data: put the original files there, "
+                            "or write this run elsewhere with --output-dir results/runs/<a name>.")
         print(f"warning: {path} is not the original MNIST file (its MD5 differs from the published one): the "
               "results will not be comparable with the report's", file=sys.stderr)
     return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(shape)
 
 
-def load_mnist(data_dir: str | Path, download: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_mnist(data_dir: str | Path, download: bool = True,
+               original_only: bool = False) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """uint8 images (N, 28, 28) and int64 labels (N,) of "train" and "test" from
     `<data_dir>/MNIST/raw/` (each file as it is or gzip-compressed), else from torchvision's download."""
     raw_dir = Path(data_dir) / "MNIST" / "raw"
@@ -120,7 +126,7 @@ def load_mnist(data_dir: str | Path, download: bool = True) -> dict[str, tuple[t
             f"MNIST was not found in {raw_dir} (missing: {', '.join(missing())}). That folder must hold the four "
             f"files {', '.join(MNIST_FILES)}, as they are or gzip-compressed with a .gz suffix. {tried}Copy the "
             "files there, or point --data-dir (or $MNIST_DATA_DIR) at the folder that contains MNIST/raw/.")
-    arrays = {name: read_idx(raw_dir, name, magic) for name, magic in MNIST_FILES.items()}
+    arrays = {name: read_idx(raw_dir, name, magic, original_only) for name, magic in MNIST_FILES.items()}
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         images, labels = arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"].long()
@@ -153,10 +159,10 @@ class Split:
 
 
 def prepare_splits(data_dir: str | Path, device: torch.device, split_seed: int = 0, subset: int | None = None,
-                   download: bool = True) -> dict[str, Split]:
+                   download: bool = True, original_only: bool = False) -> dict[str, Split]:
     """Train, validation and test splits, normalized, on `device`; `subset` keeps the first
-    `subset` training images and at most as many validation and test images."""
-    mnist = load_mnist(data_dir, download=download)
+    `subset` training images and at most as many validation and test images; `original_only`: see read_idx."""
+    mnist = load_mnist(data_dir, download=download, original_only=original_only)
     images, labels = mnist["train"]
     train_idx, val_idx = split_indices(len(labels), split_seed)
     parts = {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]),
@@ -532,7 +538,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
                 finished = trainer.state_dict()
                 if epoch % checkpoint.every == 0 or last or stops.after_epoch:
                     checkpoint.save(finished, record, epochs)
-            if stops.after_epoch and not last:
+            if stops.after_epoch:  # even after the last epoch: a run of several parts must not go on to the next
                 raise RunInterrupted(f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
                                      "Run the same command with --resume to continue.")
     done = max(1, history["epoch"][-1])

@@ -101,6 +101,35 @@ def run_from_dict(record: dict) -> pg.Run:
                   [np.array(d, dtype=bool) for d in record["dead"]])
 
 
+LOSS_KEYS = ("train_loss", "test_loss", "train_losses", "test_losses")  # per epoch, per run, or mean and std
+
+
+def misplaced_value(value, where: str = "") -> str | None:
+    """Where a Q1 results file holds something else than a finite loss under a loss key, or an epoch count
+    (or null: never converged) under converge_epochs, in words; None if nowhere."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in LOSS_KEYS and not (isinstance(item, list) and all(runs.finite(v) for v in item)):
+                return f"{item!r} at {where}{key}, where finite losses belong"
+            if key == "converge_epochs" and not (isinstance(item, list) and all(
+                    v is None or type(v) is int for v in item)):
+                return f"{item!r} at {where}{key}, where epoch counts belong"
+            if problem := misplaced_value(item, f"{where}{key}/"):
+                return problem
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if problem := misplaced_value(item, f"{where}{i}/"):
+                return problem
+    return None
+
+
+def read_q1_results(path: Path) -> dict:
+    results = runs.read_results(path, RESULTS_KEYS)
+    if problem := misplaced_value(results):
+        raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
+    return results
+
+
 def chunks(runs: list, size: int) -> list[list]:
     """Consecutive groups of `size`: the seeds of one point, as the runs were listed."""
     return [runs[i:i + size] for i in range(0, len(runs), size)]
@@ -480,8 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                         "report: the same chosen configuration and every claim of Q1.2 and Q1.3; exit 1 if not")
     args = parser.parse_args(argv)
     if args.check_claims:
-        committed = runs.read_results(cli.RESULTS_DIR / RESULTS_FILE, RESULTS_KEYS)
-        return check_claims(runs.read_results(args.check_claims, RESULTS_KEYS), committed)
+        return check_claims(read_q1_results(args.check_claims), read_q1_results(cli.RESULTS_DIR / RESULTS_FILE))
     paths = cli.output_paths(args, "q1_playground", cli.defaults(parser, ("epochs", "seeds")))
     paths.claim("q1")
     paths.announce()
@@ -502,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         runs.write_json_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
-    results = runs.read_results(results_path, RESULTS_KEYS)
+    results = read_q1_results(results_path)
     paths.check_settings(results, results_path)
     snippet_path = paths.generated / "q1.tex"
     runs.write_text_atomic(snippet_path, snippet(results))

@@ -71,8 +71,8 @@ def key_numbers(key: str, results_dir: Path) -> dict:
 
 def run_step(command: list[str]) -> tuple[int, str | None]:
     """Run one step to its end and return its exit status and the first signal run_all received meanwhile.
-    Ctrl-C, SIGTERM and SIGHUP (where the OS has them) reach the step as a Ctrl-C, which it answers by
-    saving after the current epoch; run_all waits for it (a second one stops the step at once)."""
+    Ctrl-C, SIGTERM and SIGHUP (where the OS has them) reach the step as they came: it saves after the
+    current epoch on a Ctrl-C, at once on the others; run_all waits for it."""
     # on POSIX the step has a session of its own, so that a Ctrl-C at the terminal reaches it once, through
     # run_all; a Windows console sends Ctrl-C to every process in it, the step included
     posix = os.name == "posix"
@@ -82,7 +82,7 @@ def run_step(command: list[str]) -> tuple[int, str | None]:
     def pass_on(signum, frame):
         received.append("Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name)
         if posix:
-            step.send_signal(signal.SIGINT)
+            step.send_signal(signum)
 
     caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {signum: signal.signal(signum, pass_on) for signum in caught}

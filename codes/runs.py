@@ -171,7 +171,7 @@ def resumed_parts(results_paths: Sequence[Path], resume: bool, restart: bool) ->
 def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
                      flood_levels: Sequence[float], results_path: Path, *, data_dir: Path, download: bool,
                      checkpoint_every: int, resume: bool, restart: bool, progress: bool, settings_changed: list[str],
-                     desc: str):
+                     original_data_only: bool, desc: str):
     """Train the copies with the settings in `config` (see cli.run_config), saving the training state
     beside `results_path` as it goes; return the results record, the trained model and the splits.
     The saved state of a stopped run is continued (resume) or discarded (restart), never silently replaced."""
@@ -186,7 +186,8 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
         check_replaceable(path)
     [resume] = resumed_parts([results_path], resume, restart)
     checkpoint = Checkpoint(checkpoint_path(results_path), checkpoint_every, identity, resume)
-    splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download)
+    splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download,
+                                   original_only=original_data_only)
     model = common.StackedCopies(common.seeded_copies(build, init_seeds)).to(device)
     trainer = common.StackedTrainer(model, splits, lr=config["lr"], momentum=config["momentum"],
                                     batch_size=config["batch_size"], seed=config["seed"], flood_levels=flood_levels)

@@ -131,3 +131,10 @@ def test_prepare_splits_normalizes_and_subsets(mnist_root):
     assert np.allclose(splits["train"].images[:, 0].numpy(), expected, atol=1e-6)
     with pytest.raises(common.UserError, match="--subset must be between 1 and 80"):
         common.prepare_splits(mnist_root, torch.device("cpu"), subset=81, download=False)
+
+
+def test_the_committed_results_are_made_only_from_the_original_files(mnist_root):
+    """The assignment's run (which writes the committed results) refuses other files; other runs warn."""
+    with pytest.raises(common.DataError, match="is not the original MNIST file .* --output-dir"):
+        common.prepare_splits(mnist_root, torch.device("cpu"), download=False, original_only=True)
+    assert len(common.prepare_splits(mnist_root, torch.device("cpu"), download=False)["train"]) > 0

@@ -299,3 +299,13 @@ def test_check_claims_says_which_conclusion_another_run_changed(tmp_path, capsys
     path.write_text(json.dumps(incomplete))
     with pytest.raises(common.UserError, match="the results file of a full Q1 run"):
         q1_playground.main(["--check-claims", str(path)])
+
+
+@pytest.mark.parametrize("value", [math.nan, "0.01", None, [0.1]], ids=["nan", "string", "null", "list"])
+def test_a_redraw_refuses_a_loss_that_is_not_a_finite_number(value, tmp_path):
+    results = json.loads((cli.RESULTS_DIR / q1_playground.RESULTS_FILE).read_text())
+    results["best_fresh"]["test_losses"][0] = value
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(results))
+    with pytest.raises(common.UserError, match=r"best_fresh/test_losses, where finite losses belong"):
+        q1_playground.main(["--check-claims", str(path)])

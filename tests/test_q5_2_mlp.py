@@ -110,3 +110,11 @@ def test_a_run_at_other_settings_is_continued_to_more_epochs_in_its_folder(mnist
     assert q5_2_mlp.main(["--epochs", "3", "--resume", "--output-dir", str(folder), *flags]) == 0
     results = json.loads((folder / "q5_2_mlp.json").read_text())
     assert results["epochs_completed"] == 3 and results["settings_changed"] == ["epochs 3", "batch-size 16", "subset 64"]
+
+
+def test_the_assignments_run_on_other_files_leaves_the_committed_results_alone(mnist_root):
+    committed = {p: p.read_bytes() for p in (cli.RESULTS_DIR / "q5_2_mlp.json", *cli.FIGURES_DIR.glob("q5_2*"),
+                                             *cli.GENERATED_DIR.glob("q5_2*"))}
+    with pytest.raises(common.DataError, match="not the original MNIST file"):
+        q5_2_mlp.main(["--data-dir", str(mnist_root), "--offline", "--no-progress"])
+    assert {p: p.read_bytes() for p in committed} == committed

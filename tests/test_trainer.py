@@ -3,6 +3,7 @@ trained one at a time with torch.optim.SGD, and a hand computation."""
 from __future__ import annotations
 
 import math
+import signal
 
 import pytest
 import torch
@@ -257,3 +258,28 @@ def test_weight_norm_and_confidences_are_recorded_per_copy():
     for split in ("train", "val", "test"):
         for key in ("confidence_right", "confidence_wrong"):
             assert all(0.1 <= c <= 1 for c in history[f"{split}_{key}"][1] if c == c)  # a softmax maximum, NaN if none
+
+
+def test_a_ctrl_c_in_the_last_epoch_stops_what_follows(tmp_path):
+    """A Ctrl-C during a run's last epoch still stops the script (a sweep must not go on to its next
+    learning rate), and --resume then finds the finished run saved and completes it without training."""
+    splits = random_splits()
+
+    class CtrlCInLastEpoch(common.StackedTrainer):
+        def train_epoch(self):
+            self.epochs_trained = getattr(self, "epochs_trained", 0) + 1
+            if self.epochs_trained == 2:
+                signal.raise_signal(signal.SIGINT)  # reaches fit's handler, as a key press would
+            return super().train_epoch()
+
+    def trainer(kind):
+        model = common.StackedCopies(common.seeded_copies(small_mlp, [0]))
+        return kind(model, splits, lr=0.05, momentum=0.9, batch_size=16, seed=0, flood_levels=[0.0])
+
+    identity = {"test": 1}
+    with pytest.raises(common.RunInterrupted, match="after epoch 2"):
+        common.fit(trainer(CtrlCInLastEpoch), 2, progress=False,
+                   checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 10, identity))
+    resumed = common.fit(trainer(common.StackedTrainer), 2, progress=False,
+                         checkpoint=runs.Checkpoint(tmp_path / "state.ckpt", 10, identity, resume=True))
+    assert resumed["history"] == common.fit(trainer(common.StackedTrainer), 2, progress=False)["history"]
