@@ -260,7 +260,7 @@ def committed_folder(folder: Path) -> bool:
 def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> OutputPaths:
     """Where a run writes: the committed results, figures and snippets only when every setting in
     `defaults` has its default value (with no --output-dir, or --output-dir results/); otherwise
-    --output-dir if given, which may not lie among the committed outputs, or results/runs/<script>-<settings>/."""
+    --output-dir if given, which may not lie among the committed outputs, or results/runs/<script>-<settings>-<hash>/."""
     changed = changed_settings(args, defaults)
     root = args.output_dir
     if root is not None and str(root).strip() == "":

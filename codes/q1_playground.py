@@ -28,7 +28,7 @@ configuration and every claim of Q1.2 and Q1.3; exit status 1 if not):
 
 Writes results/q1_playground.json, report/figures/q1_2_sweeps.png,
 q1_3_pruning.png and report/generated/q1.tex; a run at
-other settings writes under results/runs/q1_playground-<settings>/.
+other settings writes under results/runs/q1_playground-<settings>-<hash>/.
 """
 from __future__ import annotations
 
@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where results, figures and the snippet go (default: results/, report/figures/ and "
-                        "report/generated/ for the full run, results/runs/q1_playground-<settings>/ otherwise)")
+                        "report/generated/ for the full run, results/runs/q1_playground-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
     parser.add_argument("--check-claims", type=Path, metavar="RESULTS",
                         help="check another full run's results file (a rerun on another CPU, say) against the "
