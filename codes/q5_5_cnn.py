@@ -279,6 +279,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
+        "QFiveFiveTrainTimeRatio": f"{results['seconds']['train_per_epoch'] / mlp_results['seconds']['train_per_epoch']:.1f}",
         "QFiveFiveEpochs": epochs["Cnn"],
         "QFiveFiveMlpEpochs": epochs["Mlp"],
         "QFiveFiveSettlingWindow": window,
