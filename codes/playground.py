@@ -6,7 +6,7 @@ step on the weight as it was before it, biases never regularized, an L1 weight t
 becomes a dead link) follow the page's source, and so do its random numbers (seedrandom's ARC4 and
 the page's order of draws): seed s here is `seed=s` in the page's address, with the same points, the
 same initial weights and the same losses up to float64 rounding, which long training can amplify
-(tests/test_playground.py checks them against numbers recorded from the page's own code).
+(tests/test_page_oracle.py checks them against numbers recorded from the page's own code).
 """
 from __future__ import annotations
 

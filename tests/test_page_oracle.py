@@ -1,7 +1,8 @@
 """codes/playground.py against the page's own code. The Neural Network Playground's src/nn.ts and src/dataset.ts,
 run under node as the page runs them (tests/page_oracle/record.js, which says how to rebuild the fixture),
-recorded per configuration the points, the initial weights and both loss curves; the port, started from the
-same points and weights, must follow the page's curves."""
+recorded the first random numbers of a few seeds and, per configuration, the points, the initial weights and
+both loss curves. The port must draw the same numbers, points and weights from a seed, and, started from the
+page's points and weights, follow the page's curves."""
 from __future__ import annotations
 
 import json
@@ -29,9 +30,13 @@ def name(config: dict) -> str:
             f"{config['regularization']}-batch{config['batch_size']}")
 
 
+def config_of(record: dict) -> pg.Config:
+    return pg.Config(**{key: tuple(v) if isinstance(v, list) else v for key, v in record["config"].items()})
+
+
 def port_curves(record: dict) -> np.ndarray:
     """The port's training and test losses (2, epochs + 1), started from the page's points and weights."""
-    config = pg.Config(**{key: tuple(v) if isinstance(v, list) else v for key, v in record["config"].items()})
+    config = config_of(record)
     weights = [np.array(w, dtype=np.float64) for w in record["weights"]]
     start = pg.Run(config, [], [], weights, [np.array(b, dtype=np.float64) for b in record["biases"]],
                    [np.zeros(w.shape, dtype=bool) for w in weights])
@@ -45,6 +50,28 @@ def port_curves(record: dict) -> np.ndarray:
             net.step(train_x[:, batch], train_y[:, batch])
         losses.append((net.loss(train_x, train_y)[0], net.loss(test_x, test_y)[0]))
     return np.array(losses).T
+
+
+def test_the_page_random_numbers_for_a_seed():
+    for seed, draws in zip(FIXTURE["seeds"], FIXTURE["draws"]):
+        random = pg.PageRandom(seed)
+        assert [random() for _ in draws] == draws
+
+
+@pytest.mark.parametrize("record", FIXTURE["runs"], ids=[name(r["config"]) for r in FIXTURE["runs"]])
+def test_a_seed_gives_the_pages_points_and_initial_weights(record):
+    config = config_of(record)
+    points, labels = pg.make_dataset(config.dataset, config.noise, config.seed)
+    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, config.train_percent)
+    for x, y, part in ((train_x, train_y, "train"), (test_x, test_y, "test")):
+        # float64 rounding: the port's sin, cos and log against JavaScript's differ in the last bits
+        np.testing.assert_allclose(x, record[f"{part}_points"], rtol=0, atol=1e-12)
+        assert y.tolist() == record[f"{part}_labels"]
+    start = pg.train([config], epochs=0)[0]
+    for weights, biases, page_weights, page_biases in zip(start.weights, start.biases, record["weights"],
+                                                          record["biases"]):
+        np.testing.assert_array_equal(weights, page_weights)
+        np.testing.assert_array_equal(biases, page_biases)
 
 
 def test_the_fixture_covers_the_pages_controls():

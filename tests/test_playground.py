@@ -6,7 +6,6 @@ import json
 import math
 import statistics
 import urllib.parse
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,49 +181,6 @@ def test_stacks_in_parallel_processes_give_the_same_runs_as_one_after_another():
         assert a.config == b.config and a.train_loss == b.train_loss and a.test_loss == b.test_loss
         for x, y in zip(a.weights + a.biases, b.weights + b.biases):
             np.testing.assert_array_equal(x, y)
-
-
-# numbers recorded from the page's own code by tests/record_page_draws.js (its header: how to rerun it)
-PAGE = json.loads((Path(__file__).parent / "fixtures" / "page_seed_draws.json").read_text())
-PAGE_RUNS = [pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in run["config"].items()})
-             for run in PAGE["runs"]]
-# float64 rounding differs in the last bits (the order of sums); long training amplifies it in a chaotic run
-ROUNDING = 1e-12
-
-
-def test_the_page_random_numbers_for_a_seed():
-    for seed, draws in zip(PAGE["seeds"], PAGE["draws"]):
-        random = pg.PageRandom(seed)
-        assert [random() for _ in draws] == draws
-
-
-@pytest.mark.parametrize("k", range(len(PAGE_RUNS)))
-def test_the_page_data_and_initial_weights_of_a_seed(k):
-    config, page = PAGE_RUNS[k], PAGE["runs"][k]
-    points, labels = pg.make_dataset(config.dataset, config.noise, config.seed)
-    train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, config.train_percent)
-    for x, y, head, sums in ((train_x, train_y, page["train_head"], page["train_sums"]),
-                             (test_x, test_y, page["test_head"], page["test_sums"])):
-        np.testing.assert_allclose(np.column_stack([x, y])[:len(head)], head, rtol=0, atol=ROUNDING)
-        np.testing.assert_allclose([*x.sum(0), y.sum()], sums, rtol=0, atol=1e-10)
-    start = pg.train([config], epochs=0)[0]
-    for weights, biases, page_weights, page_biases in zip(start.weights, start.biases, page["weights"],
-                                                          page["biases"]):
-        np.testing.assert_array_equal(weights, page_weights)
-        np.testing.assert_array_equal(biases, page_biases)
-
-
-def test_the_port_follows_the_page_loss_curves():
-    """Every recorded epoch within float64 rounding; the first run (spiral, lr 0.1) is chaotic: its curves part
-    after epoch 130, as two machines' would, so it is compared to epoch 100."""
-    runs = pg.train(PAGE_RUNS, epochs=max(map(int, PAGE["runs"][0]["losses"])), workers=1)
-    for k, (run, page) in enumerate(zip(runs, PAGE["runs"])):
-        for epoch, losses in page["losses"].items():
-            if k == 0 and int(epoch) > 100:
-                continue
-            tolerance = ROUNDING if int(epoch) <= 20 else 1e-9
-            np.testing.assert_allclose([run.train_loss[int(epoch)], run.test_loss[int(epoch)]], losses,
-                                       rtol=0, atol=tolerance, err_msg=f"{run.config.describe()}, epoch {epoch}")
 
 
 # the state keys of the page, in the order State.serialize writes them (tensorflow/playground src/state.ts)

@@ -1,7 +1,8 @@
 // The Neural Network Playground's own code run as an oracle for codes/playground.py: writes
 // tests/fixtures/page_oracle.json (read by tests/test_page_oracle.py).
 //
-// It drives the page's src/nn.ts and src/dataset.ts (tensorflow/playground, Apache-2.0) as
+// It records the first numbers Math.random draws after Math.seedrandom(seed) for a few seeds, and
+// it drives the page's src/nn.ts and src/dataset.ts (tensorflow/playground, Apache-2.0) as
 // src/playground.ts does: Math.seedrandom(seed), the dataset's 500 points, shuffle, the split,
 // then the network built with the page's random initial weights; every epoch one pass over the
 // training points in order with an update after every batchSize-th one (its oneStep), and the
@@ -91,6 +92,10 @@ function record(config) {
           test_labels: test.map(p => p.label), weights, biases, train_loss: trainLoss, test_loss: testLoss};
 }
 
+// the first draws of Math.random after Math.seedrandom(seed), for seeds short and long (over 256 characters)
+const SEEDS = ["0", "7", "123", "0.54321", "x".repeat(300)];
+const draws = SEEDS.map(seed => { Math.seedrandom(seed); return [...Array(8)].map(Math.random); });
+
 process.stdout.write(JSON.stringify({
   source: "tensorflow/playground src/nn.ts and src/dataset.ts, driven by tests/page_oracle/record.js",
-  runs: CONFIGS.map(record)}) + "\n");
+  runs: CONFIGS.map(record), seeds: SEEDS, draws}) + "\n");
