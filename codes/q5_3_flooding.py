@@ -479,7 +479,6 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
         f"\\newcommand{{\\QFiveThreeFloodedLevelCount}}{{{sum(1 for level in tables[main_lr] if level > 0)}}}",
         f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeLowestFloodedLevel}}{{{min(b for b in tables[main_lr] if b > 0):.2f}}}",
-        f"\\newcommand{{\\QFiveThreeHighestLevel}}{{{max(tables[main_lr]):.2f}}}",
         f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
         f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
         f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu" and not args.quick and not args.allow_cpu and too_long:
         left = ", ".join(STEPS[key][0] for key in args.steps if key in CPU_STEPS)
         print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
-              f"on a 2-core CPU (README, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
+              f"on a 2-core CPU (docs/speed.md, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
               "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
