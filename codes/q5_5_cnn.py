@@ -43,7 +43,6 @@ import plotting
 import runs
 from latex import latex_macros, latex_scientific
 import q5_2_mlp
-from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 RESULTS_FILE = "q5_5_cnn.json"
 LEARNING_RATE = 0.01  # chosen by the learning-rate check; Q5.2's 0.1 makes this CNN collapse
@@ -93,7 +92,7 @@ def make_parser() -> argparse.ArgumentParser:
         f"check: {','.join(f'{lr:g}' for lr in LR_CHECK_RATES)} with --epochs {LR_CHECK_EPOCHS})")
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
-        help=f"the Q5.2 results file to compare with (default: {MLP_RESULTS_FILE} beside this run's results)")
+        help=f"the Q5.2 results file to compare with (default: {q5_2_mlp.RESULTS_FILE} beside this run's results)")
     parser.add_argument(
         "--compare", action="store_true",
         help="compare anew with the Q5.2 run from both runs' saved predictions, without training (after Q5.2 "
@@ -485,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
-    mlp_path = args.mlp_results or paths.results / MLP_RESULTS_FILE
+    mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
     mlp_results = load_mlp_results(mlp_path, mlp_config, paths.is_assignment_run)
     if args.compare:
         compare_anew(args, results_path, mlp_results, mlp_path)
