@@ -45,3 +45,21 @@ def test_a_folder_that_is_not_a_build_of_the_page_is_refused(tmp_path):
     with pytest.raises(common.UserError, match="not a build of the page"):
         q1_screenshot.main(["--local-build", str(tmp_path)])
     assert snapshot() == before
+
+
+def test_a_capture_is_written_as_the_figure_its_record_and_the_report_macros(monkeypatch, tmp_path):
+    """The writing half, with the browser replaced by its result: every output lands, through the atomic writer."""
+    page = {"epoch": 500, "train_loss": 0.0001, "test_loss": 0.0099, "shown_losses": {"train": "0.000", "test": "0.010"},
+            "browser": "Chromium 1"}
+    monkeypatch.setattr(q1_screenshot, "capture", lambda address, epochs, browser, local_only: (b"png", page))
+    for name in ("FIGURES_DIR", "GENERATED_DIR"):
+        monkeypatch.setattr(cli, name, tmp_path / name)
+    monkeypatch.setattr(cli, "RESULTS_DIR", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / q1_playground.RESULTS_FILE).write_text(OUTPUTS[0].parent.joinpath(
+        q1_playground.RESULTS_FILE).read_text())
+    assert q1_screenshot.main([]) == 0
+    record = json.loads((tmp_path / "results" / q1_screenshot.RESULTS_FILE).read_text())
+    assert record["test_loss"] == 0.0099 and record["source"] == "live"
+    assert (tmp_path / "FIGURES_DIR" / q1_screenshot.FIGURE_FILE).read_bytes() == b"png"
+    assert (tmp_path / "GENERATED_DIR" / q1_screenshot.SNIPPET_FILE).read_text() == q1_screenshot.snippet(record)
