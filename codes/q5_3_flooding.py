@@ -39,30 +39,19 @@ import cli
 import common
 import plotting
 import runs
-from latex import latex_scientific
+from latex import latex_macros, latex_scientific
 from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
 
 FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00, 0.01, ..., 0.20}
 SEEDS = 3  # initialisations per level; the committed sweep uses this many
 LEARNING_RATES = [common.ASSIGNMENT["lr"], 0.01]  # the assignment's, and a tenfold smaller one for Q5.4
 CALIBRATION_BINS = 15
-# what changes the sweep's numbers: any other value than the default is not the assignment's run
-SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds", "lrs")
 # what the sweeps at different learning rates must share to be compared
 PAIRED_SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds")
+# what changes the sweep's numbers: any other value than the default is not the assignment's run
+SETTINGS = (*PAIRED_SETTINGS, "lrs")
 LEVELS_DRAWN = (0.0, 0.05, 0.1, 0.2)  # training-loss curves, drawn with the chosen level and the one set against b = 0
-# The report (letter paper, 2 cm margins: 6.93 in text width) prints the panels at 0.49 of it, 3.4 in,
-# and the calibration figure at the full width: at the size they are drawn, so 8 pt prints at 8 pt.
-PANEL_SIZE = (3.4, 2.6)  # inches
-WIDE_SIZE = (6.9, 2.0)
-PRINT_FONTS = {"font.size": 8, "axes.titlesize": 8.5, "figure.titlesize": 8.5,
-               "legend.fontsize": 8, "legend.title_fontsize": 8}
-BAND_ALPHA = 0.3
-NO_FLOOD_COLOR, FLOODED_COLOR = "C0", "C3"
-OTHER_LEVEL_COLORS = ("C1", "C2", "C4")  # one per flooded level of LEVELS_DRAWN
 LR_COLORS = ("C9", "C6", "C5", "C8")  # one per learning rate swept
-SPLIT_STYLES = {"val_error": "-", "train_error": "--"}
-Q5_2_MARKER_EVERY = 25  # epochs between the markers of Q5.2's curves
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -145,67 +134,58 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
-    """Per flood level, mean and std over seeds of the final errors, the ECE, the fraction of mini-batches
-    below b in the last epoch, and, early-stopped, each copy's best validation epoch, its validation error
-    there and its test error there."""
+def seed_values(results: dict) -> dict[float, dict[str, list]]:
+    """Per flood level and quantity, its copies' values in the sweep's order, seed by seed (so that two
+    levels' lists pair up by seed): the final errors and losses, the fraction of mini-batches below b in
+    the last epoch, the validation ECE (%), and, early-stopped, each copy's lowest validation error and
+    its test error at that epoch."""
     history = results["history"]
-    table: dict[float, dict[str, list]] = {}
+    values: dict[float, dict[str, list]] = {}
     for k, copy_info in enumerate(results["copies"]):
-        row = table.setdefault(copy_info["flood_level"], {})
-        val_errors = runs.series(results, "val_error", k)
-        for key in ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction"):
-            row.setdefault(key, []).append(history[key][-1][k])
-        row.setdefault("ece", []).append(100 * results["final_val_ece"][k])
-        best = runs.argmin_finite(val_errors)
-        row.setdefault("best_epoch", []).append(history["epoch"][best])
-        row.setdefault("best_val_error", []).append(val_errors[best])
-        row.setdefault("test_at_best", []).append(history["test_error"][best][k])
-    return {level: {key: mean_std(values) for key, values in row.items()} for level, row in sorted(table.items())}
-
-
-def lowest_validation_error(table: dict[float, dict], flooded_only: bool = False) -> float | None:
-    """The b of a by_level table (b > 0 only if flooded_only) with the smallest mean final validation
-    error over seeds, ties to the smaller b; diverged levels are skipped (None if all are)."""
-    finite = [b for b in table if not math.isnan(table[b]["val_error"][0]) and (b > 0 or not flooded_only)]
-    return min(finite, key=lambda b: (table[b]["val_error"][0], b), default=None)
+        best = runs.argmin_finite(runs.series(results, "val_error", k))
+        copy_values = {key: history[key][-1][k] for key in
+                       ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction")}
+        copy_values.update(ece=100 * results["final_val_ece"][k], best_val_error=history["val_error"][best][k],
+                           test_at_best=history["test_error"][best][k])
+        row = values.setdefault(copy_info["flood_level"], {})
+        for key, value in copy_values.items():
+            row.setdefault(key, []).append(value)
+    return dict(sorted(values.items()))
 
 
 def analyse(results: dict) -> dict:
-    """One sweep's per-level table and the levels read from it: the chosen b (Q5.3's answer), the
-    best flooded b > 0, and the one the figures and text set against b = 0 (the chosen one, or the
-    best flooded one when b = 0 itself is chosen, so that flooding is still shown)."""
-    table = by_level(results)
-    chosen, flooded = lowest_validation_error(table), lowest_validation_error(table, flooded_only=True)
-    early = min((b for b in table if not math.isnan(table[b]["best_val_error"][0])),
-                key=lambda b: (table[b]["best_val_error"][0], b), default=None)
-    return {"table": table, "chosen": chosen, "flooded": flooded, "early_stopped": early,
-            "shown": chosen if chosen > 0 else flooded or chosen}
+    """One sweep's values per seed and their table (mean and std over seeds per level and quantity), and
+    the levels read from it: the chosen b (Q5.3's answer: the smallest mean final validation error), the
+    best flooded b > 0, the one the figures and text set against b = 0 (the chosen one, or the best
+    flooded one when b = 0 itself is chosen, so that flooding is still shown), and the b chosen by the
+    mean validation error at each copy's best epoch (early stopping)."""
+    values = seed_values(results)
+    table = {level: {key: mean_std(seeds) for key, seeds in row.items()} for level, row in values.items()}
+
+    def lowest(key: str, levels: list[float]) -> float | None:  # ties to the smaller b; None if all diverged
+        return min((b for b in levels if not math.isnan(table[b][key][0])), key=lambda b: (table[b][key][0], b),
+                   default=None)
+
+    chosen, flooded = lowest("val_error", list(table)), lowest("val_error", [b for b in table if b > 0])
+    return {"values": values, "table": table, "chosen": chosen, "flooded": flooded,
+            "shown": chosen if chosen > 0 else flooded or chosen,
+            "early_stopped": lowest("best_val_error", list(table))}
+
+
+def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
+    """Per flood level, mean and std over seeds of every quantity of seed_values."""
+    return analyse(results)["table"]
 
 
 def copies_at(results: dict, level: float) -> list[int]:
     return [k for k, c in enumerate(results["copies"]) if c["flood_level"] == level]
 
 
-def final_value(results: dict, key: str, k: int) -> float | None:
-    """Copy k's value of a history key at the last epoch; its validation ECE (%) for "ece"; its test error
-    at its best validation epoch (early stopping) for "test_at_best"."""
-    if key == "ece":
-        return 100 * results["final_val_ece"][k]
-    if key == "test_at_best":
-        return results["history"]["test_error"][runs.argmin_finite(runs.series(results, "val_error", k))][k]
-    return results["history"][key][-1][k]
-
-
-def paired_change(results: dict, level: float, key: str) -> list[float | None]:
-    """Per seed, the final value at `level` minus the value at b = 0 of the same seed: the two
+def paired_change(values: dict[float, dict[str, list]], level: float, key: str) -> list[float | None]:
+    """Per seed, the value (of seed_values) at `level` minus the value at b = 0 of the same seed: the two
     copies share their initialisation and every mini-batch, so the difference is flooding's alone."""
-    unflooded = {results["copies"][k]["init_seed"]: final_value(results, key, k) for k in copies_at(results, 0.0)}
-    changes = []
-    for k in copies_at(results, level):
-        flooded_value, base = final_value(results, key, k), unflooded[results["copies"][k]["init_seed"]]
-        changes.append(None if flooded_value is None or base is None else flooded_value - base)
-    return changes
+    return [None if flooded is None or base is None else flooded - base
+            for flooded, base in zip(values[level][key], values[0.0][key])]
 
 
 def student_t_two_sided_p(t: float, df: int) -> float:
@@ -239,52 +219,18 @@ def paired_t_test_p(changes: list[float]) -> float:
     return student_t_two_sided_p(mean / (std / math.sqrt(len(changes))), len(changes) - 1)
 
 
-SIGNIFICANCE = 0.05  # a change of the test error counts when a paired t-test gives p below this
-
-
-def student_t_critical(p: float, df: int) -> float:
-    """The t > 0 with student_t_two_sided_p(t, df) = p, by bisection (the p-value falls as t grows)."""
-    low, high = 0.0, 1.0
-    while student_t_two_sided_p(high, df) > p:
-        low, high = high, 2 * high
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if student_t_two_sided_p(middle, df) > p else (low, middle)
-    return (low + high) / 2
-
-
-def resolvable_ratio(seeds: int) -> float | None:
-    """How large a mean change must be, in standard deviations of the paired changes, for the paired
-    t-test over `seeds` seeds to count it: t_critical / sqrt(seeds), as t = mean / (std / sqrt(n))."""
-    return None if seeds < 2 else student_t_critical(SIGNIFICANCE, seeds - 1) / math.sqrt(seeds)
-
-
-def effect_of_flooding(results: dict, analysis: dict, early_stopped: bool = False) -> dict | None:
-    """How the best flooded level (the b > 0 of smallest mean final validation error) changes the
-    test error and the calibration error against b = 0, paired by seed (None without b = 0 or a
-    finite b > 0 to compare).
-
-    Validation picked that level among many, so its validation advantage is optimistic; the
-    test error, never used for the choice, is the honest measure. The change counts when a
-    paired t-test over the seeds rejects "no change" at SIGNIFICANCE (resolvable_change_clause
-    says how large a change that takes). With early_stopped, the level is the one of lowest mean best
-    validation error, and each copy's test error is read at its best validation epoch (None if that
-    level is b = 0)."""
+def effect_of_flooding(analysis: dict, early_stopped: bool = False) -> dict | None:
+    """How the best flooded level (the b > 0 of smallest mean final validation error) changes the test
+    error against b = 0, paired by seed: the mean and std of the changes and the paired t-test's p (None
+    without b = 0 or a finite b > 0 to compare). Validation picked that level among many, so its
+    validation advantage is optimistic; the test error, never used for the choice, is the honest measure.
+    With early_stopped, the level is the one of lowest mean best validation error, and each copy's test
+    error is read at its best validation epoch (None if that level is b = 0)."""
     level = analysis["early_stopped"] if early_stopped else analysis["flooded"]
     if 0.0 not in analysis["table"] or not level:
         return None
-    test_changes = paired_change(results, level, "test_at_best" if early_stopped else "test_error")
-    mean, std = mean_std(test_changes)
-    p = paired_t_test_p(test_changes)
-    if len(test_changes) < 2:
-        direction = "one seed"  # no spread to judge the change against
-    elif math.isnan(p) or p >= SIGNIFICANCE:
-        direction = "inconsistent"
-    else:
-        direction = "lower" if mean < 0 else "higher"
-    return {"level": level, "seeds": len(test_changes), "test_change": (mean, std), "p_value": p,
-            "seeds_lower": sum(1 for c in test_changes if c is not None and c < 0),
-            "ece_change": mean_std(paired_change(results, level, "ece")), "direction": direction}
+    changes = paired_change(analysis["values"], level, "test_at_best" if early_stopped else "test_error")
+    return {"level": level, "test_change": mean_std(changes), "p_value": paired_t_test_p(changes)}
 
 
 def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
@@ -296,30 +242,30 @@ def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
     return ", ".join(names) + (f" and {more} more" if more else "")
 
 
-def seed_band(results: dict, key: str, level: float) -> tuple[list[float], list[float], list[float]]:
-    """Per epoch, the mean, min and max over seeds of one history key at one level."""
-    # a diverged copy's epochs are None: NaN here, left out of the mean and the band
-    rows = np.array([runs.series(results, key, k) for k in copies_at(results, level)], dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged stays NaN
-        return np.nanmean(rows, 0).tolist(), np.nanmin(rows, 0).tolist(), np.nanmax(rows, 0).tolist()
-
-
 # ----------------------------------------------------------------------------- figures
-
-
-def band(ax, epochs: list[int], mean: list[float], low: list[float], high: list[float], color: str, **line) -> None:
-    """A mean line over seeds and its min-to-max band."""
-    ax.plot(epochs, mean, color=color, **line)
-    ax.fill_between(epochs, low, high, color=color, alpha=BAND_ALPHA, linewidth=0)
 
 
 def level_color(level: float) -> str:
     """b = 0 and the flooded level set against it keep their colours in every panel."""
-    return NO_FLOOD_COLOR if level == 0 else FLOODED_COLOR
+    return "C0" if level == 0 else "C3"
 
 
-@plotting.plt.rc_context(PRINT_FONTS)
+def band(ax, results: dict, key: str, level: float, first_epoch: int = 0, **line) -> None:
+    """From first_epoch on, the mean over seeds of one history key at one level and its min-to-max band."""
+    # a diverged copy's epochs are None: NaN here, left out of the mean and the band
+    rows = np.array([runs.series(results, key, k)[first_epoch:] for k in copies_at(results, level)], dtype=float)
+    epochs = results["history"]["epoch"][first_epoch:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged stays NaN
+        mean, low, high = np.nanmean(rows, 0), np.nanmin(rows, 0), np.nanmax(rows, 0)
+    ax.plot(epochs, mean, color=level_color(level), **line)
+    ax.fill_between(epochs, low, high, color=level_color(level), alpha=0.3, linewidth=0)
+
+
+# The report prints the panels at 0.49 of its 6.93 in text width, 3.4 in, and the calibration figure at the full
+# width: drawn at that size, so that 8 pt prints at 8 pt.
+@plotting.plt.rc_context({"font.size": 8, "axes.titlesize": 8.5, "figure.titlesize": 8.5, "legend.fontsize": 8,
+                          "legend.title_fontsize": 8})
 def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: dict | None,
          figures_dir: Path) -> list[Path]:
     main_lr = next(iter(sweeps))
@@ -328,25 +274,25 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     seeds = main["config"]["seeds"]
     epochs = main["history"]["epoch"]
     label = plotting.run_label(main)  # long for a run at other settings: the titles wrap it (wrap=True)
-    spread = f"mean of {seeds} seeds, band: min to max"
     shown_role = "chosen" if shown == best else "best flooded"
+    panel = (3.4, 2.6)  # inches
     paths = []
 
     # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
     # chosen, the best flooded level, so that flooding is still in the picture)
     drawn_levels = {best: "chosen", shown: shown_role}  # one entry when shown is best
-    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    fig, ax = plotting.plt.subplots(figsize=panel)
+    split_styles = {"val_error": "-", "train_error": "--"}
     for level, role in drawn_levels.items():
-        for key, style in SPLIT_STYLES.items():
-            band(ax, epochs, *seed_band(main, key, level), color=level_color(level), linestyle=style,
+        for key, style in split_styles.items():
+            band(ax, main, key, level, linestyle=style,
                  label=f"b = {level:.2f} ({role})" if key == "val_error" else None)
     if mlp_results is not None:
-        for key in SPLIT_STYLES:
-            # markers, not a line: a line would hide the b = 0 curves, which it nearly coincides with
-            every = slice(None, None, Q5_2_MARKER_EVERY)
+        every = slice(None, None, 25)  # markers, not a line: a line would hide the b = 0 curves, nearly the same
+        for key in split_styles:
             ax.plot(mlp_results["history"]["epoch"][every], runs.series(mlp_results, key)[every], "x", color="k",
                     markersize=4, zorder=3,
-                    label=f"Q5.2 run, every {Q5_2_MARKER_EVERY} epochs" if key == "val_error" else None)
+                    label=f"Q5.2 run, every {every.step} epochs" if key == "val_error" else None)
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
     ax.legend()
@@ -355,13 +301,13 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
 
     # 2. final errors against b at every learning rate, the level validation chooses at each circled
-    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    fig, ax = plotting.plt.subplots(figsize=panel)
     for lr, color in zip(sweeps, LR_COLORS):
         run_table = analyses[lr]["table"]
-        levels = list(run_table)
-        for key, style, name in (("val_error", "-", "validation"), ("test_error", "--", "test")):
-            ax.errorbar(levels, [run_table[b][key][0] for b in levels], yerr=[run_table[b][key][1] for b in levels],
-                        color=color, linestyle=style, marker="o", markersize=2.5, capsize=2)
+        for key, style in (("val_error", "-"), ("test_error", "--")):
+            means, stds = zip(*(row[key] for row in run_table.values()))
+            ax.errorbar(list(run_table), means, yerr=stds, color=color, linestyle=style, marker="o", markersize=2.5,
+                        capsize=2)
         chosen = analyses[lr]["chosen"]
         ax.plot(chosen, run_table[chosen]["val_error"][0], "o", markersize=9, markerfacecolor="none",
                 markeredgecolor=color, zorder=3)
@@ -383,9 +329,9 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     paths.append(plotting.save(fig, figures_dir / "q5_3_error_vs_level.png"))
 
     # 3. the training loss floats at b: the levels of LEVELS_DRAWN, the chosen one and the one set against b = 0
-    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    fig, ax = plotting.plt.subplots(figsize=panel)
     drawn = sorted({b for b in (*LEVELS_DRAWN, best, shown) if b in table})
-    other_colors = iter(OTHER_LEVEL_COLORS)
+    other_colors = iter(("C1", "C2", "C4"))  # one per flooded level of LEVELS_DRAWN
     for level in drawn:
         color = level_color(level) if level in (0.0, shown) else next(other_colors)
         batch_loss = np.array(runs.series(main, "batch_loss", copies_at(main, level)[0])[1:], dtype=float)
@@ -403,26 +349,23 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
 
     # 4. validation loss: no flooding against the chosen b (the best flooded level if b = 0 is chosen),
     # from epoch 1: the untrained network's 2.3 would squeeze the range that matters on a linear axis
-    fig, ax = plotting.plt.subplots(figsize=PANEL_SIZE)
+    fig, ax = plotting.plt.subplots(figsize=panel)
     for level in dict.fromkeys((0.0, shown)):  # one curve when b = 0 is all there is
         if level in table:
-            mean, low, high = seed_band(main, "val_loss", level)
-            band(ax, epochs[1:], mean[1:], low[1:], high[1:], color=level_color(level),
+            band(ax, main, "val_loss", level, first_epoch=1,
                  label=f"b = {level:.2f} ({'no flooding' if level == 0 else shown_role})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation cross-entropy (nats)")
     ax.legend()
-    ax.set_title(f"(d) validation loss, lr {main_lr:g}\n{spread}{label}", wrap=True)
+    ax.set_title(f"(d) validation loss, lr {main_lr:g}\nmean of {seeds} seeds, band: min to max{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
 
     # 5. calibration against b at every learning rate, at the full text width
-    fig, ax = plotting.plt.subplots(figsize=WIDE_SIZE)
+    fig, ax = plotting.plt.subplots(figsize=(6.9, 2.0))
     for lr, color in zip(sweeps, LR_COLORS):
-        run_table = analyses[lr]["table"]
-        run_levels = list(run_table)
-        ax.errorbar(run_levels, [run_table[b]["ece"][0] for b in run_levels],
-                    yerr=[run_table[b]["ece"][1] for b in run_levels], color=color, marker="o",
-                    markersize=2.5, capsize=2, label=f"lr {lr:g}")
+        means, stds = zip(*(row["ece"] for row in analyses[lr]["table"].values()))
+        ax.errorbar(list(analyses[lr]["table"]), means, yerr=stds, color=color, marker="o", markersize=2.5, capsize=2,
+                    label=f"lr {lr:g}")
     ax.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
     ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))
     ax.set_xlabel("flood level b (nats)")
@@ -435,21 +378,22 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
 # ----------------------------------------------------------------------------- LaTeX snippet
 
 
-def pm(value: tuple[float, float], digits: int = 2, bold: bool = False, signed: bool = False) -> str:
+def pm(value: tuple[float, float], digits: int = 2, signed: bool = False) -> str:
     """mean +- std in LaTeX math (with its sign if signed)."""
     mean, std = value
     if math.isnan(mean):
         return "diverged"
-    text = f"{mean:{'+' if signed else ''}.{digits}f} \\pm {std:.{digits}f}"
-    return f"$\\mathbf{{{text}}}$" if bold else f"${text}$"
+    return f"${mean:{'+' if signed else ''}.{digits}f} \\pm {std:.{digits}f}$"
 
 
-def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[str]:
-    """The final numbers of one level (mean +- std over seeds) as \\QFiveThree<name><quantity> macros;
+LEVEL_QUANTITIES = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive")
+
+
+def level_macros(name: str, row: dict[str, tuple[float, float]] | None, quantities=LEVEL_QUANTITIES) -> dict[str, str]:
+    """The final numbers of one level (mean +- std over seeds) as QFiveThree<name><quantity> macros;
     "--" for a level the sweep does not have."""
     if row is None:
-        quantities = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive")
-        return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{--}}" for quantity in quantities]
+        return {f"QFiveThree{name}{quantity}": "--" for quantity in quantities}
     train_loss = row["train_loss"][0]
     values = {
         "ValError": pm(row["val_error"]),
@@ -460,59 +404,56 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None) -> list[
         "TrainLoss": "diverged" if math.isnan(train_loss) else f"${latex_scientific(train_loss)}$",
         "FloodActive": "diverged" if math.isnan(train_loss) else f"{100 * row['flood_active_fraction'][0]:.0f}",
     }
-    return [f"\\newcommand{{\\QFiveThree{name}{quantity}}}{{{value}}}" for quantity, value in values.items()]
+    return {f"QFiveThree{name}{quantity}": values[quantity] for quantity in quantities}
 
 
 def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
     """The numbers the text cites (Q5.2's own numbers come from report/generated/q5_2.tex); every level's
     are in the figures."""
-    lrs = list(sweeps)
-    tables = {lr: analysis["table"] for lr, analysis in analyses.items()}
-    chosen = {lr: analysis["chosen"] for lr, analysis in analyses.items()}
-    main_lr, main = lrs[0], sweeps[lrs[0]]
-    shown = analyses[main_lr]["shown"]
-    no_flood = tables[main_lr].get(0.0)
-    lines = [
-        f"% Generated by codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps; do not edit.",
-        f"\\newcommand{{\\QFiveThreeSeeds}}{{{main['config']['seeds']}}}",
-        f"\\newcommand{{\\QFiveThreeLevelCount}}{{{len(tables[main_lr])}}}",
-        f"\\newcommand{{\\QFiveThreeFloodedLevelCount}}{{{sum(1 for level in tables[main_lr] if level > 0)}}}",
-        f"\\newcommand{{\\QFiveThreeLevelRange}}{{{min(tables[main_lr]):.2f},\\dots,{max(tables[main_lr]):.2f}}}",
-        f"\\newcommand{{\\QFiveThreeLowestFloodedLevel}}{{{min(b for b in tables[main_lr] if b > 0):.2f}}}",
-        f"\\newcommand{{\\QFiveThreeEpochs}}{{{main['epochs_completed']}}}",
-        f"\\newcommand{{\\QFiveThreeChosenLevel}}{{{chosen[main_lr]:.2f}}}",
-        f"\\newcommand{{\\QFiveThreeFloodedLevel}}{{{shown:.2f}}}",
-        *level_macros("Flooded", tables[main_lr][shown]),
-    ]
-    lines += level_macros("NoFlood", no_flood)
-    # Q5.4: at every learning rate (the assignment's "Main", then "Small"), the best flooded level against b = 0
-    ratio = resolvable_ratio(main["config"]["seeds"])
-    lines += [f"\\newcommand{{\\QFiveFourResolvableRatio}}{{{'--' if ratio is None else f'{ratio:.2g}'}}}"]
-    for name, (lr, run) in zip(("Main", "Small", "Third", "Fourth"), sweeps.items()):
-        effect = effect_of_flooding(run, analyses[lr])
-        table = analyses[lr]["table"]
+    main_lr = next(iter(sweeps))
+    table, shown = analyses[main_lr]["table"], analyses[main_lr]["shown"]
+    flooded_levels = [b for b in table if b > 0]
+    macros = {
+        "QFiveThreeSeeds": sweeps[main_lr]["config"]["seeds"],
+        "QFiveThreeLevelCount": len(table),
+        "QFiveThreeFloodedLevelCount": len(flooded_levels),
+        "QFiveThreeLevelRange": f"{min(table):.2f},\\dots,{max(table):.2f}",
+        "QFiveThreeLowestFloodedLevel": f"{min(flooded_levels):.2f}" if flooded_levels else "--",
+        "QFiveThreeChosenLevel": f"{analyses[main_lr]['chosen']:.2f}",
+        "QFiveThreeFloodedLevel": f"{shown:.2f}",
+        **level_macros("Flooded", table[shown]),
+        # b = 0 trains to zero error and never floods: the text says so without citing the numbers
+        **level_macros("NoFlood", table.get(0.0), ("ValError", "TestError", "ECE", "ValLoss", "TrainLoss")),
+    }
+    # Q5.4: at the assignment's learning rate ("Main") and the smaller one ("Small"), flooding against b = 0
+    for name, lr in zip(("Main", "Small"), sweeps):
+        analysis, table = analyses[lr], analyses[lr]["table"]
         values = {"Lr": f"{lr:g}"}
+        effect = effect_of_flooding(analysis)
         if effect is not None:
             values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),
                           P=f"{effect['p_value']:.2g}")
-        # a copy whose training loss floats at b holds -log p near b, i.e. its confidence near exp(-b): if it
-        # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
-        top = max(table)
-        early = analyses[lr]["early_stopped"]
         # three decimals: the change must equal the difference of the errors (a mean of three seeds' errors is a
         # multiple of 1/3 of a test digit, 0.0033 %)
+        early = analysis["early_stopped"]
         values.update(EarlyLevel=f"{early:.2f}", EarlyTestError=pm(table[early]["test_at_best"], digits=3))
-        early_effect = effect_of_flooding(run, analyses[lr], early_stopped=True)
+        early_effect = effect_of_flooding(analysis, early_stopped=True)
         if early_effect is not None:
-            values.update(EarlyTestChange=pm(early_effect["test_change"], digits=3, signed=True), EarlyP=f"{early_effect['p_value']:.2g}")
-        values.update(TopLevel=f"{top:.2f}", TopEce=f"{table[top]['ece'][0]:.1f}",
-                      TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
-        # how far from chance the weakest of the flooded levels' changes of the test error is
-        flooded_p = [paired_t_test_p(paired_change(run, level, "test_error")) for level in table if level > 0]
-        if 0.0 in table and flooded_p:
-            values["LevelsLargestP"] = f"{max(flooded_p):.2g}"
-        lines += [f"\\newcommand{{\\QFiveFour{name}{key}}}{{{value}}}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
+            values.update(EarlyTestChange=pm(early_effect["test_change"], digits=3, signed=True),
+                          EarlyP=f"{early_effect['p_value']:.2g}")
+        top = max(table)
+        values["TopLevel"] = f"{top:.2f}"
+        if name == "Main" and 0.0 in table and len(table) > 1:
+            # how far from chance the weakest of the flooded levels' changes of the test error is
+            values["LevelsLargestP"] = "{:.2g}".format(max(
+                paired_t_test_p(paired_change(analysis["values"], b, "test_error")) for b in table if b > 0))
+        elif name == "Small":
+            # a copy whose training loss floats at b holds -log p near b, i.e. its confidence near exp(-b): if it
+            # is then under-confident, its ECE is about its accuracy minus exp(-b); compared at the largest level
+            values.update(TopEce=f"{table[top]['ece'][0]:.1f}",
+                          TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
+        macros.update({f"QFiveFour{name}{key}": value for key, value in values.items()})
+    return latex_macros(f"codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps", macros)
 
 
 def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
@@ -560,11 +501,11 @@ def main(argv: list[str] | None = None) -> int:
             collapsed = runs.collapsed_copies(results)
             if collapsed:
                 print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
-                      f"before training: {named_copies(results, collapsed)}".replace("$", ""))
+                      f"before training: {named_copies(results, collapsed)}")
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
-    if args.plot_only:  # draw the sweeps that exist; the assignment's learning rate must be among them
+    else:  # draw the sweeps that exist; the assignment's learning rate must be among them
         missing = [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]
         if missing:
             print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
@@ -578,9 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())))
     analyses = {lr: analyse(run) for lr, run in sweeps.items()}
     for lr, analysis in analyses.items():
-        table, b = analysis["table"], analysis["chosen"]
-        print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {pm(table[b]['val_error'])} %, "
-              f"test error {pm(table[b]['test_error'])} %".replace("$", "").replace("\\pm", "+-"))
+        b = analysis["chosen"]
+        (val, val_std), (test, test_std) = (analysis["table"][b][key] for key in ("val_error", "test_error"))
+        print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {val:.2f} +- {val_std:.2f} %, "
+              f"test error {test:.2f} +- {test_std:.2f} %")
     snippet_path = paths.generated / "q5_3.tex"
     runs.write_text_atomic(snippet_path, snippet(sweeps, analyses))
     print(f"snippet: {snippet_path}")
