@@ -19,8 +19,9 @@ never used to choose.
 
 Writes results/q5_3_flooding_lr<lr>.json per learning rate, five figures
 report/figures/q5_3_*.png and report/generated/q5_3.tex; a run at other
-settings writes under results/runs/q5_3_flooding-<settings>-<hash>/. Q5.2's results file (results/q5_2_mlp.json) is
-drawn beside the chosen level when it exists.
+settings writes under results/runs/q5_3_flooding-<settings>-<hash>/. Q5.2's
+results file (results/q5_2_mlp.json) is drawn beside the chosen level when it
+exists.
 """
 from __future__ import annotations
 
@@ -386,10 +387,8 @@ def pm(value: tuple[float, float], digits: int = 2, signed: bool = False) -> str
     return f"${mean:{'+' if signed else ''}.{digits}f} \\pm {std:.{digits}f}$"
 
 
-LEVEL_QUANTITIES = ("ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive")
-
-
-def level_macros(name: str, row: dict[str, tuple[float, float]] | None, quantities=LEVEL_QUANTITIES) -> dict[str, str]:
+def level_macros(name: str, row: dict[str, tuple[float, float]] | None, quantities: tuple[str, ...] = (
+        "ValError", "TestError", "TrainError", "ECE", "ValLoss", "TrainLoss", "FloodActive")) -> dict[str, str]:
     """The final numbers of one level (mean +- std over seeds) as QFiveThree<name><quantity> macros;
     "--" for a level the sweep does not have."""
     if row is None:

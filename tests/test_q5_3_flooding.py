@@ -185,6 +185,15 @@ def test_the_analysis_shows_the_best_flooded_level_when_no_flooding_is_chosen():
     assert flooded_wins["chosen"] == flooded_wins["flooded"] == flooded_wins["shown"] == 0.05
 
 
+def test_the_snippet_of_a_sweep_without_b0_or_with_b0_alone_marks_what_it_lacks():
+    without_b0 = {**sweep_results({(0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.7, 1.9, 0.2)}), "config": {"seeds": 1}}
+    only_b0 = {**sweep_results({(0, 0.0): (1.6, 1.5, 1.0)}), "config": {"seeds": 1}}
+    snippet = q5_3_flooding.snippet({0.1: without_b0}, {0.1: q5_3_flooding.analyse(without_b0)})
+    assert "\\newcommand{\\QFiveThreeNoFloodValError}{--}" in snippet and "QFiveFourMainLevel}" not in snippet
+    snippet = q5_3_flooding.snippet({0.1: only_b0}, {0.1: q5_3_flooding.analyse(only_b0)})
+    assert "\\newcommand{\\QFiveThreeLowestFloodedLevel}{--}" in snippet and "QFiveFourMainLevel}" not in snippet
+
+
 def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
     results = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.1): (88.0, 88.0, 0.0), (1, 0.0): (2.2, 2.0, 1.2),
                              (1, 0.1): (2.1, 2.0, 0.5)})
