@@ -317,8 +317,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.yaxis.set_minor_formatter(plotting.matplotlib.ticker.NullFormatter())
     ax.set_yticks([1, 2, 5, 10])
     ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))  # tick labels apart at 8 pt
-    ax.set_xlabel("flood level b (nats)")
-    ax.set_ylabel("final error (%, log axis)")
+    ax.set(xlabel="flood level b (nats)", ylabel="final error (%, log axis)")
     # colour for the learning rate, line style for the split: four short entries in two rows, below the curves
     key = plotting.matplotlib.lines.Line2D
     keys = [key([], [], color=color, label=f"lr {lr:g}") for lr, color in zip(sweeps, LR_COLORS)]
@@ -339,9 +338,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
         ax.plot(epochs[1:], batch_loss, color=color, label=f"{level:.2f}")  # None -> NaN: a gap
         if level > 0:
             ax.axhline(level, color=color, linestyle=":", linewidth=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training cross-entropy (nats)")
+    ax.set(yscale="log", xlabel="epoch", ylabel="training cross-entropy (nats)")
     # in the gap at the right between the flooded curves (at b >= 0.01) and the unflooded one (below 1e-4)
     ax.legend(loc="center right", bbox_to_anchor=(1, 0.45), ncol=3, title="flood level b")
     ax.set_title(f"(c) training loss, seed 0, lr {main_lr:g}\n"
@@ -355,8 +352,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
         if level in table:
             band(ax, main, "val_loss", level, first_epoch=1,
                  label=f"b = {level:.2f} ({'no flooding' if level == 0 else shown_role})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation cross-entropy (nats)")
+    ax.set(xlabel="epoch", ylabel="validation cross-entropy (nats)")
     ax.legend()
     ax.set_title(f"(d) validation loss, lr {main_lr:g}\nmean of {seeds} seeds, band: min to max{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
@@ -367,9 +363,8 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
         means, stds = zip(*(row["ece"] for row in analyses[lr]["table"].values()))
         ax.errorbar(list(analyses[lr]["table"]), means, yerr=stds, color=color, marker="o", markersize=2.5, capsize=2,
                     label=f"lr {lr:g}")
-    ax.set_ylabel(f"final validation ECE (%, {CALIBRATION_BINS} bins)")
+    ax.set(xlabel="flood level b (nats)", ylabel=f"final validation ECE (%, {CALIBRATION_BINS} bins)")
     ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))
-    ax.set_xlabel("flood level b (nats)")
     ax.legend()
     ax.set_title(f"Calibration error against b, mean \u00b1 std of {seeds} seeds{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_learning_rates.png"))
