@@ -161,8 +161,8 @@ def test_effect_of_flooding_pairs_each_seed_with_its_own_unflooded_copy():
     # t = -0.15 / (0.05 / sqrt 3) = -5.2 with two degrees of freedom: p = 0.035, below 0.05
     assert effect["p_value"] == pytest.approx(0.035, abs=0.001)
 
-    # one degree of freedom, where P(|T| >= t) = 1 - 2 atan(t) / pi: the same mean change with one seed moving
-    # against it (changes -0.2, +0.1: t = 1/3), and every seed lower but by little against the spread (-0.2, -0.1: t = 3)
+    # one degree of freedom, where P(|T| >= t) = 1 - 2 atan(t) / pi: one seed moving against the other
+    # (changes -0.2, +0.1: t = 1/3), and both lower but by little against their spread (-0.2, -0.1: t = 3)
     mixed = sweep_results({(0, 0.0): (2.0, 1.9, 1.0), (0, 0.05): (1.8, 1.7, 0.6),
                            (1, 0.0): (2.2, 2.0, 1.2), (1, 0.05): (1.8, 2.1, 0.9)})
     assert effect_of(mixed)["p_value"] == pytest.approx(1 - 2 * math.atan(1 / 3) / math.pi)
