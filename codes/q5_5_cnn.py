@@ -177,7 +177,8 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
 
 
 def settling_window(*runs_compared: dict) -> int:
-    """The window over which the networks' late training error is read: the last fifth of the shorter run."""
+    """The last epochs over which the report says both networks stay at zero training error: the last
+    fifth of the shorter run."""
     return max(1, min(len(run["history"]["train_error"]) - 1 for run in runs_compared) // 5)
 
 
