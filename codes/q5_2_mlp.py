@@ -35,6 +35,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def misclassified(model: common.StackedCopies, splits: dict[str, common.Split]) -> dict:
+    """The digits a trained run gets wrong, from which Q5.5 draws its comparison without the data: on the
+    validation split each with its index, label, the answer and its pixels (0-255); on the test split the indices."""
+    val, test = splits["val"], splits["test"]
+    images, labels, answers = val.images.cpu(), val.labels.cpu(), common.predict(model, val)[0].cpu()
+    wrong = (answers != labels).nonzero().flatten()
+    pixels = ((images[wrong, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
+    return {"misclassified_val_digits": [{"index": i, "label": int(labels[i]), "prediction": int(answers[i]),
+                                          "pixels": digit.tolist()} for i, digit in zip(wrong.tolist(), pixels)],
+            "misclassified_test_indices": (common.predict(model, test)[0] != test.labels).nonzero().flatten().tolist()}
+
+
 def plot(results: dict, figures_dir: Path) -> list[Path]:
     history = results["history"]
     epochs = history["epoch"]
@@ -139,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         config = cli.run_config(args, lr=args.lr, seed=args.seed)
         results, model, splits = runs.train_and_record(
             "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args, paths))
-        # for Q5.5: the digits one network gets wrong and the other right, and its test of the difference
-        results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
-        results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
+        results.update(misclassified(model, splits))  # for Q5.5's comparison
         runs.write_json_atomic(results_path, results)
         runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")

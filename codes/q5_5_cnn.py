@@ -14,41 +14,40 @@ when its training loss rises above its value before training.
     python codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158  # the learning-rate check
     python codes/q5_5_cnn.py --epochs 1 --subset 1000     # a seconds-long check
     python codes/q5_5_cnn.py --plot-only                  # redraw from the saved results
-    python codes/q5_5_cnn.py --compare                    # after a rerun of Q5.2: compare anew, no training
 
 Writes results/q5_5_cnn.json, report/figures/q5_5_cnn_vs_mlp.png,
 report/figures/q5_5_disagreements.png and report/generated/q5_5.tex; the
 check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.png
-and report/generated/q5_5_step_size.tex. The comparison with the MLP reads
-Q5.2's results file (results/q5_2_mlp.json beside this run's) and is left out,
-with a note, when there is none. A run at other settings writes under
+and report/generated/q5_5_step_size.tex. The comparison with the MLP is drawn
+from the digits each run recorded as wrong, with Q5.2's results file
+(results/q5_2_mlp.json beside this run's), and is left out, with a note, when
+there is none. A run at other settings writes under
 results/runs/<script>-<settings>-<hash>/.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
-import torch
 from torch import nn
 
 import cli
 import common
 import plotting
+import q5_2_mlp
+import q5_3_flooding
 import runs
 from latex import latex_macros, latex_scientific
-import q5_2_mlp
 
 RESULTS_FILE = "q5_5_cnn.json"
 LEARNING_RATE = 0.01  # chosen by the learning-rate check; Q5.2's 0.1 makes this CNN collapse
 LR_CHECK_RATES = [0.1, 0.01]
 LR_CHECK_EPOCHS = 158  # the committed check's budget: the lr 0.1 run has collapsed well before it
 DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
+# what a run compared holds: the digits it got wrong are written by q5_2_mlp.misclassified
+COMPARED = ("config", "history", "copies", "diverged_at_epoch", "misclassified_val_digits", "misclassified_test_indices")
 
 
 def cnn() -> nn.Sequential:
@@ -60,25 +59,16 @@ def cnn() -> nn.Sequential:
     )
 
 
-def multiply_adds_per_image(module: nn.Module) -> int:
-    """Multiply-adds of one forward pass of one MNIST image through the Linear and Conv2d layers
-    (what dominates the cost; activations and pooling are not counted)."""
-    total = 0
-
-    def count(layer, inputs, output):
-        nonlocal total
-        if isinstance(layer, nn.Linear):
-            total += layer.in_features * layer.out_features
-        else:  # each output value of a convolution is one dot product over its receptive field
-            total += output[0].numel() * layer.in_channels // layer.groups * math.prod(layer.kernel_size)
-
-    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    try:
-        with torch.no_grad():
-            module(torch.zeros(1, 1, common.IMAGE_SIDE, common.IMAGE_SIDE))
-    finally:
-        for hook in hooks:
-            hook.remove()
+def multiply_adds_per_image(module: nn.Sequential) -> int:
+    """Multiply-adds of one forward pass of one MNIST image through the Linear and Conv2d layers (what
+    dominates the cost; activations and pooling are not counted): a Linear layer's weight is used once,
+    a convolution's (stride 1, padding that keeps the size) once at every pixel of its input."""
+    total, side = 0, common.IMAGE_SIDE
+    for layer in module:
+        if isinstance(layer, nn.MaxPool2d):
+            side //= layer.stride
+        elif isinstance(layer, (nn.Linear, nn.Conv2d)):
+            total += layer.weight.numel() * (side * side if isinstance(layer, nn.Conv2d) else 1)
     return total
 
 
@@ -93,10 +83,6 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
         help=f"the Q5.2 results file to compare with (default: {q5_2_mlp.RESULTS_FILE} beside this run's results)")
-    parser.add_argument(
-        "--compare", action="store_true",
-        help="compare anew with the Q5.2 run from both runs' saved predictions, without training (after Q5.2 "
-        "was rerun; reads the MNIST files for the labels and the digits drawn), then redraw")
     return parser
 
 
@@ -108,7 +94,7 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
               "--mlp-results with the q5_2_mlp.json of a Q5.2 run on the same split and subset, e.g. one in "
               "results/runs/, or give both runs the same --output-dir)")
         return None
-    mlp_results = runs.read_results(path, ("config", "history", "diverged_at_epoch", "final_val_predictions"))
+    mlp_results = runs.read_results(path, COMPARED)
     differing = runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset"))
     if differing:
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
@@ -126,43 +112,13 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
     return mlp_results
 
 
-def disagreements(labels, cnn_predictions, mlp_predictions, images=None) -> dict:
-    """Counts of every agreement pattern on a split, and, given the images, the first few digits of each
-    disagreement."""
-    cnn_right = cnn_predictions == labels
-    mlp_right = mlp_predictions == labels
-    kinds = {"cnn_right_mlp_wrong": cnn_right & ~mlp_right, "mlp_right_cnn_wrong": mlp_right & ~cnn_right}
-    record = {"both_wrong": int((~cnn_right & ~mlp_right).sum()), **{kind: int(mask.sum()) for kind, mask in kinds.items()}}
-    if images is None:
-        return record
-    pixels = ((images[:, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
-    for kind, mask in kinds.items():
-        chosen = mask.nonzero().flatten()[:DIGITS_PER_ROW].tolist()
-        record[f"{kind}_examples"] = [
-            {"val_index": i, "label": int(labels[i]), "cnn": int(cnn_predictions[i]), "mlp": int(mlp_predictions[i]),
-             "pixels": pixels[i].tolist()}
-            for i in chosen
-        ]
-    return record
-
-
-def predictions_fingerprint(mlp_results: dict) -> str:
-    """A short hash of a Q5.2 run's saved predictions: which run a comparison was made with."""
-    predictions = [mlp_results["final_val_predictions"], mlp_results.get("final_test_predictions")]
-    return hashlib.sha256(json.dumps(predictions).encode()).hexdigest()[:16]
-
-
-def compare(results: dict, mlp_results: dict, splits: dict[str, common.Split]) -> None:
-    """Record in the CNN's results where it and the MLP disagree: on the validation split (with examples) and,
-    when both runs saved their test predictions, on the test split; and which MLP run that was."""
-    val, test = splits["val"], splits["test"]
-    results["disagreements"] = disagreements(val.labels.cpu(), torch.tensor(results["final_val_predictions"]),
-                                             torch.tensor(mlp_results["final_val_predictions"]), val.images.cpu())
-    results.pop("test_disagreements", None)
-    if all(len(run.get("final_test_predictions", [])) == len(test) for run in (results, mlp_results)):
-        results["test_disagreements"] = disagreements(test.labels.cpu(), torch.tensor(results["final_test_predictions"]),
-                                                      torch.tensor(mlp_results["final_test_predictions"]))
-    results["compared_with"] = predictions_fingerprint(mlp_results)
+def right_alone(results: dict, mlp_results: dict) -> dict[str, dict[str, list[int]]]:
+    """Per split and network, the digits (indices, in order) that this network alone gets right at its
+    last epoch, from the digits each run recorded as wrong."""
+    cnn_wrong, mlp_wrong = ({"val": {digit["index"] for digit in run["misclassified_val_digits"]},
+                             "test": set(run["misclassified_test_indices"])} for run in (results, mlp_results))
+    return {split: {"CNN": sorted(mlp_wrong[split] - cnn_wrong[split]), "MLP": sorted(cnn_wrong[split] - mlp_wrong[split])}
+            for split in ("val", "test")}
 
 
 def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Path]:
@@ -200,18 +156,19 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         if mlp_results is None:
             return paths
 
-        found = results["disagreements"]  # each digit under its true label and the other network's answer
-        kinds = (("cnn_right_mlp_wrong", "CNN right,\nMLP wrong", "mlp", "MLP"),
-                 ("mlp_right_cnn_wrong", "MLP right,\nCNN wrong", "cnn", "CNN"))
+        found = right_alone(results, mlp_results)["val"]  # each digit under its true label and the other network's answer
+        digits = {name: {digit["index"]: digit for digit in run["misclassified_val_digits"]}
+                  for name, run in (("CNN", results), ("MLP", mlp_results))}
         fig, axes = plotting.plt.subplots(2, DIGITS_PER_ROW, figsize=(plotting.TEXT_WIDTH, 1.55))
-        for row, (kind, title, wrong_key, wrong_name) in enumerate(kinds):
-            for ax, example in zip(axes[row], found[f"{kind}_examples"]):
-                ax.imshow(example["pixels"], cmap="gray_r", vmin=0, vmax=255)
-                ax.set_title(f"true {example['label']}, {wrong_name} {example[wrong_key]}", fontsize=7)
+        for row, (right, wrong) in enumerate((("CNN", "MLP"), ("MLP", "CNN"))):
+            for ax, index in zip(axes[row], found[right]):
+                digit = digits[wrong][index]
+                ax.imshow(digit["pixels"], cmap="gray_r", vmin=0, vmax=255)
+                ax.set_title(f"true {digit['label']}, {wrong} {digit['prediction']}", fontsize=7)
             for ax in axes[row]:
                 ax.axis("off")
-            axes[row][0].text(-0.25, 0.5, f"{title}\n({found[kind]} in all)", transform=axes[row][0].transAxes,
-                              ha="right", va="center")
+            axes[row][0].text(-0.25, 0.5, f"{right} right,\n{wrong} wrong\n({len(found[right])} in all)",
+                              transform=axes[row][0].transAxes, ha="right", va="center")
         fig.suptitle(f"Q5.5 validation digits the two networks classify differently, at the last epoch"
                      f"{plotting.run_label(results)}")
         fig.subplots_adjust(left=0.15)
@@ -220,14 +177,9 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
 
 
 def settling_window(*runs_compared: dict) -> int:
-    """The window over which the networks' late training error is read: the last fifth of the shorter run."""
+    """The last epochs over which the report says both networks stay at zero training error: the last
+    fifth of the shorter run."""
     return max(1, min(len(run["history"]["train_error"]) - 1 for run in runs_compared) // 5)
-
-
-def late_training_error(run: dict, window: int) -> tuple[float, float]:
-    """Lowest and highest training error (%) over a run's last `window` epochs."""
-    errors = runs.series(run, "train_error")[1:]  # epoch 0 is before training
-    return min(errors[-window:]), max(errors[-window:])
 
 
 def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
@@ -239,18 +191,15 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
 
 
 def matched_mlp(results_dir: Path, results: dict) -> dict | None:
-    """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded (b = 0)
-    copies of that sweep, mean and std over its seeds of the final validation and test errors."""
+    """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded
+    (b = 0) copies of that sweep (its q5_3_flooding.by_level row: mean and std over seeds)."""
     path = results_dir / f"q5_3_flooding_lr{results['config']['lr']:g}.json"
     if not path.exists():
         return None
     sweep = runs.read_results(path)
-    unflooded = [k for k, c in enumerate(sweep["copies"]) if c["flood_level"] == 0.0]
-    if not unflooded or runs.differing_settings(sweep["config"], results["config"], ("split_seed", "subset", "epochs")):
+    if runs.differing_settings(sweep["config"], results["config"], ("split_seed", "subset", "epochs")):
         return None
-    errors = {split: [sweep["history"][f"{split}_error"][-1][k] for k in unflooded] for split in ("val", "test")}
-    return {"seeds": len(unflooded), **{split: (statistics.fmean(e), statistics.stdev(e) if len(e) > 1 else 0.0)
-                                         for split, e in errors.items()}}
+    return q5_3_flooding.by_level(sweep).get(0.0)
 
 
 def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None) -> str:
@@ -269,85 +218,63 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         ("Final test error (\\%)", f"{mlp['test_error']:.2f}", f"{net['test_error']:.2f}"),
     ]
     body = "\n".join(f"{name} & {a} & {b} \\\\" for name, a, b in rows)
-    found = results["disagreements"]
-    epochs = {"Mlp": mlp_results["epochs_completed"], "Cnn": results["epochs_completed"]}
-    window = settling_window(mlp_results, results)
-    # the exact test on the test set when both runs stored its predictions: validation chose the CNN's rate
-    tested = results.get("test_disagreements", found)
-    p = mcnemar_p_value(tested["cnn_right_mlp_wrong"], tested["mlp_right_cnn_wrong"])
+    # in digits: exact, where a difference of rounded percentages is not
+    above_best = {name: round((final["val_error"] - final["best_val_error"]) / 100 * run["split_sizes"]["val"])
+                  for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net))}
+    # the exact test on the test set: validation chose the CNN's rate
+    tested = right_alone(results, mlp_results)["test"]
+    cnn_only, mlp_only = len(tested["CNN"]), len(tested["MLP"])
+    p = mcnemar_p_value(cnn_only, mlp_only)
     macros = {
         "QFiveFiveParameterRatio": f"{mlp_results['model']['parameters'] / results['model']['parameters']:.1f}",
         "QFiveFiveMultiplyAddRatio": f"{multiply_adds['Cnn'] / multiply_adds['Mlp']:.1f}",
         "QFiveFiveTrainTimeRatio": f"{results['seconds']['train_per_epoch'] / mlp_results['seconds']['train_per_epoch']:.1f}",
-        "QFiveFiveEpochs": epochs["Cnn"],
-        "QFiveFiveMlpEpochs": epochs["Mlp"],
-        "QFiveFiveSettlingWindow": window,
-        "QFiveFiveMcNemarSplit": "test" if "test_disagreements" in results else "validation",
-        "QFiveFiveMcNemarCnnOnly": tested["cnn_right_mlp_wrong"],
-        "QFiveFiveMcNemarMlpOnly": tested["mlp_right_cnn_wrong"],
-        "QFiveFiveOneRight": tested["cnn_right_mlp_wrong"] + tested["mlp_right_cnn_wrong"],
+        "QFiveFiveEpochs": results["epochs_completed"],
+        "QFiveFiveSettlingWindow": settling_window(mlp_results, results),
+        "QFiveFiveMcNemarCnnOnly": cnn_only,
+        "QFiveFiveMcNemarMlpOnly": mlp_only,
+        "QFiveFiveOneRight": cnn_only + mlp_only,
         "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
+        "QFiveFiveMlpZeroTrainErrorEpoch": mlp["zero_train_error_epoch"] or "--",
+        "QFiveFiveMlpFinalMinusBestValDigits": above_best["Mlp"],
+        "QFiveFiveCnnDevice": results["environment"]["device_name"],
+        "QFiveFiveCnnZeroTrainErrorEpoch": net["zero_train_error_epoch"] or "--",
+        "QFiveFiveCnnFinalMinusBestValDigits": above_best["Cnn"],
+        "QFiveFiveCnnLowestValLoss": f"{net['lowest_val_loss']:.4f}",
+        "QFiveFiveCnnLowestValLossEpoch": net["lowest_val_loss_epoch"],
+        "QFiveFiveCnnFinalValLoss": f"{net['val_loss']:.4f}",
+        "QFiveFiveTable": ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
+                           f"{body}\n\\bottomrule\n\\end{{tabular}}"),
     }
-    for name, run, final in (("Mlp", mlp_results, mlp), ("Cnn", results, net)):
-        macros.update({
-            f"QFiveFive{name}Device": run["environment"]["device_name"],
-            f"QFiveFive{name}ValError": f"{final['val_error']:.2f}",
-            f"QFiveFive{name}TestError": f"{final['test_error']:.2f}",
-            f"QFiveFive{name}BestValError": f"{final['best_val_error']:.2f}",
-            f"QFiveFive{name}BestValEpoch": final["best_val_epoch"],
-            f"QFiveFive{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
-            f"QFiveFive{name}LateTrainErrorMax": f"{late_training_error(run, window)[1]:.3f}",
-            # in digits: exact, where a difference of rounded percentages is not
-            f"QFiveFive{name}FinalMinusBestValDigits": round((final["val_error"] - final["best_val_error"]) / 100
-                                                            * run["split_sizes"]["val"]),
-            f"QFiveFive{name}LowestValLoss": f"{final['lowest_val_loss']:.4f}",
-            f"QFiveFive{name}LowestValLossEpoch": final["lowest_val_loss_epoch"],
-            f"QFiveFive{name}FinalValLoss": f"{final['val_loss']:.4f}",
-        })
-    table = ("\\begin{tabular}{lrr}\n\\toprule\n & MLP (Q5.2) & CNN (Q5.5) \\\\\n\\midrule\n"
-             f"{body}\n\\bottomrule\n\\end{{tabular}}")
-    macros["QFiveFiveTable"] = table
     if matched is not None:
-        macros.update({"QFiveFiveMatchedSeeds": matched["seeds"], "QFiveFiveMatchedLr": f"{results['config']['lr']:g}",
-                       **{f"QFiveFiveMatched{split.capitalize()}Error": f"${matched[split][0]:.2f} \\pm {matched[split][1]:.2f}$"
+        macros.update({"QFiveFiveMatchedLr": f"{results['config']['lr']:g}",
+                       **{f"QFiveFiveMatched{split.capitalize()}Error": "${:.2f} \\pm {:.2f}$".format(*matched[f"{split}_error"])
                           for split in ("val", "test")}})
     return latex_macros("codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json", macros)
 
 
-def check_summary(run: dict) -> dict:
-    final = runs.final_metrics(run)
-    losses = runs.series(run, "train_loss")
-    lowest = runs.argmin_finite(losses)
-    return {"lr": run["config"]["lr"], "collapse_epoch": runs.collapse_epoch(run), "final": final,
-            "diverged_at_epoch": run["diverged_at_epoch"][0],
-            "lowest_train_loss": losses[lowest], "lowest_train_loss_epoch": run["history"]["epoch"][lowest]}
-
-
-def chosen_lr(summaries: list[dict]) -> float:
+def chosen_lr(check_runs: list[dict]) -> float:
     """The rate with the lowest final validation error (ties to the larger rate, the faster one)."""
-    return min(summaries, key=lambda s: math.inf if s["final"]["val_error"] is None else s["final"]["val_error"])["lr"]
+    errors = {run["config"]["lr"]: runs.final_metrics(run)["val_error"] for run in check_runs}
+    return min(errors, key=lambda lr: math.inf if errors[lr] is None else errors[lr])
 
 
-def check_snippet(summaries: list[dict], epochs: int) -> str:
-    """The check's numbers; the larger rate's as \\QFiveFiveCheckHigh..., the smaller's as ...Low..."""
-    macros = {"QFiveFiveStepSizeEpochs": epochs,
-              "QFiveFiveStepSizeRates": ", ".join(f"{s['lr']:g}" for s in summaries),
-              "QFiveFiveStepSizeChosen": f"{chosen_lr(summaries):g}"}
-    for name, s in (("High", summaries[0]), ("Low", summaries[-1])):
-        final, loss = s["final"], s["lowest_train_loss"]
-        macros.update({
-            f"QFiveFiveCheck{name}Lr": f"{s['lr']:g}",
-            f"QFiveFiveCheck{name}LowestLossEpoch": s["lowest_train_loss_epoch"],
-            f"QFiveFiveCheck{name}LowestLoss": f"{loss:.4f}" if loss >= 1e-3 else f"${latex_scientific(loss)}$",
-            f"QFiveFiveCheck{name}CollapseEpoch": s["collapse_epoch"] or "--",
-            f"QFiveFiveCheck{name}DivergedEpoch": s["diverged_at_epoch"] or "--",
-            f"QFiveFiveCheck{name}FinalTrainError": "--" if final["train_error"] is None else f"{final['train_error']:.2f}",
-            f"QFiveFiveCheck{name}FinalValError": "--" if final["val_error"] is None else f"{final['val_error']:.2f}",
-            f"QFiveFiveCheck{name}BestValError": f"{final['best_val_error']:.2f}",
-            f"QFiveFiveCheck{name}BestValEpoch": final["best_val_epoch"],
-            f"QFiveFiveCheck{name}ZeroTrainErrorEpoch": final["zero_train_error_epoch"] or "--",
-        })
-    return latex_macros("codes/q5_5_cnn.py --lrs from results/q5_5_lr_check_lr*.json", macros)
+def check_snippet(check_runs: list[dict]) -> str:
+    """The check's numbers the report cites; the largest rate's as \\QFiveFiveCheckHigh..., the smallest's as ...Low..."""
+    high, low = check_runs[0], check_runs[-1]
+    high_final, low_final = runs.final_metrics(high), runs.final_metrics(low)
+    lowest = runs.argmin_finite(runs.series(high, "train_loss"))
+    return latex_macros("codes/q5_5_cnn.py --lrs from results/q5_5_lr_check_lr*.json", {
+        "QFiveFiveStepSizeEpochs": high["epochs_completed"],
+        "QFiveFiveStepSizeChosen": f"{chosen_lr(check_runs):g}",
+        "QFiveFiveCheckHighLr": f"{high['config']['lr']:g}",
+        "QFiveFiveCheckHighLowestLossEpoch": high["history"]["epoch"][lowest],
+        "QFiveFiveCheckHighCollapseEpoch": runs.collapse_epoch(high) or "--",
+        "QFiveFiveCheckHighFinalTrainError": "--" if high_final["train_error"] is None else f"{high_final['train_error']:.2f}",
+        "QFiveFiveCheckLowLr": f"{low['config']['lr']:g}",
+        "QFiveFiveCheckLowFinalValError": "--" if low_final["val_error"] is None else f"{low_final['val_error']:.2f}",
+        "QFiveFiveCheckLowZeroTrainErrorEpoch": low_final["zero_train_error_epoch"] or "--",
+    })
 
 
 def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
@@ -379,10 +306,6 @@ def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
         return plotting.save(fig, figures_dir / "q5_5_step_size.png")
 
 
-def check_results_path(results_dir: Path, lr: float) -> Path:
-    return results_dir / f"q5_5_lr_check_lr{lr:g}.json"
-
-
 def check_runs_in(results_dir: Path) -> list[dict]:
     """The learning-rate check's runs, largest rate first; they must differ in the learning rate alone."""
     check_runs = [runs.read_results(path) for path in sorted(results_dir.glob("q5_5_lr_check_lr*.json"))]
@@ -403,60 +326,32 @@ def draw_check(paths: cli.OutputPaths) -> None:
     """The check's figure and snippet, from its runs; the committed check must choose the rate the
     CNN is trained at."""
     check_runs = check_runs_in(paths.results)
-    summaries = [check_summary(run) for run in check_runs]
-    chosen = chosen_lr(summaries)
+    chosen = chosen_lr(check_runs)
     if chosen != LEARNING_RATE:
         disagreement = (f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at {LEARNING_RATE:g}")
         if paths.is_assignment_run:
             raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
         print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"
-    runs.write_text_atomic(path, check_snippet(summaries, check_runs[0]["epochs_completed"]))
+    runs.write_text_atomic(path, check_snippet(check_runs))
     print(f"snippet: {path}")
     print(f"figure: {plot_check(check_runs, paths.figures)}")
 
 
-def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None,
-              paths: cli.OutputPaths, resume: bool) -> dict:
+def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths, resume: bool,
+              compared: bool = True) -> None:
     """One CNN run at learning rate lr, continued from its saved state if `resume`, its results written
-    (with the comparison when there is an MLP run)."""
+    (with the digits it gets wrong, which the comparison with Q5.2 is drawn from, if `compared`)."""
     config = cli.run_config(args, lr=lr, seed=args.seed)
     results, model, splits = runs.train_and_record(
         "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
         **{**cli.run_options(args, paths), "resume": resume})
-    results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
-    results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
-    mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(splits["val"])
-    if mlp_results is not None and not mismatch:
-        compare(results, mlp_results, splits)
-    runs.write_json_atomic(results_path, results)  # the run is kept even if the comparison is impossible
-    if mismatch:
-        raise common.UserError(
-            f"the Q5.2 results hold {len(mlp_results['final_val_predictions'])} validation predictions, this split "
-            f"has {len(splits['val'])}: was Q5.2 run on other MNIST files? The CNN's own results are saved in "
-            f"{results_path}.")
+    if compared:  # not the check's runs: a collapsed one gets most digits wrong
+        results.update(q5_2_mlp.misclassified(model, splits))
+    runs.write_json_atomic(results_path, results)
     print(f"results: {results_path}")
     runs.print_single_run_outcome(
         results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
-    return results
-
-
-def compare_anew(args: argparse.Namespace, results_path: Path, mlp_results: dict | None, mlp_path: Path) -> None:
-    """--compare: the comparison redone from the saved predictions of the CNN's run and of the Q5.2 run."""
-    if mlp_results is None:
-        raise common.UserError(f"--compare: there is no Q5.2 run at {mlp_path} to compare with.")
-    results = runs.read_results(results_path, ("config", "history", "diverged_at_epoch", "final_val_predictions"))
-    differing = runs.differing_settings(results["config"], mlp_results["config"], ("split_seed", "subset"))
-    if differing:
-        raise common.UserError(f"{results_path} and {mlp_path} were run on other splits ({', '.join(differing)}).")
-    splits = common.prepare_splits(args.data_dir, torch.device("cpu"), args.split_seed, args.subset,
-                                   download=not args.offline)
-    if {len(results["final_val_predictions"]), len(mlp_results["final_val_predictions"])} != {len(splits["val"])}:
-        raise common.UserError(f"the saved predictions do not fit the validation split of {args.data_dir} "
-                               f"({len(splits['val'])} digits): were the runs made on other MNIST files?")
-    compare(results, mlp_results, splits)
-    runs.write_json_atomic(results_path, results)
-    print(f"results: {results_path} (compared anew with {mlp_path})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,42 +359,37 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lrs and len(args.lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
-    if args.compare and (args.lrs or args.plot_only):
-        raise common.UserError("--compare redraws as well; give it without --lrs and --plot-only.")
+    defaults = cli.defaults(parser)
     if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
-        check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
-        del check_defaults["lr"]
-        paths = cli.output_paths(args, "q5_5_cnn_lr_check", check_defaults)
-    else:
-        paths = cli.output_paths(args, "q5_5_cnn", cli.defaults(parser))
+        defaults = {**defaults, "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
+        del defaults["lr"]
+    paths = cli.output_paths(args, "q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", defaults)
     paths.claim("q5_5")
     paths.announce()
     if args.lrs:
         if not args.plot_only:
-            check_paths = [check_results_path(paths.results, lr) for lr in args.lrs]
+            check_paths = [paths.results / f"q5_5_lr_check_lr{lr:g}.json" for lr in args.lrs]
             for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
-                train_cnn(args, lr, path, None, paths, resume)
+                train_cnn(args, lr, path, paths, resume, compared=False)
         draw_check(paths)
         paths.announce()
         return 0
     results_path = paths.results / RESULTS_FILE
-    mlp_config = {"split_seed": args.split_seed, "subset": args.subset}
     mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
-    mlp_results = load_mlp_results(mlp_path, mlp_config, paths.is_assignment_run)
-    if args.compare:
-        compare_anew(args, results_path, mlp_results, mlp_path)
-    elif not args.plot_only:
-        train_cnn(args, args.lr, results_path, mlp_results, paths, args.resume)
-    results = runs.read_results(results_path)
+    mlp_results = load_mlp_results(  # before training, not after it
+        mlp_path, {"split_seed": args.split_seed, "subset": args.subset}, paths.is_assignment_run)
+    if not args.plot_only:
+        train_cnn(args, args.lr, results_path, paths, args.resume)
+    results = runs.read_results(results_path, COMPARED)
     paths.check_settings(results, results_path)
-    if mlp_results is not None and results.get("compared_with") != predictions_fingerprint(mlp_results):
-        raise common.UserError(f"{results_path} holds no comparison with the Q5.2 run in {mlp_path} (was Q5.2 run or "
-                               "rerun after the CNN?): compare them, without training, with "
-                               "`python codes/q5_5_cnn.py --compare`.")
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
     if mlp_results is not None:
+        if mlp_results["split_sizes"] != results["split_sizes"]:
+            raise common.UserError(f"{mlp_path} and {results_path} hold runs on splits of other sizes "
+                                   f"({mlp_results['split_sizes']} vs {results['split_sizes']}): was one of them run "
+                                   "on other MNIST files? The comparison needs the same digits.")
         snippet_path = paths.generated / "q5_5.tex"
         runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
         print(f"snippet: {snippet_path}")

@@ -12,8 +12,7 @@ import common
 import q5_5_cnn
 import runs
 from conftest import run_script, synthetic_digits
-from q5_5_cnn import (LEARNING_RATE, check_snippet, check_summary, chosen_lr, cnn, comparison_snippet,
-                      late_training_error, make_parser, mcnemar_p_value, settling_window)
+from q5_5_cnn import LEARNING_RATE, check_snippet, chosen_lr, cnn, make_parser, mcnemar_p_value, settling_window
 
 
 def test_cnn_output_shape_and_parameter_count():
@@ -32,14 +31,10 @@ def test_multiply_adds_match_a_hand_count():
     assert q5_5_cnn.multiply_adds_per_image(common.mlp()) == 784 * 500 + 500 * 10
 
 
-def test_the_late_training_error_is_read_over_the_last_fifth_of_the_shorter_run():
-    run = lambda errors: {"history": {"train_error": [[50.0]] + [[e] for e in errors]}}  # epoch 0 first
-    longer = run([0.0] * 17 + [3.0, 0.0, 0.0])  # 20 epochs: non-zero 3 epochs before the end
-    shorter = run([0.0] * 10)
-    assert settling_window(longer, shorter) == 2 and settling_window(longer, run([0.0] * 15)) == 3
-    assert late_training_error(longer, 2) == (0.0, 0.0) and late_training_error(longer, 3) == (0.0, 3.0)
-    assert late_training_error(run([0.0] * 7 + [2.0, 0.5, 1.25]), 2) == (0.5, 1.25)
-    assert settling_window(run([1.0] * 3), run([1.0] * 4)) == 1  # at least the last epoch
+def test_the_settling_window_is_the_last_fifth_of_the_shorter_run():
+    run = lambda epochs: {"history": {"train_error": [[50.0]] + [[0.0]] * epochs}}  # epoch 0 first
+    assert settling_window(run(20), run(10)) == 2 and settling_window(run(20), run(15)) == 3
+    assert settling_window(run(3), run(4)) == 1  # at least the last epoch
 
 
 def test_mcnemar_p_value_by_hand():
@@ -56,53 +51,50 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     assert alone.returncode == 0 and "no Q5.2 results" in alone.stdout, alone.stderr
     assert (tmp_path / "alone" / "figures" / "q5_5_cnn_vs_mlp.png").exists()
     assert not (tmp_path / "alone" / "figures" / "q5_5_disagreements.png").exists()
-    assert "disagreements" not in json.loads((tmp_path / "alone" / "q5_5_cnn.json").read_text())
+    assert not (tmp_path / "alone" / "generated" / "q5_5.tex").exists()
     assert run_script("q5_2_mlp.py", *quick).returncode == 0
     done = run_script("q5_5_cnn.py", *quick)
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "q5_5_cnn.json").read_text())
     assert results["model"]["parameters"] == 28_938
-    assert len(results["final_val_predictions"]) == 20
-    found = results["disagreements"]
-    mlp = json.loads((out / "q5_2_mlp.json").read_text())["final_val_predictions"]
-    cnn_predictions = results["final_val_predictions"]
-    for example in found["cnn_right_mlp_wrong_examples"]:
-        i = example["val_index"]
-        assert cnn_predictions[i] == example["label"] != mlp[i]
-    mlp_test = json.loads((out / "q5_2_mlp.json").read_text())["final_test_predictions"]
-    cnn_test = results["final_test_predictions"]
-    labels = [int(x) for x in synthetic_digits(30, seed=2)[1]]  # conftest's test split
-    assert results["test_disagreements"]["cnn_right_mlp_wrong"] == sum(
-        c == y != m for c, m, y in zip(cnn_test, mlp_test, labels))
+    # the digits it recorded as wrong: the final errors of its history, each one with conftest's own label and pixels
+    train_images, train_labels = synthetic_digits(100, seed=1)  # conftest's training file, split 8:2
+    val_images, val_labels = (x[common.split_indices(100, 0)[1].numpy()] for x in (train_images, train_labels))
+    for run in (results, json.loads((out / "q5_2_mlp.json").read_text())):
+        wrong = run["misclassified_val_digits"]
+        assert len(wrong) == round(run["history"]["val_error"][-1][0] / 100 * 20)
+        assert len(run["misclassified_test_indices"]) == round(run["history"]["test_error"][-1][0] / 100 * 30)
+        for digit in wrong:
+            assert digit["label"] == val_labels[digit["index"]] != digit["prediction"]
+            assert digit["pixels"] == val_images[digit["index"]].tolist()
     for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
     snippet = (out / "generated" / "q5_5.tex").read_text()
     assert "28,938" in snippet and "397,510" in snippet and "\\begin{tabular}" in snippet
     assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
-    final_val_error = results["history"]["val_error"][-1][0]
-    assert f"\\newcommand{{\\QFiveFiveCnnValError}}{{{final_val_error:.2f}}}" in snippet
-    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet and "\\newcommand{\\QFiveFiveMcNemarSplit}{test}" in snippet
-    mlp_results = json.loads((out / "q5_2_mlp.json").read_text())
-    longer_mlp = {**mlp_results, "epochs_completed": 3}  # a comparison of unequal runs names both lengths
-    longer_snippet = comparison_snippet(results, longer_mlp)
-    assert "\\newcommand{\\QFiveFiveMlpEpochs}{3}" in longer_snippet and "\\newcommand{\\QFiveFiveEpochs}{1}" in longer_snippet
+    final_val_loss = results["history"]["val_loss"][-1][0]
+    assert f"\\newcommand{{\\QFiveFiveCnnFinalValLoss}}{{{final_val_loss:.4f}}}" in snippet
+    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
 
-    # Q5.2 rerun (another seed, other predictions): the saved comparison is refused until it is made anew
+    # Q5.2 rerun (another seed, other mistakes): redrawing compares the CNN with the rerun, without training
     assert run_script("q5_2_mlp.py", *quick, "--seed", "1").returncode == 0
-    stale = run_script("q5_5_cnn.py", *quick, "--plot-only")
-    assert stale.returncode == 1 and "--compare" in stale.stderr and "Traceback" not in stale.stderr
-    anew = run_script("q5_5_cnn.py", *quick, "--compare")
-    assert anew.returncode == 0, anew.stderr
-    compared = json.loads((out / "q5_5_cnn.json").read_text())
+    assert q5_5_cnn.main([*quick, "--plot-only"]) == 0
     rerun = json.loads((out / "q5_2_mlp.json").read_text())
-    assert compared["history"] == results["history"]  # no training
-    assert compared["compared_with"] == q5_5_cnn.predictions_fingerprint(rerun) != results["compared_with"]
-    assert compared["test_disagreements"]["mlp_right_cnn_wrong"] == sum(
-        m == y != c for c, m, y in zip(cnn_test, rerun["final_test_predictions"], labels))
-    assert run_script("q5_5_cnn.py", *quick, "--plot-only").returncode == 0
+    assert json.loads((out / "q5_5_cnn.json").read_text()) == results
+    cnn_wrong, mlp_wrong = set(results["misclassified_test_indices"]), set(rerun["misclassified_test_indices"])
+    snippet = (out / "generated" / "q5_5.tex").read_text()
+    assert f"\\newcommand{{\\QFiveFiveMcNemarCnnOnly}}{{{len(mlp_wrong - cnn_wrong)}}}" in snippet
+    assert f"\\newcommand{{\\QFiveFiveMcNemarMlpOnly}}{{{len(cnn_wrong - mlp_wrong)}}}" in snippet
+
+    # a Q5.2 run on other MNIST files (other split sizes) is refused, the CNN's results kept
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "q5_2_mlp.json").write_text(json.dumps({**rerun, "split_sizes": {"train": 9, "val": 3, "test": 3}}))
+    with pytest.raises(common.UserError, match="other MNIST files"):
+        q5_5_cnn.main([*quick, "--plot-only", "--mlp-results", str(tmp_path / "other" / "q5_2_mlp.json")])
+    assert json.loads((out / "q5_5_cnn.json").read_text()) == results
 
 
 CONFIG = {"epochs": 4, "seed": 0, "split_seed": 0, "subset": None, "batch_size": 128, "momentum": 0.9, "tf32": False}
@@ -128,15 +120,13 @@ def test_collapse_is_the_first_epoch_worse_than_before_training():
 
 
 def test_check_numbers_and_choice_by_hand():
-    high, low = check_summary(COLLAPSING), check_summary(STEADY)
-    assert (high["lowest_train_loss_epoch"], high["lowest_train_loss"], high["collapse_epoch"]) == (2, 0.2, 3)
-    assert (high["final"]["best_val_error"], high["final"]["best_val_epoch"]) == (2.5, 2)
-    assert low["collapse_epoch"] is None and low["final"]["zero_train_error_epoch"] == 3
-    assert chosen_lr([high, low]) == 0.01
-    snippet = check_snippet([high, low], 4)
-    for macro in ("CheckHighCollapseEpoch}{3}", "CheckHighFinalTrainError}{88.80}", "CheckHighBestValError}{2.50}",
-                  "CheckLowCollapseEpoch}{--}", "CheckLowZeroTrainErrorEpoch}{3}", "CheckLowFinalValError}{1.25}",
-                  "StepSizeChosen}{0.01}"):
+    assert chosen_lr([COLLAPSING, STEADY]) == 0.01
+    tied = check_run(0.1, [2.3, 0.4, 0.2, 0.1, 0.1], [90.0, 5.0, 2.0, 1.0, 1.0], [90.0, 5.5, 2.5, 1.5, 1.25])
+    assert chosen_lr([tied, STEADY]) == 0.1  # ties to the larger rate
+    snippet = check_snippet([COLLAPSING, STEADY])
+    for macro in ("StepSizeEpochs}{4}", "CheckHighLr}{0.1}", "CheckHighLowestLossEpoch}{2}", "CheckHighCollapseEpoch}{3}",
+                  "CheckHighFinalTrainError}{88.80}", "CheckLowLr}{0.01}", "CheckLowZeroTrainErrorEpoch}{3}",
+                  "CheckLowFinalValError}{1.25}", "StepSizeChosen}{0.01}"):
         assert f"\\newcommand{{\\QFiveFive{macro}" in snippet
     assert make_parser().parse_args([]).lr == LEARNING_RATE == 0.01  # the committed default is the rate the check chooses
 
@@ -153,7 +143,7 @@ def test_check_redraws_figure_and_snippet(tmp_path):
     assert done.returncode == 0, done.stderr
     snippet = (tmp_path / "generated" / "q5_5_step_size.tex").read_text()
     assert "\\newcommand{\\QFiveFiveStepSizeChosen}{0.01}" in snippet
-    assert "\\newcommand{\\QFiveFiveStepSizeRates}{0.1, 0.01}" in snippet  # largest rate first
+    assert "\\newcommand{\\QFiveFiveCheckHighLr}{0.1}" in snippet  # largest rate first
     assert (tmp_path / "figures" / "q5_5_step_size.png").stat().st_size > 10_000
 
 
@@ -203,7 +193,7 @@ def test_the_committed_comparison_is_made_only_with_the_assignments_q5_2_run(tmp
     before = {p: p.read_bytes() for p in (*cli.RESULTS_DIR.glob("q5_5*.json"), *cli.GENERATED_DIR.glob("q5_5*"),
                                           *cli.FIGURES_DIR.glob("q5_5*"))}
     with pytest.raises(common.UserError, match=r"q5_2_mlp.json is not the assignment's Q5.2 run \(--epochs 1 vs 500\)"):
-        q5_5_cnn.main(["--compare", "--mlp-results", str(tmp_path / "q5_2_mlp.json")])
+        q5_5_cnn.main(["--plot-only", "--mlp-results", str(tmp_path / "q5_2_mlp.json")])
     assert {p: p.read_bytes() for p in before} == before
     # in a folder of its own the same file is compared with
     assert q5_5_cnn.load_mlp_results(tmp_path / "q5_2_mlp.json", same_split, assignment_run=False) == short
