@@ -132,13 +132,6 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
     return points
 
 
-def shuffle(items: list, random: PageRandom) -> None:
-    """The page's Fisher-Yates shuffle, in place."""
-    for counter in range(len(items), 0, -1):
-        index = math.floor(random() * counter)
-        items[counter - 1], items[index] = items[index], items[counter - 1]
-
-
 @functools.lru_cache(maxsize=1024)
 def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray, PageRandom]:
     """What the page draws for a dataset from Math.seedrandom(String(seed)), noise being the slider's 0..50: its
@@ -146,7 +139,9 @@ def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray
     and its generator as it stands after, from which the weights come next. Cached, so read-only."""
     random = PageRandom(str(seed))
     points = generate(name, noise / 100, random)
-    shuffle(points, random)
+    for counter in range(len(points), 0, -1):  # the page's Fisher-Yates shuffle
+        index = math.floor(random() * counter)
+        points[counter - 1], points[index] = points[index], points[counter - 1]
     data = np.array(points, dtype=DTYPE)
     data.flags.writeable = False
     return data[:, :2], data[:, 2], random

@@ -290,10 +290,6 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- LaTeX snippet
-def tex(text) -> str:
-    return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}").replace("%", "\\%")
-
-
 def median_range(values: list[float], number) -> str:
     """'median [min, max]' with each value written by `number`."""
     return f"{number(statistics.median(values))} [{number(min(values))}, {number(max(values))}]"
@@ -315,7 +311,7 @@ def snippet(results: dict) -> str:
     loss = lambda value: f"{value:.3f}"
     fine_loss = lambda value: f"{value:.4f}"
     macros = {
-        "QOneBestConfig": tex(pg.Config(**best["config"]).describe()),
+        "QOneBestConfig": pg.Config(**best["config"]).describe().replace("^", "\\textasciicircum{}"),  # x1^2
         "QOneBestTestLoss": median_range(best["test_losses"], fine_loss),
         "QOneSearchSize": len(results["search"]),
         "QOneSearchSeeds": min(row["runs"] for row in results["search"]),
