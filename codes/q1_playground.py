@@ -363,10 +363,8 @@ def claims(results: dict) -> dict[str, bool]:
     median = median_loss
     epochs = lambda entry: statistics.median(infinite_if_never(entry["converge_epochs"]))
     converged = lambda entry: entry["converged_runs"] / entry["runs"]
-    rate, circle_rate = sweep("learning rate", "spiral"), sweep("learning rate", "circle")
-    activation, circle_activation = sweep("activation", "spiral"), sweep("activation", "circle")
-    depth, circle_depth = sweep("hidden layers", "spiral"), sweep("hidden layers", "circle")
-    penalty, circle_penalty = sweep("regularization", "spiral"), sweep("regularization", "circle")
+    (rate, circle_rate), (activation, circle_activation), (depth, circle_depth), (penalty, circle_penalty) = (
+        (sweep(name, "spiral"), sweep(name, "circle")) for name in SWEEPS)  # learning rate, ..., regularization
     noisy = sweep("regularization", NOISY_NAME)
     pruning = results["pruning"]
     by_fraction, full, enough = pruning_points(results)
