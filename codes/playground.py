@@ -32,7 +32,6 @@ ACTIVATIONS = {
 REGULARIZATIONS = ("none", "L1", "L2")
 POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
-DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
 # float64, as the page computes (JavaScript numbers): long training amplifies rounding differences
 DTYPE = np.float64

@@ -26,7 +26,7 @@ def test_datasets_have_500_balanced_points_in_the_domain(name):
         assert 200 < (labels == 1).sum() < 300
     else:
         assert (labels == 1).sum() == 250
-    assert np.abs(points).max() <= pg.DOMAIN
+    assert np.abs(points).max() <= 6  # the picture shows [-6, 6]^2
 
 
 def test_circle_radii_and_labels_follow_the_formula():
