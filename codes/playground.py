@@ -11,6 +11,7 @@ same initial weights and the same losses up to float64 rounding, which long trai
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import functools
 import itertools
 import math
@@ -28,11 +29,9 @@ ACTIVATIONS = {
     "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, a: a * (1 - a)),
     "linear": (lambda z: z, lambda z, a: np.ones_like(z)),
 }
-ACTIVATION_NAMES = tuple(ACTIVATIONS)
 REGULARIZATIONS = ("none", "L1", "L2")
 POINTS = 500  # the page's classification datasets
 MAX_LAYERS, MAX_NEURONS = 6, 8
-DOMAIN = 6.0  # the picture shows [-6, 6]^2
 BIAS_INIT = 0.1
 # float64, as the page computes (JavaScript numbers): long training amplifies rounding differences
 DTYPE = np.float64
@@ -81,11 +80,6 @@ class PageRandom:
         while n >= 2.0 ** 53:
             n, d, x = n / 2, d / 2, x >> 1
         return (n + x) / d
-
-    def copy(self) -> "PageRandom":
-        twin = object.__new__(PageRandom)
-        twin.s, twin.i, twin.j = list(self.s), self.i, self.j
-        return twin
 
 
 # ----------------------------------------------------------------------------- data
@@ -137,33 +131,23 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
     return points
 
 
-def shuffle(items: list, random: PageRandom) -> None:
-    """The page's Fisher-Yates shuffle, in place."""
-    for counter in range(len(items), 0, -1):
-        index = math.floor(random() * counter)
-        items[counter - 1], items[index] = items[index], items[counter - 1]
-
-
 @functools.lru_cache(maxsize=1024)
 def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray, PageRandom]:
-    """What the page draws for a dataset from Math.seedrandom(String(seed)): its 500 points and labels,
-    generated then shuffled, and its generator as it stands after, from which the weights come next."""
+    """What the page draws for a dataset from Math.seedrandom(String(seed)), noise being the slider's 0..50: its
+    500 points (N, 2) and labels +1 (blue) / -1 (orange), generated then shuffled (the order it holds them in),
+    and its generator as it stands after, from which the weights come next. Cached, so read-only."""
     random = PageRandom(str(seed))
     points = generate(name, noise / 100, random)
-    shuffle(points, random)
+    for counter in range(len(points), 0, -1):  # the page's Fisher-Yates shuffle
+        index = math.floor(random() * counter)
+        points[counter - 1], points[index] = points[index], points[counter - 1]
     data = np.array(points, dtype=DTYPE)
+    data.flags.writeable = False
     return data[:, :2], data[:, 2], random
 
 
-def make_dataset(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The page's 500 points (N, 2) and labels +1 (blue) / -1 (orange) for a seed, in the order it holds them
-    (shuffled); noise is the slider's 0..50."""
-    points, labels, _ = page_draws(name, noise, seed)
-    return points.copy(), labels.copy()
-
-
 def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int):
-    """The first train_percent % of make_dataset's points (already shuffled as the page shuffles them) are
+    """The first train_percent % of page_draws's points (already shuffled as the page shuffles them) are
     training points, the rest test points, as the page splits them."""
     train = len(labels) * train_percent // 100
     return points[:train], labels[:train], points[train:], labels[train:]
@@ -193,18 +177,14 @@ class Config:
     seed: int = 0
 
     def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}")
-        if not self.features or not set(self.features) <= set(FEATURES):
-            raise ValueError(f"features must be a non-empty subset of {FEATURES}")
-        # inputs always in the page's order, so weight rows line up with FEATURES
+        if not (self.dataset in DATASETS and self.features and set(self.features) <= set(FEATURES)
+                and len(self.hidden) <= MAX_LAYERS and all(1 <= n <= MAX_NEURONS for n in self.hidden)
+                and self.activation in ACTIVATIONS and self.regularization in REGULARIZATIONS
+                and 1 <= self.batch_size <= 30 and 10 <= self.train_percent <= 90):
+            raise ValueError(f"not a configuration the page offers: {self}")
+        # inputs always in the page's order, so weight rows line up with FEATURES; lists (from JSON) as tuples
         object.__setattr__(self, "features", tuple(f for f in FEATURES if f in self.features))
-        if len(self.hidden) > MAX_LAYERS or any(not 1 <= n <= MAX_NEURONS for n in self.hidden):
-            raise ValueError(f"at most {MAX_LAYERS} hidden layers of 1 to {MAX_NEURONS} neurons")
-        if self.activation not in ACTIVATIONS or self.regularization not in REGULARIZATIONS:
-            raise ValueError("unknown activation or regularization")
-        if not 1 <= self.batch_size <= 30 or not 10 <= self.train_percent <= 90:
-            raise ValueError("batch size must be 1..30 and the training share 10..90 %")
+        object.__setattr__(self, "hidden", tuple(self.hidden))
 
     def describe(self) -> str:
         reg = "no regularization" if self.regularization == "none" else f"{self.regularization} {self.reg_rate:g}"
@@ -252,10 +232,10 @@ def batch_schedule(n_train: int, batch_size: int, epochs: int) -> list[list[list
     return schedule
 
 
-def initial_weights(config: Config) -> list[np.ndarray]:
-    """The page's initial weights for a configuration, per layer (fan_in, fan_out): Math.random() - 0.5 from the
-    seed's generator after the data (src/nn.ts buildNetwork: for each neuron, its links from each one below)."""
-    random = page_draws(config.dataset, config.noise, config.seed)[2].copy()
+def initial_network(config: Config) -> Run:
+    """The page's initial network for a configuration: weights Math.random() - 0.5 from the seed's generator after
+    the data (src/nn.ts buildNetwork: for each neuron, its links from each one below), biases BIAS_INIT."""
+    random = copy.deepcopy(page_draws(config.dataset, config.noise, config.seed)[2])
     weights = []
     for layer in range(len(config.hidden) + 1):
         rows, cols = real_block(config, layer)
@@ -263,7 +243,8 @@ def initial_weights(config: Config) -> list[np.ndarray]:
         for index in np.ndindex(w.shape):
             w[index] = random() - 0.5
         weights.append(w.T)
-    return weights
+    return Run(config, [], [], weights, [np.full(w.shape[1], BIAS_INIT) for w in weights],
+               [np.zeros(w.shape, dtype=bool) for w in weights])
 
 
 class StackedPlayground:
@@ -284,17 +265,12 @@ class StackedPlayground:
         self.biases = [np.zeros((s, 1, w.shape[2]), dtype=DTYPE) for w in self.weights]
         self.live = [np.zeros(w.shape, dtype=bool) for w in self.weights]  # real links, less the dead ones
         self.active = [np.zeros(b.shape, dtype=bool) for b in self.biases]  # real neurons of each layer's output
-        for k, c in enumerate(configs):
-            first = initial_weights(c) if start is None else None
-            for layer in range(len(self.weights)):
+        for k, (c, run) in enumerate(zip(configs, start or map(initial_network, configs))):
+            for layer, (w, b, dead) in enumerate(zip(run.weights, run.biases, run.dead)):
                 rows, cols = real_block(c, layer)
-                if start is None:
-                    w, b, live = first[layer], np.full(len(cols), BIAS_INIT), True
-                else:
-                    w, b, live = start[k].weights[layer], start[k].biases[layer], ~start[k].dead[layer]
                 self.weights[layer][k][np.ix_(rows, cols)] = w
                 self.biases[layer][k, 0, cols] = b
-                self.live[layer][k][np.ix_(rows, cols)] = live
+                self.live[layer][k][np.ix_(rows, cols)] = ~dead
                 self.active[layer][k, 0, cols] = True
         per_copy = lambda values: np.array(values, dtype=DTYPE).reshape(s, 1, 1)
         self.lr = per_copy([c.lr for c in configs])
@@ -362,15 +338,26 @@ class StackedPlayground:
                            [~live[k][np.ix_(r, cl)] for live, (r, cl) in zip(self.live, blocks)]))
         return out
 
+    def fit(self, train_x, train_y, test_x, test_y, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+        """Train on stacked features (S, N, 7) and labels (S, N) as the page does: the (epoch, copy) training and
+        test losses at epoch 0 and after each epoch."""
+        train_losses, test_losses = [self.loss(train_x, train_y)], [self.loss(test_x, test_y)]
+        for batches in batch_schedule(train_x.shape[1], self.configs[0].batch_size, epochs):
+            for batch in batches:
+                self.step(train_x[:, batch], train_y[:, batch])
+            train_losses.append(self.loss(train_x, train_y))
+            test_losses.append(self.loss(test_x, test_y))
+        return np.stack(train_losses), np.stack(test_losses)
+
 
 def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     """Stacked training and test features (S, N, 7) and labels (S, N) of each configuration's dataset."""
     parts = []
     for c in configs:
-        points, labels = make_dataset(c.dataset, c.noise, c.seed)
+        points, labels, _ = page_draws(c.dataset, c.noise, c.seed)
         train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent)
         parts.append((feature_matrix(train_x), train_y, feature_matrix(test_x), test_y))
-    return tuple(np.stack(column).astype(DTYPE) for column in zip(*parts))
+    return tuple(np.stack(column) for column in zip(*parts))
 
 
 def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
@@ -399,14 +386,7 @@ def train(configs: list[Config], epochs: int, start: list[Run] | None = None, wo
 def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:
     """Train configurations of one depth, activation, batch size and training share as one stacked network."""
     net = StackedPlayground(configs, start)
-    train_x, train_y, test_x, test_y = data_arrays(configs)
-    train_losses, test_losses = [net.loss(train_x, train_y)], [net.loss(test_x, test_y)]
-    for batches in batch_schedule(train_x.shape[1], configs[0].batch_size, epochs):
-        for batch in batches:
-            net.step(train_x[:, batch], train_y[:, batch])
-        train_losses.append(net.loss(train_x, train_y))
-        test_losses.append(net.loss(test_x, test_y))
-    return net.runs(np.stack(train_losses), np.stack(test_losses))
+    return net.runs(*net.fit(*data_arrays(configs), epochs))
 
 
 # ----------------------------------------------------------------------------- the page's address

@@ -75,51 +75,30 @@ SEARCH_SPACE = {  # the Q1.1 grid on the spiral (noise 0, 50 % training data, ba
 }
 SWEEPS = {  # Q1.2: each sweep's values as the figure labels them, with their Config changes
     "learning rate": [(lr, {"lr": lr}) for lr in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)],
-    "activation": [(a, {"activation": a}) for a in pg.ACTIVATION_NAMES],
+    "activation": [(a, {"activation": a}) for a in pg.ACTIVATIONS],
     "hidden layers": [(depth, {"hidden": (8,) * depth}) for depth in range(0, pg.MAX_LAYERS + 1)],
     "regularization": [("none", {"regularization": "none", "reg_rate": 0.0})]
     + [(f"{r} {rate:g}", {"regularization": r, "reg_rate": rate})
        for r in ("L1", "L2") for rate in (0.001, 0.003, 0.01, 0.03, 0.1)],
 }
 SMALL_NETWORKS = [(), (1,), (2,), (4,), (2, 2), (4, 2), (4, 4), (6, 4), (6, 6), (8, 8)]
-
-
-def config_from_dict(record: dict) -> pg.Config:
-    return pg.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
-
-
-def run_dict(run: pg.Run) -> dict:
-    return {"config": asdict(run.config), "train_loss": run.train_loss, "test_loss": run.test_loss,
-            "weights": [w.tolist() for w in run.weights], "biases": [b.tolist() for b in run.biases],
-            "dead": [d.tolist() for d in run.dead]}
-
-
-def run_from_dict(record: dict) -> pg.Run:
-    return pg.Run(config_from_dict(record["config"]), record["train_loss"], record["test_loss"],
-                  [np.array(w, dtype=pg.DTYPE) for w in record["weights"]],
-                  [np.array(b, dtype=pg.DTYPE) for b in record["biases"]],
-                  [np.array(d, dtype=bool) for d in record["dead"]])
-
-
+# the first seed of Q1.2 and Q1.3: none of theirs was used by the Q1.1 search, so the best configuration's
+# scores there are not the ones it was picked on
+FIRST_FRESH_SEED = SEARCH_SEEDS + FINAL_SEEDS
 LOSS_KEYS = ("train_loss", "test_loss", "train_losses", "test_losses")  # per epoch, per run, or mean and std
 
 
 def misplaced_value(value, where: str = "") -> str | None:
     """Where a Q1 results file holds something else than a finite loss under a loss key, or an epoch count
     (or null: never converged) under converge_epochs, in words; None if nowhere."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in LOSS_KEYS and not (isinstance(item, list) and all(runs.finite(v) for v in item)):
-                return f"{item!r} at {where}{key}, where finite losses belong"
-            if key == "converge_epochs" and not (isinstance(item, list) and all(
-                    v is None or type(v) is int for v in item)):
-                return f"{item!r} at {where}{key}, where epoch counts belong"
-            if problem := misplaced_value(item, f"{where}{key}/"):
-                return problem
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if problem := misplaced_value(item, f"{where}{i}/"):
-                return problem
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if key in LOSS_KEYS and not (isinstance(item, list) and all(map(runs.finite, item))):
+            return f"{item!r} at {where}{key}, where finite losses belong"
+        if key == "converge_epochs" and not (isinstance(item, list) and all(v is None or type(v) is int for v in item)):
+            return f"{item!r} at {where}{key}, where epoch counts belong"
+        if problem := misplaced_value(item, f"{where}{key}/"):
+            return problem
     return None
 
 
@@ -153,6 +132,11 @@ def infinite_if_never(epochs: list[int | None]) -> list[float]:
     return [math.inf if e is None else e for e in epochs]
 
 
+def median_loss(entry: dict) -> float:
+    """The median over seeds of a summary's final test losses: how Q1 ranks a configuration."""
+    return statistics.median(entry["test_losses"])
+
+
 def median_run(runs: list[pg.Run]) -> pg.Run:
     """The run with the median final test loss (the lower middle one for an even count): a representative."""
     middle = statistics.median_low(r.test_loss[-1] for r in runs)
@@ -168,35 +152,24 @@ def search(epochs: int) -> tuple[pg.Config, list[dict]]:
     grid = [pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
             for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())]
     first = chunks(pg.train([replace(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs), SEARCH_SEEDS)
-    finalists = sorted(range(len(grid)), key=lambda i: median_test_loss(first[i]))[:FINALISTS]
-    more_seeds = range(SEARCH_SEEDS, SEARCH_SEEDS + FINAL_SEEDS)
+    finalists = sorted(range(len(grid)), key=lambda i: median_loss(summary(first[i])))[:FINALISTS]
+    more_seeds = range(SEARCH_SEEDS, FIRST_FRESH_SEED)
     second = chunks(pg.train([replace(grid[i], seed=s) for i in finalists for s in more_seeds], epochs), FINAL_SEEDS)
     runs = {i: first[i] + (second[finalists.index(i)] if i in finalists else []) for i in range(len(grid))}
     table = [{"config": asdict(c), "finalist": i in finalists, **summary(runs[i])} for i, c in enumerate(grid)]
-    best = min(finalists, key=lambda i: median_test_loss(runs[i]))
+    best = min(finalists, key=lambda i: median_loss(table[i]))
     return grid[best], table
 
 
-def median_test_loss(runs: list[pg.Run]) -> float:
-    return statistics.median(r.test_loss[-1] for r in runs)
-
-
-def fresh_seeds(count: int) -> range:
-    """Seeds of Q1.2 and Q1.3: none of them was used by the Q1.1 search, so the best configuration's
-    scores there are not the ones it was picked on."""
-    return range(SEARCH_SEEDS + FINAL_SEEDS, SEARCH_SEEDS + FINAL_SEEDS + count)
-
-
-def sweeps(best: pg.Config, epochs: int, seeds: int) -> dict:
-    """Q1.2: from the best configuration, vary one control at a time, per dataset, over fresh seeds."""
+def sweeps(best: pg.Config, epochs: int, seeds: range) -> dict:
+    """Q1.2: from the best configuration, vary one control at a time, per dataset, over the `seeds`."""
     points = [(name, value, dataset, {**data, **change})
               for name, values in SWEEPS.items() for value, change in values
               for dataset, data in ({**SWEEP_DATASETS, NOISY_NAME: NOISY} if name == "regularization"
                                     else SWEEP_DATASETS).items()]
-    runs = pg.train([replace(best, seed=seed, **changes) for *_, changes in points for seed in fresh_seeds(seeds)],
-                    epochs)
+    runs = pg.train([replace(best, seed=seed, **changes) for *_, changes in points for seed in seeds], epochs)
     result: dict = {}
-    for (name, value, dataset, _), group in zip(points, chunks(runs, seeds)):
+    for (name, value, dataset, _), group in zip(points, chunks(runs, len(seeds))):
         entry = summary(group)
         if group[0].config.regularization == "L1":
             entry["dead_link_fraction"] = statistics.fmean(
@@ -238,18 +211,17 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- figures
-def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[list[float], list[float], list[float]]:
-    """Median of each list and the distances down to its minimum and up to its maximum, each drawn at most at
-    `ceiling` (seeds spread over orders of magnitude, where mean +- std would cross zero on a log axis)."""
-    medians = [min(statistics.median(v), ceiling) for v in values]
-    return (medians, [m - min(min(v), ceiling) for m, v in zip(medians, values)],
-            [min(max(v), ceiling) - m for m, v in zip(medians, values)])
+def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Median of each list and, as error bars (2, len), the distances down to its minimum and up to its maximum,
+    each drawn at most at `ceiling` (seeds spread over orders of magnitude, where mean +- std would cross zero
+    on a log axis)."""
+    low, median, high = np.minimum([[min(v), statistics.median(v), max(v)] for v in values], ceiling).T
+    return median, np.array([median - low, high - median])
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
-    label = plotting.run_label(results)
+    label = plotting.run_label(results).strip()
     seeds, budget = results["seeds"], results["epochs"]
-    paths = []
 
     # drawn at the printed size, the text width: one column per control, each as wide as its number of values;
     # the final test loss above the epochs to converge, median and range of the seeds; the legend on a row of its own
@@ -265,17 +237,14 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         for (ax_loss, ax_epochs), (name, by_dataset) in zip(axes.T, sweeps.items()):
             for i, (dataset, entries) in enumerate(by_dataset.items()):
                 x = np.arange(len(entries)) + (i - (len(by_dataset) - 1) / 2) * 0.25
-                median, low, high = spread([e["test_losses"] for e in entries])
-                ax_loss.errorbar(x, median, yerr=[low, high], marker="o", markersize=2.5, capsize=1.5,
-                                 linewidth=0.9, linestyle="", color=f"C{i}")
+                ax_loss.errorbar(x, *spread([e["test_losses"] for e in entries]), marker="o", markersize=2.5,
+                                 capsize=1.5, linewidth=0.9, linestyle="", color=f"C{i}")
                 # runs that never converged count as slower than all others and are drawn at the budget
-                median, low, high = spread([infinite_if_never(e["converge_epochs"]) for e in entries], budget)
+                median, error = spread([infinite_if_never(e["converge_epochs"]) for e in entries], budget)
                 never = np.array([e["epochs_to_converge"] is None for e in entries])
-                ax_epochs.errorbar(x, median, yerr=[low, high], marker="", capsize=1.5, linewidth=0.9, linestyle="",
-                                   color=f"C{i}")
-                ax_epochs.plot(x[~never], np.array(median)[~never], "o", markersize=2.5, color=f"C{i}")
-                ax_epochs.plot(x[never], np.array(median)[never], "v", markersize=4, markerfacecolor="white",
-                               color=f"C{i}")
+                ax_epochs.errorbar(x, median, error, marker="", capsize=1.5, linewidth=0.9, linestyle="", color=f"C{i}")
+                ax_epochs.plot(x[~never], median[~never], "o", markersize=2.5, color=f"C{i}")
+                ax_epochs.plot(x[never], median[never], "v", markersize=4, markerfacecolor="white", color=f"C{i}")
             names = [str(e["value"]) for e in entries]
             ax_epochs.set_xticks(np.arange(len(entries)), names, rotation=0 if max(map(len, names)) < 3 else 90)
             ax_epochs.axhline(budget, color="grey", linestyle="--", linewidth=0.8)
@@ -297,8 +266,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         legend_row.axis("off")
         legend_row.legend(handles=handles, loc="center", ncol=3, frameon=False, handletextpad=0.2, columnspacing=1.5)
         if label:
-            fig.suptitle(label.strip())
-    paths.append(plotting.save(fig, figures_dir / "q1_2_sweeps.png"))
+            fig.suptitle(label)
+    sweeps_figure = plotting.save(fig, figures_dir / "q1_2_sweeps.png")
 
     # at the printed size: the weights' magnitudes, and the test loss against the parameters kept
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):
@@ -309,37 +278,40 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         ax_hist.set(xlabel="|weight| after training", ylabel=f"links ({seeds} networks)")
         for i, (name, entries) in enumerate(results["pruning"]["curves"].items()):
             entries = sorted(entries, key=lambda e: e["parameters"])
-            median, low, high = spread([e["test_losses"] for e in entries])
-            ax_curve.errorbar([e["parameters"] for e in entries], median, yerr=[low, high], marker="o",
-                              markersize=2.5, capsize=1.5, linewidth=0.9, color=f"C{i + 1}", label=name)
+            ax_curve.errorbar([e["parameters"] for e in entries], *spread([e["test_losses"] for e in entries]),
+                              marker="o", markersize=2.5, capsize=1.5, linewidth=0.9, color=f"C{i + 1}", label=name)
         ax_curve.set(xscale="log", yscale="log", xlabel="parameters kept (weights + biases)",
                      ylabel=f"final test loss\n(median, min to max of {seeds} seeds)")
         ax_curve.margins(y=0.2)  # room below the curves for the legend
         ax_curve.legend(loc="lower left")
         if label:
-            fig.suptitle(label.strip())
-    paths.append(plotting.save(fig, figures_dir / "q1_3_pruning.png"))
-    return paths
+            fig.suptitle(label)
+    return [sweeps_figure, plotting.save(fig, figures_dir / "q1_3_pruning.png")]
 
 
 # ----------------------------------------------------------------------------- LaTeX snippet
-def tex(text) -> str:
-    return str(text).replace("_", "\\_").replace("^", "\\textasciicircum{}").replace("%", "\\%")
-
-
 def median_range(values: list[float], number) -> str:
     """'median [min, max]' with each value written by `number`."""
     return f"{number(statistics.median(values))} [{number(min(values))}, {number(max(values))}]"
 
 
+def pruning_points(results: dict) -> tuple[dict, float, dict]:
+    """Q1.3's curves of pruned networks by the fraction removed, the full network's median test loss, and the
+    smallest network trained directly whose median test loss is within twice the full network's."""
+    curves = results["pruning"]["curves"]
+    by_fraction = {name: {e["fraction"]: e for e in curves[name]} for name in ("pruned", "pruned and retrained")}
+    full = median_loss(by_fraction["pruned"][0.0])
+    enough = min((e for e in curves["trained small"] if median_loss(e) <= 2 * full), key=lambda e: e["parameters"])
+    return by_fraction, full, enough
+
+
 def snippet(results: dict) -> str:
-    best, shown = results["best"], run_from_dict(results["shown_run"])
-    finalists = sorted((row for row in results["search"] if row["finalist"]),
-                       key=lambda row: statistics.median(row["test_losses"]))
+    best = results["best"]
+    finalists = sorted((row for row in results["search"] if row["finalist"]), key=median_loss)
     loss = lambda value: f"{value:.3f}"
     fine_loss = lambda value: f"{value:.4f}"
     macros = {
-        "QOneBestConfig": tex(config_from_dict(best["config"]).describe()),
+        "QOneBestConfig": pg.Config(**best["config"]).describe().replace("^", "\\textasciicircum{}"),  # x1^2
         "QOneBestTestLoss": median_range(best["test_losses"], fine_loss),
         "QOneSearchSize": len(results["search"]),
         "QOneSearchSeeds": min(row["runs"] for row in results["search"]),
@@ -351,7 +323,7 @@ def snippet(results: dict) -> str:
         "QOneEpochs": results["epochs"],
         "QOneSeeds": results["seeds"],
         "QOneConvergedBelow": CONVERGED_BELOW,
-        "QOneShownSeed": shown.config.seed,
+        "QOneShownSeed": results["shown_seed"],
         "QOneFastestRateNeverConverged": next(e["runs"] - e["converged_runs"] for e in
                                              results["sweeps"]["learning rate"]["spiral"] if e["value"] == 1.0),
     }
@@ -364,26 +336,21 @@ def snippet(results: dict) -> str:
         QOneNoisyNoneLoss=median_range(noisy["none"]["test_losses"], loss),
         QOneNoisyNoneTrainLoss=loss(statistics.median(noisy["none"]["train_losses"])),
         QOneNoisyHelped=", ".join(NOISY_HELPED[:-1]) + " and " + NOISY_HELPED[-1],
-        QOneNoisyHelpedLosses=" to ".join(loss(f(statistics.median(e["test_losses"]) for e in helped)) for f in (min, max)),
+        QOneNoisyHelpedLosses=" to ".join(loss(f(map(median_loss, helped))) for f in (min, max)),
         QOneNoisyHelpedWins=min(sum(a < b for a, b in zip(e["test_losses"], noisy["none"]["test_losses"]))
                                 for e in helped),
         QOneShareBelowPointOne=f"{100 * results['pruning']['share_below']['0.1']:.0f}")
     # the pruning study's medians over seeds that the text cites
-    curves = results["pruning"]["curves"]
-    median = lambda entry: statistics.median(entry["test_losses"])
-    by_fraction = {name: {e["fraction"]: e for e in curves[name]} for name in ("pruned", "pruned and retrained")}
-    full = median(by_fraction["pruned"][0.0])
+    by_fraction, full, enough = pruning_points(results)
     for name, fraction, word in (("pruned", 0.2, "PrunedTwenty"), ("pruned", 0.4, "PrunedForty"),
                                  ("pruned and retrained", 0.6, "RetrainedSixty"),
                                  ("pruned and retrained", 0.8, "RetrainedEighty")):
-        macros[f"QOne{word}"] = f"{median(by_fraction[name][fraction]):.3f}"
+        macros[f"QOne{word}"] = loss(median_loss(by_fraction[name][fraction]))
     macros.update(QOneRetrainEpochs=min(RETRAIN_EPOCHS, results["epochs"]),
-                  QOneRetrainedParameters=f"{by_fraction['pruned and retrained'][0.6]['parameters']:.0f}")
-    # the smallest network trained directly whose median test loss is within twice the full network's
-    enough = min((e for e in curves["trained small"] if median(e) <= 2 * full), key=lambda e: e["parameters"])
-    macros.update(QOneFullLoss=f"{full:.3f}", QOneFullParameters=results["pruning"]["full_parameters"],
+                  QOneRetrainedParameters=f"{by_fraction['pruned and retrained'][0.6]['parameters']:.0f}",
+                  QOneFullLoss=loss(full), QOneFullParameters=results["pruning"]["full_parameters"],
                   QOneSmallEnoughHidden="-".join(map(str, enough["hidden"])),
-                  QOneSmallEnoughParameters=enough["parameters"], QOneSmallEnoughLoss=f"{median(enough):.3f}")
+                  QOneSmallEnoughParameters=enough["parameters"], QOneSmallEnoughLoss=loss(median_loss(enough)))
     return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", macros)
 
 
@@ -393,25 +360,17 @@ def claims(results: dict) -> dict[str, bool]:
     tests/test_claims.py requires them of the committed results, --check-claims of another run's."""
     def sweep(name: str, dataset: str) -> dict:
         return {entry["value"]: entry for entry in results["sweeps"][name][dataset]}
-    median = lambda entry: statistics.median(entry["test_losses"])
+    median = median_loss
     epochs = lambda entry: statistics.median(infinite_if_never(entry["converge_epochs"]))
     converged = lambda entry: entry["converged_runs"] / entry["runs"]
-    rate, circle_rate = sweep("learning rate", "spiral"), sweep("learning rate", "circle")
-    activation, circle_activation = sweep("activation", "spiral"), sweep("activation", "circle")
-    depth, circle_depth = sweep("hidden layers", "spiral"), sweep("hidden layers", "circle")
-    penalty, circle_penalty = sweep("regularization", "spiral"), sweep("regularization", "circle")
+    (rate, circle_rate), (activation, circle_activation), (depth, circle_depth), (penalty, circle_penalty) = (
+        (sweep(name, "spiral"), sweep(name, "circle")) for name in SWEEPS)  # learning rate, ..., regularization
     noisy = sweep("regularization", NOISY_NAME)
     pruning = results["pruning"]
-    histogram = pruning["weight_histogram"]
-    peak = max(range(len(histogram["counts"])), key=histogram["counts"].__getitem__)
-    curve = {name: {e["fraction"]: median(e) for e in pruning["curves"][name]}
-             for name in ("pruned", "pruned and retrained")}
-    kept = {name: {e["fraction"]: e["parameters"] for e in pruning["curves"][name]} for name in curve}
-    full = curve["pruned"][0.0]
+    by_fraction, full, enough = pruning_points(results)
+    curve = {name: {fraction: median(e) for fraction, e in entries.items()} for name, entries in by_fraction.items()}
     rates = lambda p, kind: sorted((v for v in p if v.startswith(kind)), key=lambda v: float(v.split()[1]))
-    seeds_range = lambda values: (min(values), max(values))
-    within = lambda value, bounds: bounds[0] <= value <= bounds[1]
-    two_layers = depth[2]
+    within = lambda value, values: min(values) <= value <= max(values)
     return {
         "spiral: from lr 0.01 to 0.3 the median epochs to converge fall as the rate grows":
             all(epochs(rate[a]) > epochs(rate[b]) for a, b in itertools.pairwise((0.01, 0.03, 0.1, 0.3))),
@@ -425,8 +384,8 @@ def claims(results: dict) -> dict[str, bool]:
         "spiral: tanh has the lowest median test loss of the four activations":
             min(activation, key=lambda name: median(activation[name])) == "tanh",
         "circle: the median test losses of tanh and ReLU each lie within the other's range over seeds":
-            within(median(circle_activation["tanh"]), seeds_range(circle_activation["relu"]["test_losses"]))
-            and within(median(circle_activation["relu"]), seeds_range(circle_activation["tanh"]["test_losses"])),
+            within(median(circle_activation["tanh"]), circle_activation["relu"]["test_losses"])
+            and within(median(circle_activation["relu"]), circle_activation["tanh"]["test_losses"]),
         "circle: ReLU converges in the fewest median epochs":
             min(circle_activation, key=lambda name: epochs(circle_activation[name])) == "relu",
         "spiral: sigmoid converges on fewer than half of the seeds":
@@ -442,8 +401,8 @@ def claims(results: dict) -> dict[str, bool]:
         "spiral: one hidden layer converges more slowly (median epochs) than two to six":
             all(epochs(depth[1]) > epochs(depth[n]) for n in range(2, pg.MAX_LAYERS + 1)),
         "spiral: the medians of three to six layers lie within the seeds' range at two layers":
-            all(within(epochs(depth[n]), seeds_range(infinite_if_never(two_layers["converge_epochs"])))
-                and within(median(depth[n]), seeds_range(two_layers["test_losses"])) for n in range(3, pg.MAX_LAYERS + 1)),
+            all(within(epochs(depth[n]), infinite_if_never(depth[2]["converge_epochs"]))
+                and within(median(depth[n]), depth[2]["test_losses"]) for n in range(3, pg.MAX_LAYERS + 1)),
         "spiral and circle: no penalty has the lowest median test loss":
             all(min(p, key=lambda v: median(p[v])) == "none" for p in (penalty, circle_penalty)),
         "spiral and circle: the median epochs to converge never fall as the L1 or L2 rate grows from no penalty":
@@ -465,7 +424,7 @@ def claims(results: dict) -> dict[str, bool]:
         "noisy circle: no regularized run reaches the convergence threshold":
             all(converged(noisy[v]) == 0 for v in noisy if v != "none"),
         "|w| after training is most often in the lowest bin of the histogram":
-            peak == 0,
+            pruning["weight_histogram"]["counts"][0] == max(pruning["weight_histogram"]["counts"]),
         "fewer than 20 % of the weights have |w| < 0.1":
             pruning["share_below"]["0.1"] < 0.2,
         "without retraining, pruning 20 % keeps the median test loss within 1.5 times the full's, 40 % raises "
@@ -474,11 +433,10 @@ def claims(results: dict) -> dict[str, bool]:
         "after retraining, pruning up to 60 % stays within twice the full network's median test loss, with at most "
         "half its parameters":
             all(curve["pruned and retrained"][f] < 2 * full for f in (0.2, 0.4, 0.5, 0.6))
-            and 2 * kept["pruned and retrained"][0.6] <= pruning["full_parameters"],
+            and 2 * by_fraction["pruned and retrained"][0.6]["parameters"] <= pruning["full_parameters"],
         "the smallest network trained directly within twice the full network's median test loss has at most half "
         "its parameters":
-            2 * min(e["parameters"] for e in pruning["curves"]["trained small"] if median(e) <= 2 * full)
-            <= pruning["full_parameters"],
+            2 * enough["parameters"] <= pruning["full_parameters"],
         "networks of fewer than 20 parameters do not learn the spiral (median test loss above 0.3)":
             all(median(e) > 0.3 for e in pruning["curves"]["trained small"] if e["parameters"] < 20),
     }
@@ -487,7 +445,7 @@ def claims(results: dict) -> dict[str, bool]:
 def check_claims(results: dict, committed: dict) -> int:
     """Print whether another run chose the committed configuration and whether each claim holds for it."""
     try:
-        chosen, expected = (config_from_dict(r["best"]["config"]).describe() for r in (results, committed))
+        chosen, expected = (pg.Config(**r["best"]["config"]).describe() for r in (results, committed))
         verdicts = claims(results)
     except (KeyError, IndexError, TypeError, ValueError) as err:
         raise common.UserError(f"these results lack what the report's claims read ({err!r}): give the results "
@@ -521,13 +479,16 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
-        sweep_results = sweeps(best, args.epochs, args.seeds)
-        retrained = pg.train([replace(best, seed=s) for s in fresh_seeds(args.seeds)], args.epochs)
+        fresh_seeds = range(FIRST_FRESH_SEED, FIRST_FRESH_SEED + args.seeds)
+        sweep_results = sweeps(best, args.epochs, fresh_seeds)
+        retrained = pg.train([replace(best, seed=s) for s in fresh_seeds], args.epochs)
         shown = median_run(retrained)
         results = {
             "question": "Q1", "epochs": args.epochs, "seeds": args.seeds, "settings_changed": paths.changed,
             "search": table, "best": next(row for row in table if row["config"] == asdict(best)),
-            "best_fresh": summary(retrained), "shown_seed": shown.config.seed, "shown_run": run_dict(shown),
+            "best_fresh": summary(retrained), "shown_seed": shown.config.seed,
+            "shown_run": asdict(shown) | {part: [a.tolist() for a in getattr(shown, part)]
+                                          for part in ("weights", "biases", "dead")},
             "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }

@@ -19,6 +19,7 @@ Writes results/q1_page.json, report/figures/q1_1_page.png and report/generated/q
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import http.server
@@ -71,23 +72,20 @@ REGION = """() => {
 }"""
 
 
-class LocalBuild:
-    """The page's built files served on 127.0.0.1 (a free port) while in a `with` block."""
-
-    def __init__(self, folder: Path):
-        if not (folder / "index.html").is_file() or not (folder / "bundle.js").is_file():
-            raise common.UserError(f"{folder} is not a build of the page (no index.html and bundle.js): build it "
-                                   "with `npm ci && mkdir -p dist && npm run build` and give its dist/ folder.")
-        quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *args: None})
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=folder))
-
-    def __enter__(self) -> str:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{self.server.server_port}/"
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+@contextlib.contextmanager
+def local_build(folder: Path):
+    """The page's built files served on 127.0.0.1 (a free port) while in the `with` block, which gets its address."""
+    if not (folder / "index.html").is_file() or not (folder / "bundle.js").is_file():
+        raise common.UserError(f"{folder} is not a build of the page (no index.html and bundle.js): build it "
+                               "with `npm ci && mkdir -p dist && npm run build` and give its dist/ folder.")
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *args: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(quiet, directory=folder))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def capture(address: str, epochs: int, browser_path: str | None, local_only: bool) -> tuple[bytes, dict]:
@@ -150,15 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("settings_changed"):
         raise common.UserError("results/q1_playground.json is not the assignment's Q1 run: rerun "
                                "`python codes/q1_playground.py` first.")
-    config = q1_playground.config_from_dict({**results["best"]["config"], "seed": results["shown_seed"]})
+    config = pg.Config(**{**results["best"]["config"], "seed": results["shown_seed"]})
     address = pg.page_url(config)
     print(f"Q1.1 on the page: {address}", flush=True)
-    if args.local_build is None:
-        png, page_numbers = capture(address, results["epochs"], args.browser, local_only=False)
-    else:
-        with LocalBuild(args.local_build) as root:
-            png, page_numbers = capture(address.replace(PAGE, root), results["epochs"], args.browser, local_only=True)
-    record = {"address": address, "source": "live" if args.local_build is None else "local build",
+    local = args.local_build is not None
+    with local_build(args.local_build) if local else contextlib.nullcontext(PAGE) as root:
+        png, page_numbers = capture(address.replace(PAGE, root), results["epochs"], args.browser, local_only=local)
+    record = {"address": address, "source": "local build" if local else "live",
               "config": asdict(config), **page_numbers,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     figure_path = cli.FIGURES_DIR / FIGURE_FILE

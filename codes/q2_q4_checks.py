@@ -137,22 +137,19 @@ def convolution_answers() -> dict:
     }
 
 
-def dag_forward(p: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Figure 4's graph and loss J."""
-    z1 = torch.relu(p["w11"] * x[0] + p["w21"] * x[1])
+def dag_forward(p: dict, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Figure 4's graph: the ReLU's input, z1, z2, y1 hat, y2 hat and the loss J."""
+    pre1 = p["w11"] * x[0] + p["w21"] * x[1]
+    z1 = torch.relu(pre1)
     z2 = p["w22"] * x[1] ** 2 + p["w32"] * x[2] + p["b2"]
     y1 = torch.sigmoid(p["m11"] * z1**3 + p["c1"])
     y2 = p["m12"] * torch.sin(z1) + p["m22"] * torch.cos(z2)
-    return torch.log((y[0] - y1) ** 2) + torch.log((y[1] - y2) ** 2)
+    return pre1, z1, z2, y1, y2, torch.log((y[0] - y1) ** 2) + torch.log((y[1] - y2) ** 2)
 
 
 def dag_gradients(p: dict, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """The hand-derived backpropagation of Q4.2, written as in the report."""
-    pre1 = p["w11"] * x[0] + p["w21"] * x[1]
-    z1 = torch.clamp(pre1, min=0)
-    z2 = p["w22"] * x[1] ** 2 + p["w32"] * x[2] + p["b2"]
-    s = torch.sigmoid(p["m11"] * z1**3 + p["c1"])  # y1 hat
-    y2 = p["m12"] * torch.sin(z1) + p["m22"] * torch.cos(z2)
+    """The hand-derived backpropagation of Q4.2, written as in the report, from the forward pass's values."""
+    pre1, z1, z2, s, y2, _ = dag_forward(p, x, y)  # s: y1 hat
     dJ_dy1 = -2 / (y[0] - s)  # d/dy1 of log((y1 - y1hat)^2) = 2 / (y1hat - y1)
     dJ_dy2 = -2 / (y[1] - y2)
     dJ_dc1 = dJ_dy1 * s * (1 - s)
@@ -173,9 +170,10 @@ def backprop_check(points: int = 200, seed: int = 0) -> dict:
         p = {n: torch.randn((), generator=g, dtype=torch.float64, requires_grad=True) for n in names}
         x = torch.randn(3, generator=g, dtype=torch.float64)
         y = torch.randn(2, generator=g, dtype=torch.float64) * 3
-        autograd = torch.autograd.grad(dag_forward(p, x, y), list(p.values()))
+        pre1, *_, loss = dag_forward(p, x, y)
+        autograd = torch.autograd.grad(loss, list(p.values()))
         hand = dag_gradients({n: v.detach() for n, v in p.items()}, x, y)
-        case = "active" if p["w11"] * x[0] + p["w21"] * x[1] >= 0 else "inactive"
+        case = "active" if pre1 >= 0 else "inactive"
         counts[case] += 1
         for n, exact in zip(names, autograd):
             gaps[case] = max(gaps[case], float((exact - hand[n]).abs()) / max(1.0, float(exact.abs())))

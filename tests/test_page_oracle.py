@@ -30,26 +30,16 @@ def name(config: dict) -> str:
             f"{config['regularization']}-batch{config['batch_size']}")
 
 
-def config_of(record: dict) -> pg.Config:
-    return pg.Config(**{key: tuple(v) if isinstance(v, list) else v for key, v in record["config"].items()})
-
-
 def port_curves(record: dict) -> np.ndarray:
     """The port's training and test losses (2, epochs + 1), started from the page's points and weights."""
-    config = config_of(record)
+    config = pg.Config(**record["config"])
     weights = [np.array(w, dtype=np.float64) for w in record["weights"]]
     start = pg.Run(config, [], [], weights, [np.array(b, dtype=np.float64) for b in record["biases"]],
                    [np.zeros(w.shape, dtype=bool) for w in weights])
     net = pg.StackedPlayground([config], start=[start])
     data = lambda part: (pg.feature_matrix(np.array(record[f"{part}_points"]))[None].astype(pg.DTYPE),
                          np.array(record[f"{part}_labels"], dtype=pg.DTYPE)[None])
-    (train_x, train_y), (test_x, test_y) = data("train"), data("test")
-    losses = [(net.loss(train_x, train_y)[0], net.loss(test_x, test_y)[0])]
-    for batches in pg.batch_schedule(train_x.shape[1], config.batch_size, record["epochs"]):
-        for batch in batches:
-            net.step(train_x[:, batch], train_y[:, batch])
-        losses.append((net.loss(train_x, train_y)[0], net.loss(test_x, test_y)[0]))
-    return np.array(losses).T
+    return np.array(net.fit(*data("train"), *data("test"), record["epochs"]))[:, :, 0]
 
 
 def test_the_page_random_numbers_for_a_seed():
@@ -60,8 +50,8 @@ def test_the_page_random_numbers_for_a_seed():
 
 @pytest.mark.parametrize("record", FIXTURE["runs"], ids=[name(r["config"]) for r in FIXTURE["runs"]])
 def test_a_seed_gives_the_pages_points_and_initial_weights(record):
-    config = config_of(record)
-    points, labels = pg.make_dataset(config.dataset, config.noise, config.seed)
+    config = pg.Config(**record["config"])
+    points, labels, _ = pg.page_draws(config.dataset, config.noise, config.seed)
     train_x, train_y, test_x, test_y = pg.train_test_split(points, labels, config.train_percent)
     for x, y, part in ((train_x, train_y, "train"), (test_x, test_y, "test")):
         # float64 rounding: the port's sin, cos and log against JavaScript's differ in the last bits
@@ -76,7 +66,7 @@ def test_a_seed_gives_the_pages_points_and_initial_weights(record):
 
 def test_the_fixture_covers_the_pages_controls():
     configs = [record["config"] for record in FIXTURE["runs"]]
-    assert {c["activation"] for c in configs} == set(pg.ACTIVATION_NAMES)
+    assert {c["activation"] for c in configs} == set(pg.ACTIVATIONS)
     assert {c["regularization"] for c in configs} == set(pg.REGULARIZATIONS)
     assert {len(c["hidden"]) for c in configs} == set(range(pg.MAX_LAYERS + 1))
     assert {1, 10} <= {c["batch_size"] for c in configs}

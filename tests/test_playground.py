@@ -20,35 +20,35 @@ from conftest import run_script
 
 @pytest.mark.parametrize("name", pg.DATASETS)
 def test_datasets_have_500_balanced_points_in_the_domain(name):
-    points, labels = pg.make_dataset(name, noise=0, seed=3)
+    points, labels = pg.page_draws(name, noise=0, seed=3)[:2]
     assert points.shape == (500, 2) and set(np.unique(labels)) == {-1.0, 1.0}
     if name == "xor":  # labels follow uniformly drawn quadrants: balanced only on average
         assert 200 < (labels == 1).sum() < 300
     else:
         assert (labels == 1).sum() == 250
-    assert np.abs(points).max() <= pg.DOMAIN
+    assert np.abs(points).max() <= 6  # the picture shows [-6, 6]^2
 
 
 def test_circle_radii_and_labels_follow_the_formula():
-    points, labels = pg.make_dataset("circle", noise=0, seed=0)
+    points, labels = pg.page_draws("circle", noise=0, seed=0)[:2]
     radius = np.hypot(points[:, 0], points[:, 1])
     assert radius[labels > 0].max() <= 2.5 and 3.5 <= radius[labels < 0].min() and radius.max() <= 5
-    noisy_points, noisy = pg.make_dataset("circle", noise=50, seed=0)
+    noisy_points, noisy = pg.page_draws("circle", noise=50, seed=0)[:2]
     # noise flips labels; the stored points stay clean (the page draws the noise at every level)
     assert (noisy != labels).any() and np.array_equal(noisy_points, points)
 
 
 def test_spiral_starts_at_the_origin_and_noise_moves_points():
-    points, labels = pg.make_dataset("spiral", noise=0, seed=0)
+    points, labels = pg.page_draws("spiral", noise=0, seed=0)[:2]
     at_origin = np.all(points == 0, axis=1)
     assert sorted(labels[at_origin]) == [-1, 1]  # each arm starts at the origin
     assert math.isclose(np.hypot(*points.T).max(), 5 * 249 / 250)
-    noisy, _ = pg.make_dataset("spiral", noise=50, seed=0)
+    noisy, _ = pg.page_draws("spiral", noise=50, seed=0)[:2]
     assert 0 < np.abs(noisy - points).max() <= 0.5
 
 
 def test_xor_points_keep_away_from_the_axes():
-    points, labels = pg.make_dataset("xor", noise=0, seed=0)
+    points, labels = pg.page_draws("xor", noise=0, seed=0)[:2]
     assert np.abs(points).min() >= 0.3
     assert np.array_equal(labels, np.where(points[:, 0] * points[:, 1] >= 0, 1.0, -1.0))
 
@@ -110,7 +110,7 @@ def test_l1_step_without_crossing_equals_the_hand_computation():
     assert net.live[0][0, 0, 0]
 
 
-@pytest.mark.parametrize("activation", pg.ACTIVATION_NAMES)
+@pytest.mark.parametrize("activation", list(pg.ACTIVATIONS))
 def test_backpropagation_equals_autograd(activation):
     configs = [pg.Config(features=("x1", "x2", "sin(x1)"), hidden=(5, 3), activation=activation, seed=1),
                pg.Config(features=pg.FEATURES, hidden=(8, 2), activation=activation, seed=2)]

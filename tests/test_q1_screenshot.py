@@ -20,7 +20,7 @@ OUTPUTS = (cli.RESULTS_DIR / q1_screenshot.RESULTS_FILE, cli.FIGURES_DIR / q1_sc
 def test_the_committed_screenshot_is_of_the_chosen_configuration_at_the_reports_epochs():
     q1 = json.loads((cli.RESULTS_DIR / q1_playground.RESULTS_FILE).read_text())
     page = json.loads(OUTPUTS[0].read_text())
-    chosen = q1_playground.config_from_dict({**q1["best"]["config"], "seed": q1["shown_seed"]})
+    chosen = pg.Config(**{**q1["best"]["config"], "seed": q1["shown_seed"]})
     assert page["address"] == pg.page_url(chosen), "rerun codes/q1_screenshot.py after Q1"
     assert page["epoch"] == q1["epochs"] and page["source"] in ("live", "local build")
     assert [f"{page['train_loss']:.3f}", f"{page['test_loss']:.3f}"] == list(page["shown_losses"].values())
