@@ -84,17 +84,6 @@ def run_step(command: list[str]) -> tuple[int, str | None]:
     return returncode, received[0] if received else None
 
 
-def interruption_message(signal_name: str, key: str, command: list[str], steps: list[str]) -> str:
-    """How to go on after a step was stopped by a signal."""
-    name, script, _, _, reads_mnist, _ = STEPS[key]
-    later = steps[steps.index(key) + 1:]
-    rerun = f"`python codes/{script} {' '.join(command[1:])} --resume`" if reads_mnist else f"`python codes/{script}`"
-    then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
-    saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
-    return (f"stopped by {signal_name} during {name}: {saved}. Continue it with {rerun}{then}; "
-            "the summary keeps the record of the steps that finished.")
-
-
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
     """The steps recorded in an earlier summary of the same mode, by key (none if there is no usable one)."""
     try:
@@ -156,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         step_start = time.perf_counter()
         returncode, stopped_by = run_step(command)
         if stopped_by:  # its results are those of its previous run, and so is its record
-            interrupted = stopped_by, key, command[1:]
+            saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
+            rerun = f"`python codes/{script} {' '.join(command[2:])} --resume`" if reads_mnist else f"`python codes/{script}`"
+            later = args.steps[args.steps.index(key) + 1:]
+            then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
+            interrupted = (f"stopped by {stopped_by} during {name}: {saved}. Continue it with {rerun}{then}; "
+                           "the summary keeps the record of the steps that finished.")
             break
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
                     "seconds": time.perf_counter() - step_start,
@@ -175,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"{path} is unchanged: no step ran to its end.", file=sys.stderr)
     if interrupted:
-        print(interruption_message(*interrupted, args.steps), file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
 
