@@ -3,25 +3,24 @@
     python codes/benchmark.py                      # on the GPU if there is one, else the CPU
     python codes/benchmark.py --workloads mlp      # only the Q5.2 MLP and the tutorial loop
 
-Workloads, each through this project's StackedTrainer (data on the device, a
-permutation per epoch, one CUDA graph per step on a GPU), timed for the training
-step alone and with the per-epoch evaluation of train, validation and test sets;
-on a GPU each workload is run again with the step not graphed, for its time and
-for the largest difference between the two runs' parameters (the same weights
-and batches, so only floating-point noise may differ):
-  mlp       the Q5.2 MLP; also (a) a tutorial loop training it: torchvision's
-            MNIST dataset with ToTensor + Normalize, a DataLoader (batch 128,
-            shuffled, num_workers 0), a plain nn.Module, and the speed-up over it
+Each workload trains through this project's StackedTrainer (data on the device, a permutation
+per epoch, one CUDA graph per step on a GPU), timed for the training step alone and with the
+per-epoch evaluation of train, validation and test sets; on a GPU it runs again with the step
+not graphed, for its time and for the largest difference between the two runs' parameters (the
+same weights and batches, so only floating-point noise may differ):
+  mlp       the Q5.2 MLP; also (a) a tutorial loop training it: torchvision's MNIST dataset with
+            ToTensor + Normalize, a DataLoader (shuffled, num_workers 0), a plain nn.Module, and
+            the speed-up over it
   flooding  the Q5.3 sweep at one seed: 21 MLPs stacked, one per flood level
   cnn       the Q5.5 CNN
-All use SGD lr 0.1 momentum 0.9 on the 48,000 training images. Each number is
-the median over --epochs epochs after one warm-up epoch; "500 epochs" is that
-median times the assignment's epoch count. Prints a table headed by the
-machine it ran on and writes results/runs/benchmark/benchmark_<device>.json
-(benchmark_cuda_fp32.json with --no-tf32 on a GPU), beside the committed
-results/benchmark_<device>.json that the README cites, which only
---replace-committed replaces; a file already there that was measured with the
-same settings on the same machine keeps the workloads this run skips.
+All use SGD lr 0.1 momentum 0.9, batches of --batch-size (128), on the 48,000 training images.
+Each number is the median over --epochs epochs after one warm-up epoch; "500 epochs" is that
+median times the assignment's epoch count. Prints a table headed by the machine it ran on and
+writes results/runs/benchmark/benchmark_<device>.json (benchmark_cuda_fp32.json with --no-tf32
+on a GPU), beside the committed measurements results/benchmark_<device>.json (quoted in
+docs/speed.md and docs/settings.md), which only --replace-committed replaces; a file already
+there that was measured with the same settings on the same machine keeps the workloads this run
+skips.
 """
 from __future__ import annotations
 
@@ -43,6 +42,7 @@ from q5_3_flooding import FLOOD_LEVELS
 from q5_5_cnn import cnn
 
 BESIDE_COMMITTED = cli.RUNS_DIR / "benchmark"  # a run at the default settings, unless it replaces the committed one
+LR, MOMENTUM = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
 # name -> (description, network builder, flood level of every copy)
 WORKLOADS = {
     "mlp": ("Q5.2 MLP 784-500-10", common.mlp, [0.0]),
@@ -51,12 +51,8 @@ WORKLOADS = {
 }
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def tutorial_epoch_seconds(args, device: torch.device) -> list[float]:
+def tutorial_epoch_seconds(data_dir: Path, split_seed: int, batch_size: int, epochs: int, device: torch.device) -> list[float]:
+    """Seconds of each timed epoch of the tutorial loop training the MLP."""
     import torchvision
     from torchvision import transforms
 
@@ -65,19 +61,18 @@ def tutorial_epoch_seconds(args, device: torch.device) -> list[float]:
         raw = Path(root) / "MNIST" / "raw"
         raw.mkdir(parents=True)
         for name, magic in common.MNIST_FILES.items():
-            data = common.read_idx(args.data_dir / "MNIST" / "raw", name, magic)
+            data = common.read_idx(data_dir / "MNIST" / "raw", name, magic)
             (raw / name).write_bytes(struct.pack(">I", magic) + struct.pack(f">{data.dim()}I", *data.shape)
                                      + data.numpy().tobytes())
-        dataset = torchvision.datasets.MNIST(root, train=True, transform=transform, download=False)
-        dataset.data, dataset.targets = dataset.data.clone(), dataset.targets.clone()  # read before the folder goes
-    train_idx, _ = common.split_indices(len(dataset), args.split_seed)
+        dataset = torchvision.datasets.MNIST(root, train=True, transform=transform, download=False)  # read into memory
+    train_idx, _ = common.split_indices(len(dataset), split_seed)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=args.batch_size, shuffle=True, num_workers=0
+        torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=batch_size, shuffle=True, num_workers=0
     )
     model = common.mlp().to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     seconds = []
-    for _ in range(args.epochs + 1):
+    for _ in range(epochs + 1):
         start = time.perf_counter()
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
@@ -85,22 +80,23 @@ def tutorial_epoch_seconds(args, device: torch.device) -> list[float]:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        synchronize(device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
     return seconds[1:]
 
 
-def trainer_epoch_seconds(args, splits, build, flood_levels, use_cuda_graph: bool | None = None):
+def trainer_epoch_seconds(splits, build, flood_levels, batch_size: int, epochs: int, use_cuda_graph: bool | None = None):
     """Seconds of training and of evaluation for each timed epoch of one workload, and the trained
     parameters (every run of a workload starts from the same weights and sees the same batches)."""
     device = splits["train"].labels.device
     model = common.StackedCopies(common.seeded_copies(build, range(len(flood_levels)))).to(device)
     trainer = common.StackedTrainer(
-        model, splits, lr=args.lr, momentum=args.momentum, batch_size=args.batch_size, seed=0,
+        model, splits, lr=LR, momentum=MOMENTUM, batch_size=batch_size, seed=0,
         flood_levels=flood_levels, use_cuda_graph=use_cuda_graph,
     )
     train, evaluation = [], []
-    for _ in range(args.epochs + 1):
+    for _ in range(epochs + 1):
         start = time.perf_counter()
         trainer.train_epoch()  # returns host values, so the epoch's kernels have finished
         middle = time.perf_counter()
@@ -110,16 +106,16 @@ def trainer_epoch_seconds(args, splits, build, flood_levels, use_cuda_graph: boo
     return train[1:], evaluation[1:], [p.detach() for p in model.parameters()]
 
 
-def earlier_workloads(path: Path, settings: dict, skip: dict) -> dict:
-    """The workloads of an earlier benchmark file that this run did not time, if that file was measured
-    with the same settings on the same machine and software (none otherwise): rerunning one workload
-    keeps the others' numbers."""
+def with_earlier_workloads(path: Path, settings: dict, measured: dict) -> dict:
+    """This run's workloads and, from an earlier file at path measured with the same settings on the same
+    machine and software, the others (rerunning one workload keeps the others' numbers), in the usual order."""
     try:
         earlier = json.loads(path.read_text())
         same = all(earlier.get(key) == value for key, value in settings.items())
-        return {name: w for name, w in earlier["workloads"].items() if name in WORKLOADS and name not in skip} if same else {}
+        kept = {name: w for name, w in earlier["workloads"].items() if name in WORKLOADS} if same else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        kept = {}
+    return {name: measured.get(name, kept.get(name)) for name in WORKLOADS if name in measured or name in kept}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,61 +129,58 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the JSON goes (default: results/runs/benchmark/ at the default --epochs and "
                         "--batch-size, results/runs/benchmark-<settings>-<hash>/ otherwise)")
     parser.add_argument("--replace-committed", action="store_true",
-                        help="write results/benchmark_<device>.json, the measurements the README cites, instead "
+                        help="write the committed measurements, results/benchmark_<device>.json, instead "
                         "(only at the default --epochs and --batch-size)")
     args = parser.parse_args(argv)
     paths = cli.output_paths(args, "benchmark", cli.defaults(parser, ("epochs", "batch_size")))
     if args.replace_committed and not paths.is_assignment_run:
         raise common.UserError("--replace-committed replaces the committed measurements only at the default --epochs "
                                f"and --batch-size, without --output-dir (here: {', '.join(paths.changed) or '--output-dir'}).")
-    args.output_dir = paths.results if args.replace_committed or not paths.is_assignment_run else BESIDE_COMMITTED
-    args.lr, args.momentum = common.ASSIGNMENT["lr"], common.ASSIGNMENT["momentum"]
-    device, args.tf32 = cli.training_device(args.device, args.tf32)
-    cli.ensure_writable(args.output_dir)
+    output_dir = paths.results if args.replace_committed or not paths.is_assignment_run else BESIDE_COMMITTED
+    device, tf32 = cli.training_device(args.device, args.tf32)
+    cli.ensure_writable(output_dir)
     environment = runs.environment(device)
     splits = common.prepare_splits(args.data_dir, device, args.split_seed, download=not args.offline)
 
     print(f"machine: {environment['device_name']}, {environment['platform']}, torch {environment['torch']}, "
           f"{environment['cpu_threads']} CPU threads")
-    print(f"batch {args.batch_size}{', TF32 matrix products' if args.tf32 else ''}, median of {args.epochs} epochs "
+    print(f"batch {args.batch_size}{', TF32 matrix products' if tf32 else ''}, median of {args.epochs} epochs "
           "after one warm-up")
     print(f"  {'workload':34s} {'train ms':>10s} {'+ eval ms':>10s} {'500 epochs':>11s}")
     report = {}
     for name in args.workloads:
         description, build, flood_levels = WORKLOADS[name]
-        train, evaluation, parameters = trainer_epoch_seconds(args, splits, build, flood_levels)
+        train, evaluation, parameters = trainer_epoch_seconds(splits, build, flood_levels, args.batch_size, args.epochs)
         ms = {"train": 1000 * statistics.median(train), "eval": 1000 * statistics.median(evaluation)}
         ms["train_and_eval"] = ms["train"] + ms["eval"]
+        seconds = ms["train_and_eval"] * common.ASSIGNMENT["epochs"] / 1000
         report[name] = {"description": description, "copies": len(flood_levels), "ms_per_epoch": ms,
-                        "seconds_for_assignment_epochs": ms["train_and_eval"] * common.ASSIGNMENT["epochs"] / 1000}
-        print(f"  {description:34s} {ms['train']:10.1f} {ms['train_and_eval']:10.1f} "
-              f"{report[name]['seconds_for_assignment_epochs']:10.0f}s", flush=True)
+                        "seconds_for_assignment_epochs": seconds}
+        print(f"  {description:34s} {ms['train']:10.1f} {ms['train_and_eval']:10.1f} {seconds:10.0f}s", flush=True)
         if device.type == "cuda":  # the same run with the step not graphed: its time, and that it agrees
-            eager_train, _, eager_parameters = trainer_epoch_seconds(args, splits, build, flood_levels, False)
+            eager_train, _, eager_parameters = trainer_epoch_seconds(splits, build, flood_levels, args.batch_size,
+                                                                     args.epochs, use_cuda_graph=False)
             eager_ms = 1000 * statistics.median(eager_train)
             difference = max((a - b).abs().max().item() for a, b in zip(parameters, eager_parameters))
             report[name].update(eager_train_ms_per_epoch=eager_ms, graph_vs_eager_max_parameter_difference=difference)
             print(f"  {'  same, step not graphed':34s} {eager_ms:10.1f}    largest parameter difference "
                   f"after {args.epochs + 1} epochs: {difference:.1e}", flush=True)
         if name == "mlp":
-            tutorial_ms = 1000 * statistics.median(tutorial_epoch_seconds(args, device))
-            report[name]["tutorial_train_ms_per_epoch"] = tutorial_ms
-            report[name]["speedup_train"] = tutorial_ms / ms["train"]
+            tutorial = tutorial_epoch_seconds(args.data_dir, args.split_seed, args.batch_size, args.epochs, device)
+            tutorial_ms = 1000 * statistics.median(tutorial)
+            report[name].update(tutorial_train_ms_per_epoch=tutorial_ms, speedup_train=tutorial_ms / ms["train"])
             print(f"  {'tutorial loop (DataLoader), MLP':34s} {tutorial_ms:10.1f}    "
-                  f"speed-up of the training step: {report[name]['speedup_train']:.1f}x", flush=True)
+                  f"speed-up of the training step: {tutorial_ms / ms['train']:.1f}x", flush=True)
     # a GPU's float32 numbers (--no-tf32) go beside its default TF32 ones, not over them
-    path = args.output_dir / f"benchmark_{device.type}{'_fp32' if device.type == 'cuda' and not args.tf32 else ''}.json"
-    settings = {"epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": args.tf32, "environment": environment}
-    kept = earlier_workloads(path, settings, skip=report)
-    if kept:
-        print(f"kept from the earlier run in {path}: {', '.join(kept)}")
-    measured = {**kept, **report}
-    report = {name: measured[name] for name in WORKLOADS if name in measured}  # in the usual order
-    runs.write_json_atomic(path, {"workloads": report, **settings})
+    path = output_dir / f"benchmark_{device.type}{'_fp32' if device.type == 'cuda' and not tf32 else ''}.json"
+    settings = {"epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": tf32, "environment": environment}
+    workloads = with_earlier_workloads(path, settings, report)
+    if len(workloads) > len(report):
+        print(f"kept from the earlier run in {path}: {', '.join(name for name in workloads if name not in report)}")
+    runs.write_json_atomic(path, {"workloads": workloads, **settings})
     print(f"results: {path}")
-    committed = cli.RESULTS_DIR / path.name
-    if path.parent == BESIDE_COMMITTED and committed.exists():
-        print(f"{committed}, which the README cites, is unchanged (--replace-committed replaces it)")
+    if output_dir == BESIDE_COMMITTED and (cli.RESULTS_DIR / path.name).exists():
+        print(f"{cli.RESULTS_DIR / path.name}, the committed measurements, is unchanged (--replace-committed replaces it)")
     return 0
 
 

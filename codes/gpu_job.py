@@ -26,21 +26,18 @@ CODES = Path(__file__).resolve().parent
 PARTS = {1: "checks,q1,q5_2,q5_5,q5_5_lrs", 2: "q5_3"}
 
 
-def commands(part: int, quick: bool, data_flags: list[str], results_dir: Path) -> list[tuple[str, list[str]]]:
-    """(name, command) of every step of one part."""
-    python = [sys.executable]
-    out = ["--output-dir", str(results_dir)] if quick else []
-    steps = []
-    if part == 1:
-        if importlib.util.find_spec("pytest") is not None:
-            tests = str(CODES.parent / "tests" / "test_trainer.py")
-            steps.append(("CUDA tests", [*python, "-m", "pytest", "-q", "-x", "-k", "cuda", tests]))
-        benchmark = [*python, str(CODES / "benchmark.py"), *data_flags, *out]
-        benchmark += ["--epochs", "1", "--batch-size", "16", "--workloads", "mlp"] if quick else ["--replace-committed"]
-        steps += [("benchmark, TF32", benchmark), ("benchmark, float32", [*benchmark, "--no-tf32"])]
-    run_all = [*python, str(CODES / "run_all.py"), "--steps", PARTS[part], *data_flags]
-    steps.append((f"main job: {PARTS[part]}", run_all + (["--quick", *out] if quick else [])))
-    return steps
+def commands(part: int, data_flags: list[str], quick_dir: Path | None, with_pytest: bool) -> list[tuple[str, list[str]]]:
+    """(name, command) of every step of one part, in their quick form when quick_dir is given."""
+    quick = ["--output-dir", str(quick_dir)] if quick_dir else []
+    run_all = [sys.executable, str(CODES / "run_all.py"), "--steps", PARTS[part], *data_flags,
+               *(["--quick", *quick] if quick else [])]
+    if part == 2:
+        return [(f"main job: {PARTS[part]}", run_all)]
+    tests = [sys.executable, "-m", "pytest", "-q", "-x", "-k", "cuda", str(CODES.parent / "tests" / "test_trainer.py")]
+    benchmark = [sys.executable, str(CODES / "benchmark.py"), *data_flags, *quick,
+                 *(["--epochs", "1", "--batch-size", "16", "--workloads", "mlp"] if quick else ["--replace-committed"])]
+    return [*([("CUDA tests", tests)] if with_pytest else []), ("benchmark, TF32", benchmark),
+            ("benchmark, float32", [*benchmark, "--no-tf32"]), (f"main job: {PARTS[part]}", run_all)]
 
 
 def kept(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
@@ -57,30 +54,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST's folder (default: the scripts' own)")
     args = parser.parse_args(argv)
     cli.ensure_writable(args.out)
-    results_dir = args.out / "results" if args.quick else cli.RESULTS_DIR
+    quick_dir = args.out / "results" if args.quick else None
     data_flags = ["--data-dir", str(args.data_dir), "--offline"] if args.data_dir else []
-    log_path = args.out / f"gpu_job_part{args.part}.log"
+    with_pytest = importlib.util.find_spec("pytest") is not None
+    log_path, packed = args.out / f"gpu_job_part{args.part}.log", args.out / f"gpu_job_part{args.part}.tar.gz"
     status = 0
-    with log_path.open("w") as log:
-        if args.part == 1 and importlib.util.find_spec("pytest") is None:
+    with log_path.open("w", buffering=1) as log:  # line-buffered: each line is out before a command writes
+        if args.part == 1 and not with_pytest:
             log.write("== CUDA tests: not run, pytest cannot be imported here\n")
-        for name, command in commands(args.part, args.quick, data_flags, results_dir):
+        for name, command in commands(args.part, data_flags, quick_dir, with_pytest):
             start = time.perf_counter()
             print(f"== {name}", flush=True)
             log.write(f"== {name}: {' '.join(command)}\n")
-            log.flush()
             status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
             log.write(f"== {name}: exit status {status}, {time.perf_counter() - start:.0f} s\n")
-            log.flush()
             if status != 0:
                 print(f"error: {name} failed (exit status {status}); see {log_path}", file=sys.stderr)
                 break
-    packed = args.out / f"gpu_job_part{args.part}.tar.gz"
-    folders = [results_dir] if args.quick else [cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR]
+    # a quick run's folder, or the committed results, figures and snippets where the checkout has them
+    folders = [(quick_dir, "results")] if quick_dir else [
+        (folder, str(folder.relative_to(cli.REPO_ROOT))) for folder in (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)]
     with tarfile.open(packed, "w:gz") as archive:
-        for folder in folders:
-            archive.add(folder, arcname=str(folder.relative_to(cli.REPO_ROOT) if not args.quick else "results"),
-                        filter=kept)
+        for folder, name in folders:
+            if folder.exists():  # a job that failed early has not made its quick folder
+                archive.add(folder, arcname=name, filter=kept)
     print(f"log: {log_path}\npacked: {packed}")
     return status
 

@@ -4,15 +4,14 @@
     python codes/run_all.py --quick    # every script with few epochs and a subset: minutes on a CPU
     python codes/run_all.py --steps q5_5   # rerun only the CNN; the record keeps the other steps
 
-The full run writes results/run_summary.json; a quick run writes everything,
-the summary included, under results/quick/ (or --output-dir) and never touches
-the real results, figures or snippets. Each step's wall time, device and key
-numbers are recorded; the run stops at the first step that fails. With --steps,
-only those steps run, and the summary keeps the record of the others from the
-previous run of the same mode; it is rewritten only when a step ran to its end
-(one stopped by Ctrl-C or SIGTERM keeps its earlier record, as its results are
-those of its earlier run). A quick run never writes among the committed results. Without a GPU only the checks, Q1 and Q5.2 run
-(it says so before starting) unless --allow-cpu is given.
+The full run writes results/run_summary.json; a quick run writes everything, the summary
+included, under results/quick/ (or --output-dir), never among the committed results, figures
+or snippets. Each step's wall time, device and key numbers are recorded; the run stops at the
+first step that fails. With --steps, only those steps run, and the summary keeps the record of
+the others from the previous run of the same mode; it is rewritten only when a step ran to its
+end (one stopped by Ctrl-C or SIGTERM keeps its earlier record, as its results are those of its
+earlier run). Without a GPU only the checks, Q1 and Q5.2 run (it says so before starting)
+unless --allow-cpu is given.
 """
 from __future__ import annotations
 
@@ -35,37 +34,29 @@ CODES = Path(__file__).resolve().parent
 
 QUICK = ["--epochs", "2", "--subset", "2000"]
 CPU_STEPS = ("checks", "q1", "q5_2")  # what a CPU finishes in minutes; the rest is GPU work
-# key -> (name, script, flags, flags of the quick pass, whether it reads MNIST), in the order they run
+# key -> (name, script, flags, flags of the quick pass, whether it reads MNIST, its results files), in the order they run
 STEPS = {
-    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], [], False),
-    "q1": ("Q1 playground", "q1_playground.py", [], ["--epochs", "20", "--seeds", "2"], False),
-    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", [], QUICK, True),
-    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", [], QUICK + ["--seeds", "2"], True),
-    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", [], QUICK, True),
+    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], [], False, None),
+    "q1": ("Q1 playground", "q1_playground.py", [], ["--epochs", "20", "--seeds", "2"], False, "q1_playground.json"),
+    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", [], QUICK, True, "q5_2_mlp.json"),
+    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", [], QUICK + ["--seeds", "2"], True, "q5_3_flooding_lr*.json"),
+    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", [], QUICK, True, "q5_5_cnn.json"),
     "q5_5_lrs": ("Q5.5 learning-rate check", "q5_5_cnn.py", ["--lrs", "0.1,0.01", "--epochs", "158"],
-                 ["--lrs", "0.1,0.01"] + QUICK, True),
+                 ["--lrs", "0.1,0.01"] + QUICK, True, "q5_5_lr_check_lr*.json"),
 }
 
 
-def key_numbers(key: str, results_dir: Path) -> dict:
-    """The headline numbers of one step, read back from its results files."""
-    files = {"q1": ["q1_playground.json"], "q5_2": ["q5_2_mlp.json"], "q5_5": ["q5_5_cnn.json"],
-             "q5_3": sorted(p.name for p in results_dir.glob("q5_3_flooding_lr*.json")),
-             "q5_5_lrs": sorted(p.name for p in results_dir.glob("q5_5_lr_check_lr*.json"))}.get(key, [])
+def key_numbers(results_dir: Path, pattern: str | None) -> dict:
+    """The headline numbers of a step that finished, from each results file it wrote, by file."""
     numbers = {}
-    for name in files:
-        path = results_dir / name
-        if not path.exists():
-            continue
+    for path in sorted(results_dir.glob(pattern)) if pattern else []:
         run = json.loads(path.read_text())
-        if key == "q1":
+        if "best" in run:  # Q1's search
             numbers[path.stem] = {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
                                   "seconds": run["seconds"]}
-            continue
-        numbers[path.stem] = {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
-                              "copies": len(run["copies"])}
-        if len(run["copies"]) == 1:
-            numbers[path.stem].update(runs.final_metrics(run))
+        else:
+            numbers[path.stem] = {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
+                                  "copies": len(run["copies"]), **(runs.final_metrics(run) if len(run["copies"]) == 1 else {})}
     return numbers
 
 
@@ -84,25 +75,13 @@ def run_step(command: list[str]) -> tuple[int, str | None]:
         if posix:
             step.send_signal(signum)
 
-    caught = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    previous = {signum: signal.signal(signum, pass_on) for signum in caught}
+    previous = {signum: signal.signal(signum, pass_on) for signum in common.STOP_SIGNALS}
     try:
         returncode = step.wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return returncode, received[0] if received else None
-
-
-def interruption_message(signal_name: str, key: str, command: list[str], steps: list[str]) -> str:
-    """How to go on after a step was stopped by a signal."""
-    name, script, _, _, reads_mnist = STEPS[key]
-    later = steps[steps.index(key) + 1:]
-    rerun = f"`python codes/{script} {' '.join(command[1:])} --resume`" if reads_mnist else f"`python codes/{script}`"
-    then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
-    saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
-    return (f"stopped by {signal_name} during {name}: {saved}. Continue it with {rerun}{then}; "
-            "the summary keeps the record of the steps that finished.")
 
 
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
@@ -130,80 +109,69 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
-    if args.output_dir is not None and cli.committed_folder(args.output_dir):
-        if args.quick or args.output_dir.resolve() != cli.RESULTS_DIR.resolve():
-            raise common.UserError(
-                f"--output-dir {args.output_dir} lies inside the committed results, figures and snippets (results/, "
-                "report/), which only the assignment's runs write, without --output-dir"
-                + (" (a quick run goes to results/quick/)" if args.quick else "") + ".")
-        args.output_dir = None  # the assignment's runs, told where they write anyway
-    if args.output_dir is None and args.quick:
-        args.output_dir = cli.QUICK_DIR
-    results_dir = cli.RESULTS_DIR if args.output_dir is None else args.output_dir
+    results_dir = args.output_dir or (cli.QUICK_DIR if args.quick else cli.RESULTS_DIR)
+    # among the committed outputs only the assignment's runs write, and they are told results/ at most
+    committed = cli.committed_folder(results_dir)
+    if committed and (args.quick or results_dir.resolve() != cli.RESULTS_DIR.resolve()):
+        raise common.UserError(
+            f"--output-dir {results_dir} lies inside the committed results, figures and snippets (results/, report/), "
+            "which only the assignment's runs write, without --output-dir"
+            + (" (a quick run goes to results/quick/)" if args.quick else "") + ".")
     cli.ensure_writable(results_dir)
-
-    path = results_dir / "run_summary.json"
-    mode = "quick" if args.quick else "full"
+    path, mode = results_dir / "run_summary.json", "quick" if args.quick else "full"
 
     device, _ = cli.training_device(args.device)
     too_long = [key for key in args.steps if key not in CPU_STEPS]
-    if device.type == "cpu" and not args.quick and not args.allow_cpu and too_long:
-        left = ", ".join(STEPS[key][0] for key in args.steps if key in CPU_STEPS)
+    if device.type == "cpu" and too_long and not (args.quick or args.allow_cpu):
+        args.steps = [key for key in args.steps if key in CPU_STEPS]
+        left = ", ".join(STEPS[key][0] for key in args.steps)
         print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
               f"on a 2-core CPU (docs/speed.md, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
               "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
-        args.steps = [key for key in args.steps if key in CPU_STEPS]
         if not args.steps:
             raise common.UserError(f"no step left to run; {path} is unchanged.")
     previous = previous_steps(path, mode)
-    # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
-    environments = {True: runs.environment(device), False: runs.environment(torch.device("cpu"))}
     ran, interrupted, start = {}, None, time.perf_counter()
     for key in args.steps:
-        name, script, flags, quick_flags, reads_mnist = STEPS[key]
-        command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags)]
-        if args.output_dir is not None:
-            command += ["--output-dir", str(args.output_dir)]
+        name, script, flags, quick_flags, reads_mnist, results = STEPS[key]
+        command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags),
+                   *([] if committed else ["--output-dir", str(results_dir)])]
         if reads_mnist:
-            command += ["--data-dir", str(args.data_dir), "--split-seed", str(args.split_seed), "--device", args.device]
-            command += ["--offline"] if args.offline else []
-            command += ["--tf32" if args.tf32 else "--no-tf32"]
+            command += ["--data-dir", str(args.data_dir), "--split-seed", str(args.split_seed), "--device", args.device,
+                        *(["--offline"] if args.offline else []), "--tf32" if args.tf32 else "--no-tf32"]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
         returncode, stopped_by = run_step(command)
         if stopped_by:  # its results are those of its previous run, and so is its record
-            interrupted = stopped_by, key, command[1:]
+            saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
+            rerun = f"`python codes/{script} {' '.join(command[2:])} --resume`" if reads_mnist else f"`python codes/{script}`"
+            later = args.steps[args.steps.index(key) + 1:]
+            then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
+            interrupted = (f"stopped by {stopped_by} during {name}: {saved}. Continue it with {rerun}{then}; "
+                           "the summary keeps the record of the steps that finished.")
             break
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,
-                    "seconds": time.perf_counter() - step_start, "environment": environments[reads_mnist],
-                    "key_numbers": key_numbers(key, results_dir)}
+                    "seconds": time.perf_counter() - step_start,
+                    # the steps that read no MNIST (the checks, Q1's playground) run on the CPU whatever the device
+                    "environment": runs.environment(device if reads_mnist else torch.device("cpu")),
+                    "key_numbers": key_numbers(results_dir, results) if returncode == 0 else {}}
         if returncode != 0:
             print(f"error: {name} failed (exit status {returncode}); the later steps were not run.", file=sys.stderr)
             break
-    if not ran:
-        print(f"{path} is unchanged: no step ran to its end.", file=sys.stderr)
-    else:
-        write_summary(path, mode, ran, {key: step for key, step in previous.items() if key not in ran})
+    if ran:  # this run's steps, and the others' record from the previous run of the same mode
+        steps = [ran[key] if key in ran else previous[key] for key in STEPS if key in ran or key in previous]
+        runs.write_json_atomic(path, {
+            "mode": mode, "completed": len(steps) == len(STEPS) and all(step["returncode"] == 0 for step in steps),
+            "total_seconds": sum(step["seconds"] for step in steps), "steps_run_last": list(ran), "steps": steps})
         print(f"summary: {path} ({time.perf_counter() - start:.0f} s now)")
+    else:
+        print(f"{path} is unchanged: no step ran to its end.", file=sys.stderr)
     if interrupted:
-        print(interruption_message(*interrupted, args.steps), file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
-
-
-def write_summary(path: Path, mode: str, ran: dict[str, dict], kept: dict[str, dict]) -> None:
-    """The record of the steps this run ran, and of the others from the previous run of the same mode."""
-    steps = [ran.get(key, kept.get(key)) for key in STEPS if key in ran or key in kept]
-    summary = {
-        "mode": mode,
-        "completed": len(steps) == len(STEPS) and all(step["returncode"] == 0 for step in steps),
-        "total_seconds": sum(step["seconds"] for step in steps),
-        "steps_run_last": list(ran),
-        "steps": steps,
-    }
-    runs.write_json_atomic(path, summary)
 
 
 if __name__ == "__main__":

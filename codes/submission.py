@@ -27,12 +27,11 @@ CODES_DIR = cli.REPO_ROOT / "codes"
 REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
-# the file name's start -> the command that writes it
-MAKERS = {"q1": "codes/q1_playground.py", "q1_1_page": "codes/q1_screenshot.py", "q1_page": "codes/q1_screenshot.py",
-          "q2_": "codes/q2_q4_checks.py", "q3_": "codes/q2_q4_checks.py",
-          "q4_": "codes/q2_q4_checks.py", "checks": "codes/q2_q4_checks.py", "q5_2": "codes/q5_2_mlp.py",
-          "q5_3": "codes/q5_3_flooding.py", "q5_5_step_size": "codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158",
-          "q5_5": "codes/q5_5_cnn.py"}
+# (the file name's start, the command that writes it), the longer starts first: the first that matches
+MAKERS = [(("q1_1_page", "q1_page"), "codes/q1_screenshot.py"), ("q1", "codes/q1_playground.py"),
+          (("q2_", "q3_", "q4_", "checks"), "codes/q2_q4_checks.py"), ("q5_2", "codes/q5_2_mlp.py"),
+          ("q5_3", "codes/q5_3_flooding.py"), ("q5_5_step_size", "codes/q5_5_cnn.py --lrs 0.1,0.01 --epochs 158"),
+          ("q5_5", "codes/q5_5_cnn.py")]
 
 
 def check_student_id(student_id: str | None) -> str:
@@ -55,11 +54,11 @@ def report_inputs(report_tex: Path = REPORT_DIR / "report.tex") -> list[Path]:
 
 def missing_inputs(inputs: list[Path]) -> list[str]:
     """The inputs that do not exist, each with the command that makes it."""
-    def maker(path: Path) -> str:
-        return next((command for start, command in sorted(MAKERS.items(), key=lambda kv: -len(kv[0]))
-                     if path.name.startswith(start)), "a script in codes/")
-    return [f"{path.relative_to(cli.REPO_ROOT)} (made by python {maker(path)}; a committed one comes back with "
-            f"`git checkout -- {path.relative_to(cli.REPO_ROOT)}` or `make plots`)" for path in inputs if not path.exists()]
+    missing = [path.relative_to(cli.REPO_ROOT) for path in inputs if not path.exists()]
+    makers = [next((command for start, command in MAKERS if path.name.startswith(start)), "a script in codes/")
+              for path in missing]
+    return [f"{path} (made by python {maker}; a committed one comes back with `git checkout -- {path}` or `make plots`)"
+            for path, maker in zip(missing, makers)]
 
 
 def build_pdf(student_id: str, build_dir: Path) -> Path:
@@ -123,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     pdf = build_pdf(student_id, DIST_DIR / "build")
     target = build_zip(student_id, pdf, code_files(), DIST_DIR)
     with zipfile.ZipFile(target) as archive:
-        for name in archive.namelist():
-            print(f"  {name}")
+        print("\n".join(f"  {name}" for name in archive.namelist()))
     print(f"submission: {target} (the title page shows 'Student ID: {student_id}')")
     return 0
 

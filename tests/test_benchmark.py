@@ -55,7 +55,7 @@ def test_the_committed_measurements_are_replaced_only_when_asked(tmp_path, monke
     assert benchmark.main(flags) == 0  # at the default settings: beside the committed file
     out = capsys.readouterr().out
     written = json.loads((tmp_path / "beside" / "benchmark_cpu.json").read_text())
-    assert committed.read_bytes() == before and f"{committed}, which the README cites, is unchanged" in out
+    assert committed.read_bytes() == before and f"{committed}, the committed measurements, is unchanged" in out
     assert out.splitlines()[0].startswith(f"machine: {written['environment']['device_name']}, ")  # the table's machine
     with pytest.raises(common.UserError, match=r"--replace-committed replaces .* \(here: epochs 1\)"):
         benchmark.main([*flags, "--epochs", "1", "--replace-committed"])

@@ -4,9 +4,11 @@ other's record), the committed results are never touched, and the outputs are pa
 from __future__ import annotations
 
 import json
+import sys
 import tarfile
 
 import cli
+import gpu_job
 from conftest import run_script, write_mnist
 from test_pipeline import snapshot
 
@@ -37,3 +39,13 @@ def test_both_parts_run_in_their_quick_form_and_pack_their_outputs(tmp_path):
     assert {"results/q5_3_flooding_lr0.1.json", "results/q5_2_mlp.json", "results/benchmark_cpu.json",
             "results/generated/q5_3.tex"} <= names
     assert not [name for name in names if name.endswith((".ckpt", ".lock"))]
+
+
+def test_the_job_stops_at_the_first_command_that_fails_and_still_packs(tmp_path, monkeypatch):
+    failing = ("failing step", [sys.executable, "-c", "raise SystemExit(3)"])
+    monkeypatch.setattr(gpu_job, "commands", lambda *_: [failing, ("never run", [sys.executable, "-c", "pass"])])
+    assert gpu_job.main(["--part", "2", "--out", str(tmp_path), "--quick"]) == 3
+    log = (tmp_path / "gpu_job_part2.log").read_text()
+    assert "== failing step: exit status 3" in log and "never run" not in log
+    with tarfile.open(tmp_path / "gpu_job_part2.tar.gz") as archive:
+        assert archive.getnames() == []  # nothing was written to pack

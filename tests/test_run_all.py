@@ -44,6 +44,16 @@ def test_a_quick_run_or_another_folder_among_the_committed_outputs_is_refused(fl
     assert (cli.RESULTS_DIR / "run_summary.json").read_bytes() == record
 
 
+def test_a_failed_step_is_recorded_without_the_numbers_of_an_earlier_run(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "q5_2_mlp.json").write_text(json.dumps({"an earlier run": True}))
+    assert run_all.main(["--steps", "q5_2", "--device", "cpu", "--data-dir", str(tmp_path / "no_data"), "--offline",
+                         "--output-dir", str(out)]) == 1
+    [step] = json.loads((out / "run_summary.json").read_text())["steps"]
+    assert step["key"] == "q5_2" and step["returncode"] == 1 and step["key_numbers"] == {}
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_path):
     data, out = write_mnist(tmp_path / "data", n_train=1000, n_test=100), tmp_path / "out"
