@@ -11,8 +11,8 @@ import cli
 import common
 import q5_5_cnn
 import runs
-from conftest import run_script, synthetic_digits
-from q5_5_cnn import (LEARNING_RATE, check_snippet, check_summary, chosen_lr, cnn, comparison_snippet,
+from conftest import run_script, says, synthetic_digits
+from q5_5_cnn import (LEARNING_RATE, check_snippet, check_summary, chosen_lr, cnn,
                       late_training_error, make_parser, mcnemar_p_value, settling_window)
 
 
@@ -48,13 +48,14 @@ def test_mcnemar_p_value_by_hand():
     assert mcnemar_p_value(2, 2) == 1.0  # an even split: the doubled tail exceeds 1
 
 
-def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
+def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path, drawn):
     out = tmp_path / "out"
     quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
              "--output-dir", str(out), "--no-progress")
     alone = run_script("q5_5_cnn.py", *quick, "--output-dir", str(tmp_path / "alone"))
     assert alone.returncode == 0 and "no Q5.2 results" in alone.stdout, alone.stderr
-    assert (tmp_path / "alone" / "figures" / "q5_5_cnn_vs_mlp.png").exists()
+    alone_curves = drawn.pop("q5_5_cnn_vs_mlp.png")["panels"][0]["curves"]
+    assert [label for label in alone_curves if not label.startswith("_")] == ["CNN"]  # no MLP to draw beside it
     assert not (tmp_path / "alone" / "figures" / "q5_5_disagreements.png").exists()
     assert "disagreements" not in json.loads((tmp_path / "alone" / "q5_5_cnn.json").read_text())
     assert run_script("q5_2_mlp.py", *quick).returncode == 0
@@ -74,18 +75,24 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
     labels = [int(x) for x in synthetic_digits(30, seed=2)[1]]  # conftest's test split
     assert results["test_disagreements"]["cnn_right_mlp_wrong"] == sum(
         c == y != m for c, m, y in zip(cnn_test, mlp_test, labels))
-    for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
-        assert (out / "figures" / name).stat().st_size > 10_000
+    # the figures: each network's validation error as recorded; the digits found, with both answers
+    errors = drawn["q5_5_cnn_vs_mlp.png"]["panels"][0]
+    assert errors["xlabel"] == "epoch" and "error" in errors["ylabel"]
+    for name, run in (("CNN", results), ("MLP", json.loads((out / "q5_2_mlp.json").read_text()))):
+        assert errors["curves"][name] == (run["history"]["epoch"], runs.series(run, "val_error"))
+    digits = drawn["q5_5_disagreements.png"]["panels"]
+    for panel, example in zip(digits, found["cnn_right_mlp_wrong_examples"]):  # the first row
+        assert panel["title"] == f"true {example['label']}, MLP {example['mlp']}"
+        assert (panel["images"][0] == example["pixels"]).all()
     snippet = (out / "generated" / "q5_5.tex").read_text()
     assert "28,938" in snippet and "397,510" in snippet and "\\begin{tabular}" in snippet
     assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
-    final_val_error = results["history"]["val_error"][-1][0]
-    assert f"\\newcommand{{\\QFiveFiveCnnValError}}{{{final_val_error:.2f}}}" in snippet
-    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet and "\\newcommand{\\QFiveFiveMcNemarSplit}{test}" in snippet
-    mlp_results = json.loads((out / "q5_2_mlp.json").read_text())
-    longer_mlp = {**mlp_results, "epochs_completed": 3}  # a comparison of unequal runs names both lengths
-    longer_snippet = comparison_snippet(results, longer_mlp)
-    assert "\\newcommand{\\QFiveFiveMlpEpochs}{3}" in longer_snippet and "\\newcommand{\\QFiveFiveEpochs}{1}" in longer_snippet
+    assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet
+    # McNemar's counts on the test split, by hand from the two runs' predictions
+    only = {"Cnn": sum(c == y != m for c, m, y in zip(cnn_test, mlp_test, labels)),
+            "Mlp": sum(m == y != c for c, m, y in zip(cnn_test, mlp_test, labels))}
+    for network, count in only.items():
+        assert f"\\newcommand{{\\QFiveFiveMcNemar{network}Only}}{{{count}}}" in snippet
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
@@ -134,8 +141,8 @@ def test_check_numbers_and_choice_by_hand():
     assert low["collapse_epoch"] is None and low["final"]["zero_train_error_epoch"] == 3
     assert chosen_lr([high, low]) == 0.01
     snippet = check_snippet([high, low], 4)
-    for macro in ("CheckHighCollapseEpoch}{3}", "CheckHighFinalTrainError}{88.80}", "CheckHighBestValError}{2.50}",
-                  "CheckLowCollapseEpoch}{--}", "CheckLowZeroTrainErrorEpoch}{3}", "CheckLowFinalValError}{1.25}",
+    for macro in ("CheckHighCollapseEpoch}{3}", "CheckHighFinalTrainError}{88.80}", "CheckHighLowestLossEpoch}{2}",
+                  "CheckLowZeroTrainErrorEpoch}{3}", "CheckLowFinalValError}{1.25}",
                   "StepSizeChosen}{0.01}"):
         assert f"\\newcommand{{\\QFiveFive{macro}" in snippet
     assert make_parser().parse_args([]).lr == LEARNING_RATE == 0.01  # the committed default is the rate the check chooses
@@ -148,13 +155,18 @@ def redraw_check(folder, *check_runs):
     return run_script("q5_5_cnn.py", "--lrs", "0.1,0.01", "--plot-only", "--output-dir", str(folder))
 
 
-def test_check_redraws_figure_and_snippet(tmp_path):
+def test_check_redraws_figure_and_snippet(tmp_path, drawn):
     done = redraw_check(tmp_path, STEADY, COLLAPSING)
     assert done.returncode == 0, done.stderr
     snippet = (tmp_path / "generated" / "q5_5_step_size.tex").read_text()
     assert "\\newcommand{\\QFiveFiveStepSizeChosen}{0.01}" in snippet
-    assert "\\newcommand{\\QFiveFiveStepSizeRates}{0.1, 0.01}" in snippet  # largest rate first
-    assert (tmp_path / "figures" / "q5_5_step_size.png").stat().st_size > 10_000
+    loss, error = drawn["q5_5_step_size.png"]["panels"]
+    for run in (COLLAPSING, STEADY):
+        lr, epochs = run["config"]["lr"], run["history"]["epoch"]
+        assert loss["curves"][f"lr {lr:g} training"] == (epochs, runs.series(run, "train_loss"))
+        assert error["curves"][f"lr {lr:g} val."] == (epochs, runs.series(run, "val_error"))
+    assert ([3, 3], [0, 1]) in loss["curves"].values()  # the collapse of lr 0.1 at epoch 3, marked
+    assert loss["yscale"] == "log" and error["xlabel"] == "epoch"
 
 
 @pytest.mark.parametrize("check_runs, message", [
@@ -172,12 +184,13 @@ def test_the_committed_check_must_choose_the_rate_the_cnn_is_trained_at(tmp_path
     other = (check_run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]),
              check_run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1]))
     noted = redraw_check(tmp_path, *other)  # a run of its own folder: a note
-    assert noted.returncode == 0 and "note: the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01" in noted.stdout
+    assert noted.returncode == 0 and says(noted.stdout, "note", "lr 0.1", "q5_5_cnn.py", "0.01")
     # the committed check (results/q5_5_lr_check_lr*.json) against a CNN trained at another rate: refused
     monkeypatch.setattr(q5_5_cnn, "LEARNING_RATE", 0.1)
     committed = cli.output_paths(q5_5_cnn.make_parser().parse_args([]), "q5_5_cnn", {})
-    with pytest.raises(common.UserError, match="the check chooses lr 0.01, but codes/q5_5_cnn.py trains the CNN at 0.1"):
+    with pytest.raises(common.UserError) as refused:
         q5_5_cnn.draw_check(committed)
+    assert says(str(refused.value), "lr 0.01", "q5_5_cnn.py", "0.1")
 
 
 def test_check_trains_one_run_per_rate(mnist_root, tmp_path):
