@@ -225,7 +225,7 @@ def test_q5_5_the_mlp_at_the_cnns_learning_rate_is_worse_than_at_0_1_and_than_th
 def test_q5_4_at_lr_0_01_the_calibration_error_grows_with_b_as_under_confidence_predicts(analyses):
     """Q5.4: 'at lr 0.01 the ECE grows with b'; at the largest b 'the ECE should be about' the accuracy minus
     exp(-b), and is close to it."""
-    small, main = analyses[0.01]["table"], analyses[0.1]["table"]
+    small = analyses[0.01]["table"]
     levels = [b for b in small if b >= 0.02]
     eces = [small[b]["ece"][0] for b in levels]
     assert all(a < b for a, b in zip(eces, eces[1:]))

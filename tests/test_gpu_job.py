@@ -1,19 +1,39 @@
 """The GPU machine's entry point in its quick form on the CPU, which is also the quick pass of the
 whole pipeline: both parts run every command, the run summary records every step (a part keeps the
-other's record), the committed results are never touched, and the outputs are packed."""
+other's record), the committed results are never touched, and the outputs are packed. The scripts'
+commands run in this process; the CUDA tests, a pytest of their own, in a process."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import cli
 import gpu_job
-from conftest import run_script, write_mnist
+import run_all
+from conftest import REPO_ROOT, run_script, write_mnist
 from test_pipeline import snapshot
 
 
-def test_both_parts_run_in_their_quick_form_and_pack_their_outputs(tmp_path):
+def test_both_parts_run_in_their_quick_form_and_pack_their_outputs(tmp_path, monkeypatch):
+    run_process = subprocess.run
+
+    def run_command(command: list[str], stdout=None, **options) -> subprocess.CompletedProcess:
+        """`python codes/<script> ARGS` run by conftest.run_script, its output into `stdout` (where a process's
+        would go, the caller's own by default)."""
+        if command[0] != sys.executable or command[1:3] == ["-m", "pytest"]:  # the CUDA tests, or not Python
+            return run_process(command, stdout=stdout, **options)
+        _, script, *args = command
+        assert Path(script).parent == REPO_ROOT / "codes", command
+        done = run_script(Path(script).name, *args)
+        (stdout or sys.stdout).write(done.stdout)
+        (stdout or sys.stderr).write(done.stderr)
+        return done
+
+    monkeypatch.setattr(gpu_job.subprocess, "run", run_command)
+    monkeypatch.setattr(run_all, "run_step", lambda command: (run_command(command).returncode, None))
     data = write_mnist(tmp_path / "data", n_train=2500, n_test=300)
     out = tmp_path / "out"
     committed = (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)

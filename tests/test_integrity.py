@@ -7,10 +7,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -20,7 +20,7 @@ import common
 import q5_2_mlp
 import runs
 import submission
-from conftest import REPO_ROOT, idx_bytes, run_script
+from conftest import REPO_ROOT, idx_bytes, run_script, says
 from test_pipeline import snapshot
 from test_robustness import QUICK, start_mlp, wait_for
 
@@ -36,8 +36,7 @@ def test_sweeps_that_differ_in_more_than_the_learning_rate_are_not_combined(mnis
     snippet = (tmp_path / "generated" / "q5_3.tex").read_bytes()
     done = run_script("q5_3_flooding.py", *flags, "--plot-only")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert f"{other} and {tmp_path / 'q5_3_flooding_lr0.1.json'} differ in more than the learning rate" in done.stderr
-    assert "--seeds 3 vs 1" in done.stderr
+    assert says(done.stderr, str(other), str(tmp_path / "q5_3_flooding_lr0.1.json"), "--seeds 3 vs 1")
     assert (tmp_path / "generated" / "q5_3.tex").read_bytes() == snippet
 
 
@@ -47,14 +46,13 @@ def test_one_writer_at_a_time_and_no_stopped_run_is_discarded(mnist_root, tmp_pa
     wait_for(tmp_path / "q5_2_mlp.ckpt")
     second = run_script("q5_2_mlp.py", "--epochs", "1", *flags)
     assert second.returncode == 1 and "Traceback" not in second.stderr
-    assert f"a run (pid {first.pid}," in second.stderr and "is writing the same outputs" in second.stderr
+    assert says(second.stderr, f"pid {first.pid}", str(tmp_path), "--output-dir")  # who holds it, where, what to do
     first.send_signal(signal.SIGKILL)  # the lock goes with the process; the saved state stays
     first.wait()
     (tmp_path / ".q5_2_mlp.ckpt.abc123.tmp").write_bytes(b"half of a killed save")
     again = run_script("q5_2_mlp.py", "--epochs", "300", *flags)
     assert again.returncode == 1 and "Traceback" not in again.stderr
-    assert "holds the saved state of a stopped run (epoch" in again.stderr and "of 300" in again.stderr
-    assert "--resume" in again.stderr and "--restart" in again.stderr
+    assert says(again.stderr, "q5_2_mlp.ckpt", "of 300", "--resume", "--restart")
     assert not (tmp_path / ".q5_2_mlp.ckpt.abc123.tmp").exists()  # the killed save's leftover is cleaned
     restarted = run_script("q5_2_mlp.py", "--epochs", "2", *flags, "--restart")
     assert restarted.returncode == 0, restarted.stderr
@@ -89,7 +87,7 @@ def test_a_full_disk_leaves_the_results_and_the_last_checkpoint_intact(mnist_roo
     assert (tmp_path / "q5_2_mlp.json").read_bytes() == results
 
 
-def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path):
+def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path, monkeypatch):
     hostile = 'a"; touch pwned; echo "'
     done = subprocess.run(["make", "-o", "report", "submission", f"STUDENT_ID={hostile}"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -99,14 +97,13 @@ def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path):
     typed = f"$(shell touch {marker})x1"
     done = subprocess.run(["make", "-o", "report", "submission", f"STUDENT_ID={typed}"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and f"the student id of {len(typed)} characters is not usable" in done.stderr
+    assert done.returncode != 0 and says(done.stderr, f"{len(typed)} characters", "not usable")
     assert not marker.exists()
-    for student_id, message in ((None, "set STUDENT_ID="), ("x" * 300, "1 to 32")):
-        env = {k: v for k, v in os.environ.items() if k != "STUDENT_ID"}
+    monkeypatch.delenv("STUDENT_ID", raising=False)  # read when the flags are parsed, not at import
+    for student_id, message in ((None, "STUDENT_ID="), ("x" * 300, "1 to 32")):
         if student_id:
-            env["STUDENT_ID"] = student_id
-        refused = subprocess.run([sys.executable, str(REPO_ROOT / "codes" / "submission.py")], env=env,
-                                 capture_output=True, text=True, timeout=300)
+            monkeypatch.setenv("STUDENT_ID", student_id)
+        refused = run_script("submission.py")
         assert refused.returncode == 1 and message in refused.stderr and "Traceback" not in refused.stderr
 
 
@@ -120,6 +117,15 @@ def test_every_input_of_the_report_exists_and_a_missing_one_names_its_script():
     assert missing[0].startswith("report/figures/q5_2_gone.png (made by python codes/q5_2_mlp.py;")
     assert missing[1].startswith("report/figures/q5_5_step_size_x.png (made by python codes/q5_5_cnn.py --lrs 0.1,0.01 "
                                  "--epochs 158;") and "git checkout -- report/figures/q5_5_step_size_x.png" in missing[1]
+
+
+def test_every_macro_the_scripts_generate_is_used_by_the_report():
+    """A number the scripts write for the report and the report never prints is dead weight in both."""
+    report = re.sub(r"(?<!\\)%.*", "", (cli.REPORT_DIR / "report.tex").read_text())  # without its comments
+    used = set(re.findall(r"\\([A-Za-z]+)", report))
+    unused = [f"{path.name}: \\{name}" for path in sorted(cli.GENERATED_DIR.glob("*.tex"))
+              for name in re.findall(r"\\newcommand\{?\\([A-Za-z]+)", path.read_text()) if name not in used]
+    assert unused == []
 
 
 def test_the_committed_results_folder_is_refused_to_a_run_at_other_settings(tmp_path):
@@ -146,7 +152,7 @@ def test_a_stack_that_cannot_fit_is_refused_up_front(mnist_root, tmp_path):
     done = run_script("q5_3_flooding.py", "--seeds", "1000000000", "--epochs", "1", "--data-dir", str(mnist_root),
                       *QUICK, "--output-dir", str(tmp_path))
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "21000000000 stacked copies need about" in done.stderr and "fewer copies" in done.stderr
+    assert says(done.stderr, "21000000000 stacked copies", "fewer copies")
 
 
 @pytest.mark.parametrize("content, message", [

@@ -17,7 +17,7 @@ import cli
 import q5_2_mlp
 import q5_3_flooding
 import submission
-from conftest import REPO_ROOT, run_script
+from conftest import REPO_ROOT, says
 
 
 def snapshot(*folders):
@@ -70,11 +70,10 @@ def test_an_output_dir_among_the_committed_outputs_is_refused_to_any_other_run(m
     committed = snapshot(cli.RESULTS_DIR, cli.REPORT_DIR)
     flags = ["--epochs", "1", "--subset", "50", "--data-dir", str(mnist_root), "--offline", "--no-progress"]
     for folder in (cli.REPORT_DIR, cli.GENERATED_DIR, cli.RESULTS_DIR / "mine"):
-        with pytest.raises(common.UserError, match=f"--output-dir {re.escape(str(folder))} lies inside the committed "
-                           r"results, figures and snippets \(results/, report/\), which only the assignment's run "
-                           r"writes: this run is not it \(epochs 1, subset 50\); without --output-dir it writes to "
-                           + re.escape(str(cli.RUNS_DIR / "q5_2_mlp-epochs1_subset50-"))):
+        with pytest.raises(common.UserError) as refused:
             q5_2_mlp.main([*flags, "--output-dir", str(folder)])
+        assert says(str(refused.value), f"--output-dir {folder}", "committed", "(epochs 1, subset 50)",
+                    str(cli.RUNS_DIR / "q5_2_mlp-epochs1_subset50-"))  # the folder, why not, where it writes instead
     with pytest.raises(common.UserError, match="it writes there without --output-dir"):
         q5_2_mlp.main(["--output-dir", str(cli.REPORT_DIR), "--plot-only"])
     assert snapshot(cli.RESULTS_DIR, cli.REPORT_DIR) == committed
@@ -98,8 +97,8 @@ def test_a_run_at_other_settings_leaves_the_committed_files_unchanged_and_says_w
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     [folder] = (root / "results" / "runs").glob("q5_2_mlp-epochs1_lr0.05_batch-size16-*")
-    assert done.stdout.count(f"not the assignment's run (epochs 1, lr 0.05, batch-size 16): results, figures and "
-                             f"snippets go to {folder}") == 2  # at the start and at the end
+    notes = [line for line in done.stdout.splitlines() if says(line, "(epochs 1, lr 0.05, batch-size 16)", str(folder))]
+    assert len(notes) == 2  # at the start and at the end
     assert {p: v for p, v in snapshot(root / "results", root / "report").items() if "runs" not in p.parts} == committed
     results = json.loads((folder / "q5_2_mlp.json").read_text())
     assert results["settings_changed"] == ["epochs 1", "lr 0.05", "batch-size 16"]
@@ -129,5 +128,3 @@ def test_empty_or_path_like_student_id_is_refused(bad_id, tmp_path):
     with pytest.raises(common.UserError, match="is not usable"):
         submission.build_zip(bad_id, tmp_path / "r.pdf", [], tmp_path)
     assert not list(tmp_path.iterdir())
-    done = run_script("submission.py", f"--student-id={bad_id}")
-    assert done.returncode == 1 and "is not usable" in done.stderr and "Traceback" not in done.stderr

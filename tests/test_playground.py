@@ -146,11 +146,9 @@ def test_stacked_configurations_train_as_they_would_alone():
             np.testing.assert_allclose(w_together, w_alone, rtol=1e-5, atol=1e-7)
 
 
-def test_quick_run_writes_figures_and_snippet(tmp_path):
+def test_quick_run_writes_figures_and_snippet(tmp_path, drawn):
     done = run_script("q1_playground.py", "--epochs", "3", "--seeds", "2", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
-    for name in ("q1_2_sweeps", "q1_3_pruning"):
-        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
     snippet = (tmp_path / "generated" / "q1.tex").read_text()
     assert "\\QOneBestConfig" in snippet and "\\QOneNoisyHelpedLosses" in snippet
     # the search: every configuration from 4 seeds, then its 8 finalists from 24 more, the best among them
@@ -168,6 +166,20 @@ def test_quick_run_writes_figures_and_snippet(tmp_path):
     assert results["best_fresh"]["runs"] == 2
     lower = min(range(2), key=results["best_fresh"]["test_losses"].__getitem__)
     assert results["shown_seed"] == results["shown_run"]["config"]["seed"] == 28 + lower
+    # the figures: for each control and data set the median test loss of its seeds; the pruning curves
+    sweeps, pruning = drawn["q1_2_sweeps.png"], drawn["q1_3_pruning.png"]
+    assert "NOT THE ASSIGNMENT'S RUN" in sweeps["title"] and "NOT THE ASSIGNMENT'S RUN" in pruning["title"]
+    loss_panels, epoch_panels = sweeps["panels"][0::2], sweeps["panels"][1::2]  # a column per control
+    assert loss_panels[0]["ylabel"] == "final test loss"
+    for losses, epochs, (control, by_dataset) in zip(loss_panels, epoch_panels, results["sweeps"].items()):
+        assert epochs["xlabel"] == control
+        medians = [values for _, values in losses["curves"].values()]
+        for entries in by_dataset.values():
+            assert pytest.approx([statistics.median(e["test_losses"]) for e in entries]) in medians
+    for name, entries in results["pruning"]["curves"].items():
+        entries = sorted(entries, key=lambda e: e["parameters"])
+        assert pruning["panels"][1]["curves"][name] == ([e["parameters"] for e in entries],
+                                                        pytest.approx([statistics.median(e["test_losses"]) for e in entries]))
     noisy = results["sweeps"]["regularization"][q1_playground.NOISY_NAME]
     assert [e["value"] for e in noisy] == [e["value"] for e in results["sweeps"]["regularization"]["spiral"]]
 

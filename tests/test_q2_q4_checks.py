@@ -63,13 +63,28 @@ def test_hand_derived_backpropagation_equals_autograd_in_both_relu_cases():
     assert max(result["max_relative_gap"].values()) < 1e-10
 
 
-def test_script_writes_snippet_and_figures(tmp_path):
+def test_script_writes_snippet_and_figures(tmp_path, drawn):
     done = run_script("q2_q4_checks.py", "--output-dir", str(tmp_path))
     assert done.returncode == 0, done.stderr
     snippet = (tmp_path / "generated" / "checks.tex").read_text()
     assert "\\newcommand{\\CheckFourOneJ}{-0.875}" in snippet
-    for name in ("q2_2_convex_hulls", "q3_2_weight_growth", "q4_1_blur"):
-        assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 10_000
+    assert {"q2_2_convex_hulls.png", "q3_2_weight_growth.png", "q4_1_blur.png"} <= set(drawn)
+    assert all((tmp_path / "figures" / name).exists() for name in drawn)
+    # Q2.2: the separable hulls with the perceptron's line and no error
+    hulls = drawn["q2_2_convex_hulls.png"]["panels"]
+    assert "0 errors" in hulls[1]["title"] and any("perceptron" in label for label in hulls[1]["curves"])
+    # Q3.2: without regularization w keeps climbing over the last half of the iterations; L1 and L2 settle
+    growth = drawn["q3_2_weight_growth.png"]["panels"][0]
+    assert growth["xscale"] == "log" and growth["ylabel"] == "weight w"
+    curves = {label.split(",")[0]: values for label, (_, values) in growth["curves"].items()}
+    none, l2, l1 = curves["no regularization"], curves["L2"], curves["L1"]
+    assert none[-1] > none[len(none) // 2] + 1
+    assert abs(l2[-1] - l2[-10]) < 1e-6 and abs(l1[-1] - l1[-10]) < 1e-6
+    # Q4.1: the second image is the first filtered by F / 16, pixel by pixel inside the crop
+    original, once, _ = (panel["images"][0] for panel in drawn["q4_1_blur.png"]["panels"])
+    f = np.array(checks.Q4_F) / 16
+    by_hand = sum(f[i, j] * original[i:i + 198, j:j + 198] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(once[1:-1, 1:-1], by_hand, rtol=1e-5, atol=1e-3)
 
 
 def test_a_gap_beyond_float64_rounding_is_refused_not_printed():

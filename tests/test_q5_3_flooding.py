@@ -56,7 +56,7 @@ def test_calibration_error_matches_hand_computation():
     assert ece.item() == pytest.approx(by_hand, rel=1e-5)
 
 
-def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root, tmp_path):
+def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root, tmp_path, drawn):
     out = tmp_path / "out"
     quick = ("--epochs", "3", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
              "--output-dir", str(out), "--no-progress")
@@ -78,8 +78,33 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     other.write_text(json.dumps({**mlp, "config": {**mlp["config"], "batch_size": 32}}))
     assert q5_3_flooding.comparable_q5_2_run(other, sweep) is None
     assert q5_3_flooding.comparable_q5_2_run(out / "q5_2_mlp.json", sweep) == mlp
-    for name in ("chosen_level", "error_vs_level", "training_loss", "validation_loss", "learning_rates"):
-        assert (out / "figures" / f"q5_3_{name}.png").stat().st_size > 10_000
+    # the figures: every panel says it is not the assignment's run; the numbers drawn, by hand from the records
+    figures = {name: drawn[f"q5_3_{name}.png"] for name in ("chosen_level", "error_vs_level", "training_loss",
+                                                             "validation_loss", "learning_rates")}
+    assert all("NOT THE ASSIGNMENT'S RUN" in figure["panels"][0]["title"] for figure in figures.values())
+    levels, analysis = [0.0, 0.3, 1.5], q5_3_flooding.analyse(sweep)
+
+    def seed_mean(values: list[float], level: float) -> float:
+        """The mean over the two seeds of one level's copies."""
+        return statistics.fmean(value for value, c in zip(values, sweep["copies"]) if c["flood_level"] == level)
+
+    final = {key: [seed_mean(sweep["history"][key][-1], b) for b in levels] for key in ("val_error", "test_error")}
+    vs_level = figures["error_vs_level"]["panels"][0]
+    assert vs_level["xlabel"].startswith("flood level b")
+    assert (levels, pytest.approx(final["val_error"])) in vs_level["curves"].values()
+    assert (levels, pytest.approx(final["test_error"])) in vs_level["curves"].values()
+    ece = figures["learning_rates"]["panels"][0]["curves"]["lr 0.1"]
+    assert ece == (levels, pytest.approx([100 * seed_mean(sweep["final_val_ece"], b) for b in levels]))
+    training = figures["training_loss"]["panels"][0]  # b = 0 and the flooded level shown, seed 0's copies
+    shown = ["0.00", f"{analysis['shown']:.2f}"]
+    assert [label for label in training["curves"] if not label.startswith("_")] == shown
+    seed_0 = {f"{c['flood_level']:.2f}": k for k, c in enumerate(sweep["copies"]) if c["init_seed"] == 0}
+    for label in shown:
+        assert training["curves"][label] == (sweep["history"]["epoch"][1:],
+                                             pytest.approx(runs.series(sweep, "batch_loss", seed_0[label])[1:]))
+    assert [analysis["shown"]] * 2 in [y for _, y in training["curves"].values()]  # the flood level, drawn at b
+    chosen = figures["chosen_level"]["panels"][0]["curves"]
+    assert chosen["Q5.2 run, every 25 epochs"] == ([0], [runs.series(mlp, "val_error")[0]])  # Q5.2 overlaid
     snippet = (out / "generated" / "q5_3.tex").read_text()
     assert "\\newcommand{\\QFiveThreeChosenLevel}{" in snippet
     # the b = 1.5 copies' flood-active fraction in the last epoch, averaged over the two seeds by hand

@@ -11,7 +11,7 @@ import cli
 import common
 import q5_5_cnn
 import runs
-from conftest import run_script, synthetic_digits
+from conftest import run_script, says, synthetic_digits
 from q5_5_cnn import LEARNING_RATE, check_snippet, chosen_lr, cnn, make_parser, mcnemar_p_value, settling_window
 
 
@@ -43,13 +43,14 @@ def test_mcnemar_p_value_by_hand():
     assert mcnemar_p_value(2, 2) == 1.0  # an even split: the doubled tail exceeds 1
 
 
-def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
+def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path, drawn):
     out = tmp_path / "out"
     quick = ("--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root), "--offline",
              "--output-dir", str(out), "--no-progress")
     alone = run_script("q5_5_cnn.py", *quick, "--output-dir", str(tmp_path / "alone"))
     assert alone.returncode == 0 and "no Q5.2 results" in alone.stdout, alone.stderr
-    assert (tmp_path / "alone" / "figures" / "q5_5_cnn_vs_mlp.png").exists()
+    alone_curves = drawn.pop("q5_5_cnn_vs_mlp.png")["panels"][0]["curves"]
+    assert [label for label in alone_curves if not label.startswith("_")] == ["CNN"]  # no MLP to draw beside it
     assert not (tmp_path / "alone" / "figures" / "q5_5_disagreements.png").exists()
     assert not (tmp_path / "alone" / "generated" / "q5_5.tex").exists()
     assert run_script("q5_2_mlp.py", *quick).returncode == 0
@@ -67,14 +68,28 @@ def test_quick_run_writes_results_figures_and_snippet(mnist_root, tmp_path):
         for digit in wrong:
             assert digit["label"] == val_labels[digit["index"]] != digit["prediction"]
             assert digit["pixels"] == val_images[digit["index"]].tolist()
-    for name in ("q5_5_cnn_vs_mlp.png", "q5_5_disagreements.png"):
-        assert (out / "figures" / name).stat().st_size > 10_000
+    # the figures: each network's validation error as recorded; the first digits only the CNN gets right, with
+    # the MLP's answer
+    mlp = json.loads((out / "q5_2_mlp.json").read_text())
+    errors = drawn["q5_5_cnn_vs_mlp.png"]["panels"][0]
+    assert errors["xlabel"] == "epoch" and "error" in errors["ylabel"]
+    for name, run in (("CNN", results), ("MLP", mlp)):
+        assert errors["curves"][name] == (run["history"]["epoch"], runs.series(run, "val_error"))
+    cnn_wrong = {digit["index"] for digit in results["misclassified_val_digits"]}
+    cnn_alone = sorted((d for d in mlp["misclassified_val_digits"] if d["index"] not in cnn_wrong), key=lambda d: d["index"])
+    for panel, digit in zip(drawn["q5_5_disagreements.png"]["panels"], cnn_alone):  # the first row
+        assert panel["title"] == f"true {digit['label']}, MLP {digit['prediction']}"
+        assert (panel["images"][0] == digit["pixels"]).all()
     snippet = (out / "generated" / "q5_5.tex").read_text()
     assert "28,938" in snippet and "397,510" in snippet and "\\begin{tabular}" in snippet
     assert "\\newcommand{\\QFiveFiveParameterRatio}{13.7}" in snippet  # 397,510 / 28,938 = 13.74
     final_val_loss = results["history"]["val_loss"][-1][0]
     assert f"\\newcommand{{\\QFiveFiveCnnFinalValLoss}}{{{final_val_loss:.4f}}}" in snippet
     assert "\\newcommand{\\QFiveFiveEpochs}{1}" in snippet
+    # McNemar's counts on the test split, from the two runs' misclassified test digits
+    cnn_test, mlp_test = (set(run["misclassified_test_indices"]) for run in (results, mlp))
+    for network, count in (("Cnn", len(mlp_test - cnn_test)), ("Mlp", len(cnn_test - mlp_test))):
+        assert f"\\newcommand{{\\QFiveFiveMcNemar{network}Only}}{{{count}}}" in snippet
 
     mismatch = run_script("q5_5_cnn.py", *quick[:-1], "--split-seed", "1", "--no-progress")
     assert mismatch.returncode == 1 and "--split-seed" in mismatch.stderr and "Traceback" not in mismatch.stderr
@@ -138,13 +153,19 @@ def redraw_check(folder, *check_runs):
     return run_script("q5_5_cnn.py", "--lrs", "0.1,0.01", "--plot-only", "--output-dir", str(folder))
 
 
-def test_check_redraws_figure_and_snippet(tmp_path):
+def test_check_redraws_figure_and_snippet(tmp_path, drawn):
     done = redraw_check(tmp_path, STEADY, COLLAPSING)
     assert done.returncode == 0, done.stderr
     snippet = (tmp_path / "generated" / "q5_5_step_size.tex").read_text()
     assert "\\newcommand{\\QFiveFiveStepSizeChosen}{0.01}" in snippet
     assert "\\newcommand{\\QFiveFiveCheckHighLr}{0.1}" in snippet  # largest rate first
-    assert (tmp_path / "figures" / "q5_5_step_size.png").stat().st_size > 10_000
+    loss, error = drawn["q5_5_step_size.png"]["panels"]
+    for run in (COLLAPSING, STEADY):
+        lr, epochs = run["config"]["lr"], run["history"]["epoch"]
+        assert loss["curves"][f"lr {lr:g} training"] == (epochs, runs.series(run, "train_loss"))
+        assert error["curves"][f"lr {lr:g} val."] == (epochs, runs.series(run, "val_error"))
+    assert ([3, 3], [0, 1]) in loss["curves"].values()  # the collapse of lr 0.1 at epoch 3, marked
+    assert loss["yscale"] == "log" and error["xlabel"] == "epoch"
 
 
 @pytest.mark.parametrize("check_runs, message", [
@@ -162,12 +183,13 @@ def test_the_committed_check_must_choose_the_rate_the_cnn_is_trained_at(tmp_path
     other = (check_run(0.01, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 9], [90.0, 9, 9, 9, 9]),
              check_run(0.1, [2.3, 1, 1, 1, 1], [90.0, 9, 9, 9, 1], [90.0, 9, 9, 9, 1]))
     noted = redraw_check(tmp_path, *other)  # a run of its own folder: a note
-    assert noted.returncode == 0 and "note: the check chooses lr 0.1, but codes/q5_5_cnn.py trains the CNN at 0.01" in noted.stdout
+    assert noted.returncode == 0 and says(noted.stdout, "note", "lr 0.1", "q5_5_cnn.py", "0.01")
     # the committed check (results/q5_5_lr_check_lr*.json) against a CNN trained at another rate: refused
     monkeypatch.setattr(q5_5_cnn, "LEARNING_RATE", 0.1)
     committed = cli.output_paths(q5_5_cnn.make_parser().parse_args([]), "q5_5_cnn", {})
-    with pytest.raises(common.UserError, match="the check chooses lr 0.01, but codes/q5_5_cnn.py trains the CNN at 0.1"):
+    with pytest.raises(common.UserError) as refused:
         q5_5_cnn.draw_check(committed)
+    assert says(str(refused.value), "lr 0.01", "q5_5_cnn.py", "0.1")
 
 
 def test_check_trains_one_run_per_rate(mnist_root, tmp_path):

@@ -19,7 +19,7 @@ import common
 import plotting
 import q5_2_mlp
 import q5_3_flooding
-from conftest import REPO_ROOT, run_script
+from conftest import REPO_ROOT, run_script, says
 
 QUICK = ("--subset", "64", "--batch-size", "16", "--offline", "--no-progress", "--checkpoint-every", "1")
 
@@ -92,7 +92,7 @@ def test_a_two_rate_sweep_stopped_by_a_signal_resumes_and_goes_on(stop, mnist_ro
     run.send_signal(stop)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 130, stderr
-    assert f"{stop.name}: stopping now" in stderr and "Run the same command with --resume" in stderr
+    assert says(stderr, stop.name, "--resume")
     assert "Traceback" not in stderr
     assert not (out / "q5_3_flooding_lr0.1.json").exists() and not (out / "q5_3_flooding_lr0.01.ckpt").exists()
     saved_epoch = torch.load(out / "q5_3_flooding_lr0.1.ckpt", weights_only=True)["record"]["history"]["epoch"][-1]
@@ -232,7 +232,7 @@ def test_a_read_only_figure_is_left_alone_with_one_message(finished_mlp_run):
     figure = finished_mlp_run / "figures" / "q5_2_loss.png"
     before = figure.read_bytes()
     figure.chmod(0o444)
-    with pytest.raises(common.UserError, match="q5_2_loss.png is read-only: make it writable"):
+    with pytest.raises(common.UserError, match="q5_2_loss.png is read-only"):
         q5_2_mlp.main(["--plot-only", "--output-dir", str(finished_mlp_run)])
     assert figure.read_bytes() == before
 
@@ -251,11 +251,13 @@ def test_an_unknown_matplotlib_backend_plays_no_part(finished_mlp_run):
     """The figures are files only, drawn with Agg whatever MPLBACKEND names (matplotlib's import fails on a
     name it does not know)."""
     out = shutil.copytree(finished_mlp_run, finished_mlp_run.with_name("copy"))  # one this process does not hold
-    (out / "figures" / "q5_2_error.png").unlink()
+    figure = out / "figures" / "q5_2_error.png"
+    drawn_here = figure.read_bytes()
+    figure.unlink()
     done = subprocess.run([sys.executable, str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--plot-only", "--output-dir", str(out)],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "nonsense"})
     assert done.returncode == 0, done.stderr
-    assert (out / "figures" / "q5_2_error.png").stat().st_size > 10_000
+    assert figure.read_bytes() == drawn_here  # the same figure as this process drew
 
 
 def edited(results: dict, edit: str) -> str:
@@ -295,7 +297,7 @@ def test_a_results_file_without_a_number_where_the_report_reads_one_is_refused(e
 
 def test_a_folder_where_the_results_file_belongs_is_one_message(mnist_root, tmp_path):
     (tmp_path / "q5_2_mlp.json").mkdir()
-    with pytest.raises(common.UserError, match="q5_2_mlp.json is a folder, where this script writes a file"):
+    with pytest.raises(common.UserError, match="q5_2_mlp.json is a folder"):
         q5_2_mlp.main(["--epochs", "1", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path)])
     assert not (tmp_path / "q5_2_mlp.ckpt").exists()  # refused before training
     with pytest.raises(common.UserError, match="q5_2_mlp.json cannot be read"):

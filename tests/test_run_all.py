@@ -16,7 +16,7 @@ import cli
 import common
 import q5_2_mlp
 import run_all
-from conftest import REPO_ROOT, write_mnist
+from conftest import REPO_ROOT, says, write_mnist
 
 EARLIER = {"key": "q5_3", "name": "Q5.3 flooding", "returncode": 0, "seconds": 228.0}
 
@@ -76,8 +76,8 @@ def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_p
     epoch = int(stopped[1] or stopped[2])
     assert 10 <= epoch < 500
     assert torch.load(checkpoint, weights_only=True)["record"]["history"]["epoch"][-1] == epoch
-    assert f"stopped by {'Ctrl-C' if signum == signal.SIGINT else 'SIGTERM'} during Q5.2 MLP: its training state is saved (above). Continue it with " \
-           f"`python codes/q5_2_mlp.py --output-dir {out} --data-dir {data}" in stderr
+    assert says(stderr, "Ctrl-C" if signum == signal.SIGINT else "SIGTERM", "Q5.2",  # what stopped which step, how to go on
+                f"python codes/q5_2_mlp.py --output-dir {out} --data-dir {data}", "--resume")
     # no step ran to its end: the record stays the earlier one
     assert json.loads((out / "run_summary.json").read_text())["steps"] == [EARLIER]
     assert "run_summary.json is unchanged: no step ran to its end" in stderr
