@@ -226,7 +226,7 @@ def plot_blur(path: Path) -> Path:
     with plotting.plt.rc_context(plotting.PRINTED_TYPE):  # at its printed size, 0.44 of the text width
         fig, axes = plotting.plt.subplots(1, 3, figsize=(2.9, 1.45))
         for ax, k, title in zip(axes, (0, 1, passes), ("input (detail)", "F once", f"F {passes} times")):
-            ax.imshow(blurred[k][0, 0][130:330, 150:350], cmap="gray")
+            ax.imshow(blurred[k][0, 0, 130:330, 150:350].numpy(), cmap="gray")
             ax.set_title(title)
             ax.axis("off")
         fig.suptitle("Q4.1: F = [1 2 1; 2 4 2; 1 2 1] / 16 averages\neach pixel with its neighbours: a blur")
