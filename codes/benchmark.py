@@ -125,7 +125,7 @@ def earlier_workloads(path: Path, settings: dict, skip: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(parser)
-    parser.add_argument("--workloads", type=cli.choice_list(list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
+    parser.add_argument("--workloads", type=cli.comma_list("workloads", choices=list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write results/benchmark_<device>.json, the measurements the README cites, instead "
                         "(only at the default --epochs and --batch-size)")
     args = parser.parse_args(argv)
-    paths = cli.output_paths(args, "benchmark", cli.defaults(parser, ("epochs", "batch_size")))
+    paths = cli.output_paths("benchmark", vars(args), cli.defaults(parser, ("epochs", "batch_size")), args.output_dir)
     if args.replace_committed and not paths.is_assignment_run:
         raise common.UserError("--replace-committed replaces the committed measurements only at the default --epochs "
                                f"and --batch-size, without --output-dir (here: {', '.join(paths.changed) or '--output-dir'}).")
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept from the earlier run in {path}: {', '.join(kept)}")
     measured = {**kept, **report}
     report = {name: measured[name] for name in WORKLOADS if name in measured}  # in the usual order
-    runs.write_json_atomic(path, {"workloads": report, **settings})
+    runs.write_atomic(path, {"workloads": report, **settings})
     print(f"results: {path}")
     committed = cli.RESULTS_DIR / path.name
     if path.parent == BESIDE_COMMITTED and committed.exists():

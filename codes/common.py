@@ -275,6 +275,7 @@ def logits_in_chunks(model: StackedCopies, split: Split, batch_size: int):
 
 
 EVALUATED = ("loss", "error", "confidence_right", "confidence_wrong")  # evaluate's metrics
+BATCH_STATISTICS = ("batch_loss", "flood_active_fraction")  # train_epoch's, recorded from epoch 1 on
 
 
 def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
@@ -289,8 +290,8 @@ def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, t
         sums["right_conf"] += (confidence * ~wrong).sum(1)
         sums["wrong_conf"] += (confidence * wrong).sum(1)
     right = len(split) - sums["wrong"]
-    return {"loss": sums["loss"] / len(split), "error": 100.0 * sums["wrong"] / len(split),
-            "confidence_right": sums["right_conf"] / right, "confidence_wrong": sums["wrong_conf"] / sums["wrong"]}
+    return dict(zip(EVALUATED, (sums["loss"] / len(split), 100.0 * sums["wrong"] / len(split),
+                                sums["right_conf"] / right, sums["wrong_conf"] / sums["wrong"])))
 
 
 def predict(model: StackedCopies, split: Split, batch_size: int = 1000) -> torch.Tensor:
@@ -316,6 +317,7 @@ class StackedTrainer:
                  batch_size: int, seed: int, flood_levels: Sequence[float] | None = None,
                  use_cuda_graph: bool | None = None):
         self.model, self.splits, self.train = model, splits, splits["train"]
+        self.evaluated = [f"{name}_{key}" for name in splits for key in EVALUATED] + ["weight_norm"]  # evaluate_all's
         self.device = self.train.labels.device
         if batch_size > len(self.train):
             raise UserError(f"--batch-size {batch_size} exceeds the {len(self.train)} training images.")
@@ -402,11 +404,6 @@ class StackedTrainer:
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
-    def recorded_keys(self) -> set[str]:
-        """The keys of train_epoch's and evaluate_all's results, which fit records."""
-        return {"batch_loss", "flood_active_fraction", "weight_norm",
-                *(f"{name}_{key}" for name in self.splits for key in EVALUATED)}
-
     def train_epoch(self) -> dict[str, list[float]]:
         """One pass over the training split: per copy, the mean mini-batch loss and the fraction
         of mini-batches whose loss was below the flood level."""
@@ -417,17 +414,16 @@ class StackedTrainer:
             self.batch_index.copy_(order[i * self.batch_size : (i + 1) * self.batch_size])
             self.graph.replay() if self.graph is not None else self._step()
         n = self.batches_per_epoch
-        return {"batch_loss": (self.batch_loss_sum / n).tolist(),
-                "flood_active_fraction": (self.batches_below_flood / n).tolist()}
+        return dict(zip(BATCH_STATISTICS, ((self.batch_loss_sum / n).tolist(), (self.batches_below_flood / n).tolist())))
 
     def evaluate_all(self) -> dict[str, list[float]]:
         """evaluate's metrics of every copy on every split, and each copy's weight norm (the L2 norm of all
         its parameters), with one host transfer."""
-        metrics = {f"{name}_{key}": value for name, split in self.splits.items()
-                   for key, value in evaluate(self.model, split, self.eval_batch_size).items()}
+        metrics = [value for split in self.splits.values()
+                   for value in evaluate(self.model, split, self.eval_batch_size).values()]
         with torch.no_grad():
-            metrics["weight_norm"] = sum(p.flatten(1).square().sum(1) for p in self.model.parameters()).sqrt()
-        return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
+            metrics.append(sum(p.flatten(1).square().sum(1) for p in self.model.parameters()).sqrt())
+        return dict(zip(self.evaluated, torch.stack(metrics).cpu().tolist()))
 
 
 # the signals that stop a run cleanly; SIGHUP (a closed terminal, a dropped ssh) exists only on Unix
@@ -495,7 +491,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
         record = checkpoint.restore(trainer, epochs)
     else:
         history = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()},
-                   "batch_loss": [[None] * copies], "flood_active_fraction": [[None] * copies]}
+                   **{k: [[None] * copies] for k in BATCH_STATISTICS}}
         record = {"history": history, "diverged_at_epoch": [None] * copies, "train": 0.0, "eval": 0.0, "total": 0.0}
     history, diverged_at = record["history"], record["diverged_at_epoch"]
     first_epoch = history["epoch"][-1] + 1

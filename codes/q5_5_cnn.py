@@ -32,6 +32,7 @@ import json
 import math
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -87,7 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
     cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(
-        "--lrs", type=cli.float_list("learning rates", 0.0, strict=True), default=None, metavar="LR,LR,...",
+        "--lrs", type=cli.comma_list("learning rates", cli.positive_float), default=None, metavar="LR,LR,...",
         help=f"run the learning-rate check instead: one run per rate, everything else equal (the committed "
         f"check: {','.join(f'{lr:g}' for lr in LR_CHECK_RATES)} with --epochs {LR_CHECK_EPOCHS})")
     parser.add_argument(
@@ -114,8 +115,7 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                "the comparison needs the same validation images.")
     if assignment_run:  # tf32 is left out: a run records what its device did
-        parser = q5_2_mlp.make_parser()
-        expected = {name: value for name, value in cli.defaults(parser).items() if name != "tf32"}
+        expected = {name: value for name, value in cli.defaults(q5_2_mlp.make_parser()).items() if name != "tf32"}
         differing = runs.differing_settings(mlp_results["config"], expected, list(expected))
         changed = differing or mlp_results.get("settings_changed") or (
             [] if mlp_results.get("epochs_completed") == expected["epochs"] else ["stopped before its last epoch"])
@@ -411,25 +411,24 @@ def draw_check(paths: cli.OutputPaths) -> None:
             raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
         print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"
-    runs.write_text_atomic(path, check_snippet(summaries, check_runs[0]["epochs_completed"]))
+    runs.write_atomic(path, check_snippet(summaries, check_runs[0]["epochs_completed"]))
     print(f"snippet: {path}")
     print(f"figure: {plot_check(check_runs, paths.figures)}")
 
 
-def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, mlp_results: dict | None,
-              paths: cli.OutputPaths, resume: bool) -> dict:
-    """One CNN run at learning rate lr, continued from its saved state if `resume`, its results written
+def train_cnn(settings: cli.Settings, lr: float, results_path: Path, mlp_results: dict | None, options: cli.Options,
+              paths: cli.OutputPaths) -> dict:
+    """One CNN run at learning rate lr, continued from its saved state if options.resume, its results written
     (with the comparison when there is an MLP run)."""
-    config = cli.run_config(args, lr=lr, seed=args.seed)
     results, model, splits = runs.train_and_record(
-        "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
-        **{**cli.run_options(args, paths), "resume": resume})
+        "Q5.5", replace(settings, lr=lr), cnn, [settings.seed], [0.0], results_path, options, paths,
+        desc=f"Q5.5 CNN, lr {lr:g}")
     results["final_val_predictions"] = common.predict(model, splits["val"])[0].tolist()
     results["final_test_predictions"] = common.predict(model, splits["test"])[0].tolist()
     mismatch = mlp_results is not None and len(mlp_results["final_val_predictions"]) != len(splits["val"])
     if mlp_results is not None and not mismatch:
         compare(results, mlp_results, splits)
-    runs.write_json_atomic(results_path, results)  # the run is kept even if the comparison is impossible
+    runs.write_atomic(results_path, results)  # the run is kept even if the comparison is impossible
     if mismatch:
         raise common.UserError(
             f"the Q5.2 results hold {len(mlp_results['final_val_predictions'])} validation predictions, this split "
@@ -455,7 +454,7 @@ def compare_anew(args: argparse.Namespace, results_path: Path, mlp_results: dict
         raise common.UserError(f"the saved predictions do not fit the validation split of {args.data_dir} "
                                f"({len(splits['val'])} digits): were the runs made on other MNIST files?")
     compare(results, mlp_results, splits)
-    runs.write_json_atomic(results_path, results)
+    runs.write_atomic(results_path, results)
     print(f"results: {results_path} (compared anew with {mlp_path})")
 
 
@@ -466,19 +465,19 @@ def main(argv: list[str] | None = None) -> int:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
     if args.compare and (args.lrs or args.plot_only):
         raise common.UserError("--compare redraws as well; give it without --lrs and --plot-only.")
-    if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
-        check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
-        del check_defaults["lr"]
-        paths = cli.output_paths(args, "q5_5_cnn_lr_check", check_defaults)
+    settings, options = cli.read_flags(args)  # with --lrs, settings.lr is None: --lr plays no part
+    if args.lrs:  # the learning-rate check: its own budget and rates
+        check_defaults = {**cli.defaults(parser), "epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES}
+        paths = cli.output_paths("q5_5_cnn_lr_check", settings.computing(), check_defaults, args.output_dir, args.resume)
     else:
-        paths = cli.output_paths(args, "q5_5_cnn", cli.defaults(parser))
+        paths = cli.output_paths("q5_5_cnn", settings.computing(), cli.defaults(parser), args.output_dir, args.resume)
     paths.claim("q5_5")
     paths.announce()
     if args.lrs:
         if not args.plot_only:
             check_paths = [check_results_path(paths.results, lr) for lr in args.lrs]
             for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
-                train_cnn(args, lr, path, None, paths, resume)
+                train_cnn(settings, lr, path, None, replace(options, resume=resume), paths)
         draw_check(paths)
         paths.announce()
         return 0
@@ -489,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         compare_anew(args, results_path, mlp_results, mlp_path)
     elif not args.plot_only:
-        train_cnn(args, args.lr, results_path, mlp_results, paths, args.resume)
+        train_cnn(settings, settings.lr, results_path, mlp_results, options, paths)
     results = runs.read_results(results_path)
     paths.check_settings(results, results_path)
     if mlp_results is not None and results.get("compared_with") != predictions_fingerprint(mlp_results):
@@ -501,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if mlp_results is not None:
         snippet_path = paths.generated / "q5_5.tex"
-        runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
+        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
         print(f"snippet: {snippet_path}")
     for figure in plot(results, mlp_results, paths.figures):
         print(f"figure: {figure}")

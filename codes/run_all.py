@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
-    parser.add_argument("--steps", type=cli.choice_list(list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
+    parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
@@ -203,7 +203,7 @@ def write_summary(path: Path, mode: str, ran: dict[str, dict], kept: dict[str, d
         "steps_run_last": list(ran),
         "steps": steps,
     }
-    runs.write_json_atomic(path, summary)
+    runs.write_atomic(path, summary)
 
 
 if __name__ == "__main__":
