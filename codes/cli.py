@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -133,22 +133,20 @@ def open_lock_file(path: Path) -> int:
 def lock_without_waiting(fd: int) -> bool:
     """Lock an open file for this process until it ends (released by the OS even after a kill);
     False if another process holds it. Each OS's own call: msvcrt on Windows, flock elsewhere."""
-    if os.name == "nt":
-        import msvcrt
-        os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        finally:
-            os.lseek(fd, 0, os.SEEK_SET)
-        return True
-    import fcntl
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if os.name == "nt":
+            import msvcrt
+            os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+        else:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (BlockingIOError if os.name != "nt" else OSError):  # another process holds it
         return False
-    return True
 
 
 @dataclass
@@ -163,15 +161,13 @@ class OutputPaths:
         """True when these are the committed results, figures and snippets the report reads."""
         return self.results == RESULTS_DIR
 
-    def ensure_writable(self) -> None:
-        for folder in (self.results, self.figures, self.generated):
-            ensure_writable(folder)
-
     def claim(self, *prefixes: str) -> None:
         """Become the only writer of the outputs whose names start with `prefixes`: an OS lock on
         <results>/.<prefix>.lock, held until this process ends (so a kill never leaves a stale lock);
         then remove the temporary files a killed save of these outputs left behind."""
-        self.ensure_writable()
+        folders = (self.results, self.figures, self.generated)
+        for folder in folders:
+            ensure_writable(folder)
         lock_path = self.results.resolve() / f".{prefixes[0]}.lock"
         if lock_path in _HELD_LOCKS:
             return
@@ -184,10 +180,8 @@ class OutputPaths:
         os.ftruncate(fd, 0)
         os.write(fd, f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)".encode())
         _HELD_LOCKS[lock_path] = fd
-        for folder in (self.results, self.figures, self.generated):
-            for prefix in prefixes:
-                for leftover in folder.glob(f".{prefix}*.tmp"):
-                    leftover.unlink(missing_ok=True)
+        for leftover in (path for folder in folders for prefix in prefixes for path in folder.glob(f".{prefix}*.tmp")):
+            leftover.unlink(missing_ok=True)
 
     def check_settings(self, results: dict, path: Path) -> None:
         """Refuse to draw the committed figures and snippets from a results file of another run."""
@@ -201,7 +195,6 @@ class OutputPaths:
         if not self.is_assignment_run:
             why = f"not the assignment's run ({', '.join(self.changed)})" if self.changed else "--output-dir"
             print(f"note: {why}: results, figures and snippets go to {self.results}", flush=True)
-
 
 
 @dataclass(frozen=True)
@@ -218,18 +211,17 @@ class Settings:
     subset: int | None
     split_seed: int
     tf32: bool
-    device: str = "auto"
-    sweep: dict = field(default_factory=dict)  # a sweep's own settings (SWEEP), by flag
+    device: str  # auto, cpu or cuda
+    sweep: dict  # a sweep's own settings (SWEEP), by flag
 
     def computing(self) -> dict:
         """Every setting that makes a run another than the assignment's (the device does not), in flag order."""
         return {**{name: getattr(self, name) for name in COMPUTING}, **self.sweep}
 
     def config(self, device: str, tf32: bool) -> dict:
-        """The results file's "config": the settings with the device and TF32 as the run used them."""
-        return {"epochs": self.epochs, "momentum": self.momentum, "batch_size": self.batch_size, "subset": self.subset,
-                "split_seed": self.split_seed, "device": device, "tf32": tf32, "lr": self.lr, "seed": self.seed,
-                **{name: value for name, value in self.sweep.items() if name != "lrs"}}  # a part has one rate
+        """The results file's "config": the settings of one part (one learning rate), with the device
+        and TF32 as the run used them."""
+        return {**{name: value for name, value in self.computing().items() if name != "lrs"}, "device": device, "tf32": tf32}
 
 
 @dataclass(frozen=True)

@@ -66,33 +66,34 @@ def read_idx(raw_dir: Path, name: str, magic: int, original_only: bool = False) 
     """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked.
     A file that is not the original MNIST file is refused if `original_only`, else named in a warning."""
     path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
+
+    def damaged(problem: str) -> DataError:
+        return DataError(f"{path} {problem}. Replace it with the original file.")
+
     if not path.is_file():  # a pipe would never end, a device never be MNIST
-        raise DataError(f"{path} is not a regular file (a folder, a pipe or a device). Replace it with the original file.")
+        raise damaged("is not a regular file (a folder, a pipe or a device)")
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # BadGzipFile is an OSError: caught here first
-        raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
+        raise damaged(f"is not a valid gzip file ({err})") from None
     except OSError as err:  # an unreadable file
-        raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
-    ndim = magic & 0xFF
-    found = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
+        raise damaged(f"cannot be read ({err.strerror or err})") from None
+    ndim, found = magic & 0xFF, struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
     if found != magic:
         found = "nothing" if found is None else f"0x{found:08x}"
-        raise DataError(f"{path} is not an MNIST IDX file: expected magic number 0x{magic:08x}, found {found}. "
-                        "Replace it with the original file.")
+        raise damaged(f"is not an MNIST IDX file: expected magic number 0x{magic:08x}, found {found}")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{path} is truncated: its header is incomplete ({len(data)} bytes).")
+        raise damaged(f"is truncated: its header is incomplete ({len(data)} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + math.prod(shape)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{path} is {what}: {len(data)} bytes, the header {tuple(shape)} implies {expected}. "
-                        "Replace it with the original file.")
+        raise damaged(f"is {what}: {len(data)} bytes, the header {tuple(shape)} implies {expected}")
     if shape[0] == 0:
-        raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}. Replace it with the original file.")
+        raise damaged(f"holds no {'images' if ndim == 3 else 'labels'}")
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
+        raise damaged(f"holds images of {shape[1]}x{shape[2]} pixels, not 28x28")
     if hashlib.md5(data, usedforsecurity=False).hexdigest() != MNIST_MD5[name]:
         if original_only:
             raise DataError(f"{path} is not the original MNIST file (its MD5 differs from the published one), and "
@@ -538,11 +539,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
                 raise RunInterrupted(f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
                                      "Run the same command with --resume to continue.")
     done = max(1, history["epoch"][-1])
-    return {
-        "history": history,
-        "diverged_at_epoch": diverged_at,
-        "epochs_completed": history["epoch"][-1],
-        "seconds": {"total": time.perf_counter() - start, "train": record["train"], "eval": record["eval"],
-                    "train_per_epoch": record["train"] / done, "eval_per_epoch": record["eval"] / done},
-    }
+    return {"history": history, "diverged_at_epoch": diverged_at, "epochs_completed": history["epoch"][-1],
+            "seconds": {"total": time.perf_counter() - start, "train": record["train"], "eval": record["eval"],
+                        "train_per_epoch": record["train"] / done, "eval_per_epoch": record["eval"] / done}}
 
