@@ -246,6 +246,14 @@ def read_flags(args: argparse.Namespace) -> tuple[Settings, Options]:
                              not args.no_progress)
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, script: str):
+    """An MNIST script's flags, read once: the parsed flags (for what main alone reads, as --plot-only),
+    the settings, the options, and where the run writes."""
+    args = parser.parse_args(argv)
+    settings, options = read_flags(args)
+    return args, settings, options, output_paths(script, settings.computing(), defaults(parser), args.output_dir, options.resume)
+
+
 def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = (*COMPUTING, *SWEEP)) -> dict:
     """The defaults of those of `names` the parser has flags for: the assignment's settings."""
     given = vars(parser.parse_args([]))
@@ -278,16 +286,12 @@ def run_folder(script: str, changed: dict) -> Path:
     return RUNS_DIR / f"{script}-{readable if len(readable) <= 60 else readable[:60] + '..'}-{digest}"
 
 
-def inside(folder: Path, parent: Path) -> bool:
-    folder, parent = Path(folder).resolve(), Path(parent).resolve()
-    return folder == parent or parent in folder.parents
-
-
 def committed_folder(folder: Path) -> bool:
     """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
     results/runs/ and results/quick/ hold runs that are not committed."""
-    return (any(inside(folder, root) for root in (RESULTS_DIR, REPORT_DIR))
-            and not any(inside(folder, root) for root in (RUNS_DIR, QUICK_DIR)))
+    folder = Path(folder).resolve()
+    inside = lambda *roots: any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)  # noqa: E731
+    return inside(RESULTS_DIR, REPORT_DIR) and not inside(RUNS_DIR, QUICK_DIR)
 
 
 def output_paths(script: str, settings: dict, defaults: dict, output_dir: Path | None, resume: bool = False) -> OutputPaths:

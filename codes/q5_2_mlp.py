@@ -127,10 +127,7 @@ def snippet(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    settings, options = cli.read_flags(args)
-    paths = cli.output_paths("q5_2_mlp", settings.computing(), cli.defaults(parser), args.output_dir, args.resume)
+    args, settings, options, paths = cli.parse(make_parser(), argv, "q5_2_mlp")
     paths.claim("q5_2")
     paths.announce()
     results_path = paths.results / RESULTS_FILE

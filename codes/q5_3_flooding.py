@@ -544,10 +544,7 @@ def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    settings, options = cli.read_flags(args)
-    paths = cli.output_paths("q5_3_flooding", settings.computing(), cli.defaults(parser), args.output_dir, args.resume)
+    args, settings, options, paths = cli.parse(make_parser(), argv, "q5_3_flooding")
     paths.claim("q5_3")
     paths.announce()
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}

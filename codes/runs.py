@@ -37,8 +37,8 @@ def write_atomic(path: Path, content: bytes | str | dict | Callable[[BinaryIO], 
     a function that writes into the open file. Written into a temporary file beside `path`, renamed into
     place on success and removed on failure: a kill leaves the old file or the new one, never half of
     one. A failed write (a full disk, an unwritable folder) becomes a UserError; the old file stays."""
-    if isinstance(content, dict):
-        content = json.dumps(_json_safe(content), separators=(",", ":"), allow_nan=False)
+    if isinstance(content, dict):  # strict JSON: the NaN and infinity Python's json writes, read back as null
+        content = json.dumps(json.loads(json.dumps(content), parse_constant=lambda _: None), separators=(",", ":"))
     data = content.encode() if isinstance(content, str) else content
     path, tmp = Path(path), None
     try:
@@ -62,17 +62,6 @@ def write_atomic(path: Path, content: bytes | str | dict | Callable[[BinaryIO], 
             raise common.UserError(f"cannot write {path} ({failure.strerror or failure}); the file that was there, "
                                    "if any, is unchanged.") from None
         raise
-
-
-def _json_safe(value):
-    """NaN and infinity as null, so the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def finite(value) -> bool:
