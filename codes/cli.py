@@ -246,7 +246,8 @@ def read_flags(args: argparse.Namespace) -> tuple[Settings, Options]:
                              not args.no_progress)
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, script: str):
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+          script: str) -> tuple[argparse.Namespace, Settings, Options, OutputPaths]:
     """An MNIST script's flags, read once: the parsed flags (for what main alone reads, as --plot-only),
     the settings, the options, and where the run writes."""
     args = parser.parse_args(argv)

@@ -115,7 +115,8 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                "the comparison needs the same validation images.")
     if assignment_run:  # tf32 is left out: a run records what its device did
-        expected = {name: value for name, value in cli.defaults(q5_2_mlp.make_parser()).items() if name != "tf32"}
+        parser = q5_2_mlp.make_parser()
+        expected = {name: value for name, value in cli.defaults(parser).items() if name != "tf32"}
         differing = runs.differing_settings(mlp_results["config"], expected, list(expected))
         changed = differing or mlp_results.get("settings_changed") or (
             [] if mlp_results.get("epochs_completed") == expected["epochs"] else ["stopped before its last epoch"])
