@@ -121,7 +121,7 @@ def with_earlier_workloads(path: Path, settings: dict, measured: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_data_arguments(parser)
-    parser.add_argument("--workloads", type=cli.choice_list(list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
+    parser.add_argument("--workloads", type=cli.comma_list("workloads", choices=list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the committed measurements, results/benchmark_<device>.json, instead "
                         "(only at the default --epochs and --batch-size)")
     args = parser.parse_args(argv)
-    paths = cli.output_paths(args, "benchmark", cli.defaults(parser, ("epochs", "batch_size")))
+    paths = cli.output_paths("benchmark", vars(args), cli.defaults(parser, ("epochs", "batch_size")), args.output_dir)
     if args.replace_committed and not paths.is_assignment_run:
         raise common.UserError("--replace-committed replaces the committed measurements only at the default --epochs "
                                f"and --batch-size, without --output-dir (here: {', '.join(paths.changed) or '--output-dir'}).")
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads = with_earlier_workloads(path, settings, report)
     if len(workloads) > len(report):
         print(f"kept from the earlier run in {path}: {', '.join(name for name in workloads if name not in report)}")
-    runs.write_json_atomic(path, {"workloads": workloads, **settings})
+    runs.write_atomic(path, {"workloads": workloads, **settings})
     print(f"results: {path}")
     if output_dir == BESIDE_COMMITTED and (cli.RESULTS_DIR / path.name).exists():
         print(f"{cli.RESULTS_DIR / path.name}, the committed measurements, is unchanged (--replace-committed replaces it)")

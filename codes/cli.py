@@ -1,5 +1,6 @@
-"""The command line the MNIST scripts share: flag types, the common flags, where a run writes,
-the training device, and one script's main() run with clear errors instead of tracebacks."""
+"""The command line the MNIST scripts share: flag types, the common flags, the settings a run
+computes (read from the flags once), where a run writes, the training device, and one script's
+main() run with clear errors instead of tracebacks."""
 from __future__ import annotations
 
 import argparse
@@ -27,62 +28,46 @@ QUICK_DIR = RESULTS_DIR / "quick"  # make quick's folder
 RUNS_DIR = RESULTS_DIR / "runs"  # every run not at the assignment's settings, each in its own folder
 # the flags that change what an MNIST run computes; any other value than its default is not the assignment's run
 COMPUTING = ("epochs", "lr", "momentum", "batch_size", "seed", "subset", "split_seed", "tf32")
+SWEEP = ("flood_levels", "seeds", "lrs")  # a sweep's own such flags, in the scripts that have them
 DATA_DIR = Path(os.environ.get("MNIST_DATA_DIR", REPO_ROOT / "data"))  # holds MNIST/raw/
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def checked(convert: Callable[[str], object], ok: Callable[[object], bool], requirement: str) -> Callable[[str], object]:
+    """An argparse type: convert(text), refused with `requirement` ("must be ...") unless ok(value);
+    a text `convert` cannot read gets argparse's own "invalid int value" message."""
+    def parse(text: str):
+        value = convert(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{requirement}, got {text}")
+        return value
+    parse.__name__ = convert.__name__
+    return parse
 
 
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
+positive_int = checked(int, lambda value: value >= 1, "must be a positive integer")
+positive_float = checked(float, lambda value: 0 < value < math.inf, "must be > 0 and finite")
+momentum = checked(float, lambda value: 0 <= value < 1, "must lie in [0, 1) (at 1 or more the steps grow without bound)")
+seed = checked(int, lambda value: 0 <= value < 2**63, "must be an integer from 0 to 2**63 - 1")
 
 
-def momentum(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1) (at 1 or more the steps grow without bound), got {text}")
-    return value
+def comma_list(what: str, item: Callable[[str], object] = str, choices: Sequence[str] | None = None) -> Callable[[str], list]:
+    """An argparse type: a non-empty comma-separated list of distinct `what`, each read by the argparse
+    type `item`, or each one of `choices` and put in their order (steps run in theirs)."""
+    if choices is not None:
+        item = checked(str, lambda name: name in choices, f"must be one of {', '.join(choices)}")
 
-
-def seed(text: str) -> int:
-    value = int(text)
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, got {text}")
-    return value
-
-
-def float_list(what: str, minimum: float, strict: bool) -> Callable[[str], list[float]]:
-    """An argparse type: distinct comma-separated numbers, each >= minimum (> if strict)."""
-    def parse(text: str) -> list[float]:
+    def parse(text: str) -> list:
         try:
-            values = [float(part) for part in text.split(",") if part.strip()]
+            values = [item(part.strip()) for part in text.split(",") if part.strip()]
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"every {what[:-1]} {err}") from None
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
         if not values:
             raise argparse.ArgumentTypeError(f"{what} needs at least one value, got {text!r}")
-        bad = [v for v in values if not math.isfinite(v) or v < minimum or (strict and v == minimum)]
-        if bad:
-            raise argparse.ArgumentTypeError(f"every {what[:-1]} must be {'>' if strict else '>='} {minimum:g}, got {bad[0]:g}")
         if len(set(values)) != len(values):
             raise argparse.ArgumentTypeError(f"{what} lists a value twice: {text!r}")
-        return values
-    return parse
-
-
-def choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:
-    """An argparse type: a comma-separated, non-empty list of names from `choices`, in `choices`' order."""
-    def parse(text: str) -> list[str]:
-        names = {name.strip() for name in text.split(",") if name.strip()}
-        if not names or names - set(choices):
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}; got {text!r}")
-        return [name for name in choices if name in names]
+        return values if choices is None else sorted(values, key=list(choices).index)
     return parse
 
 
@@ -148,22 +133,20 @@ def open_lock_file(path: Path) -> int:
 def lock_without_waiting(fd: int) -> bool:
     """Lock an open file for this process until it ends (released by the OS even after a kill);
     False if another process holds it. Each OS's own call: msvcrt on Windows, flock elsewhere."""
-    if os.name == "nt":
-        import msvcrt
-        os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        finally:
-            os.lseek(fd, 0, os.SEEK_SET)
-        return True
-    import fcntl
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if os.name == "nt":
+            import msvcrt
+            os.lseek(fd, LOCKED_OFFSET, os.SEEK_SET)
+            try:
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+        else:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except (BlockingIOError if os.name != "nt" else OSError):  # another process holds it
         return False
-    return True
 
 
 @dataclass
@@ -178,15 +161,13 @@ class OutputPaths:
         """True when these are the committed results, figures and snippets the report reads."""
         return self.results == RESULTS_DIR
 
-    def ensure_writable(self) -> None:
-        for folder in (self.results, self.figures, self.generated):
-            ensure_writable(folder)
-
     def claim(self, *prefixes: str) -> None:
         """Become the only writer of the outputs whose names start with `prefixes`: an OS lock on
         <results>/.<prefix>.lock, held until this process ends (so a kill never leaves a stale lock);
         then remove the temporary files a killed save of these outputs left behind."""
-        self.ensure_writable()
+        folders = (self.results, self.figures, self.generated)
+        for folder in folders:
+            ensure_writable(folder)
         lock_path = self.results.resolve() / f".{prefixes[0]}.lock"
         if lock_path in _HELD_LOCKS:
             return
@@ -199,10 +180,8 @@ class OutputPaths:
         os.ftruncate(fd, 0)
         os.write(fd, f"a run (pid {os.getpid()}, `{' '.join(sys.argv)}`)".encode())
         _HELD_LOCKS[lock_path] = fd
-        for folder in (self.results, self.figures, self.generated):
-            for prefix in prefixes:
-                for leftover in folder.glob(f".{prefix}*.tmp"):
-                    leftover.unlink(missing_ok=True)
+        for leftover in (path for folder in folders for prefix in prefixes for path in folder.glob(f".{prefix}*.tmp")):
+            leftover.unlink(missing_ok=True)
 
     def check_settings(self, results: dict, path: Path) -> None:
         """Refuse to draw the committed figures and snippets from a results file of another run."""
@@ -218,51 +197,111 @@ class OutputPaths:
             print(f"note: {why}: results, figures and snippets go to {self.results}", flush=True)
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What an MNIST run computes, read from its flags once: the run, its results file's "config",
+    its checkpoint's identity and its folder's name all read this. Device and TF32 are as asked;
+    the config records what the device did."""
+
+    epochs: int
+    lr: float | None  # None where --lrs sets the rates: each part of the run is replace(settings, lr=...)
+    momentum: float
+    batch_size: int
+    seed: int | None  # None where a script sets it: the sweep runs seed 0's batch order
+    subset: int | None
+    split_seed: int
+    tf32: bool
+    device: str  # auto, cpu or cuda
+    sweep: dict  # a sweep's own settings (SWEEP), by flag
+
+    def computing(self) -> dict:
+        """Every setting that makes a run another than the assignment's (the device does not), in flag order."""
+        return {**{name: getattr(self, name) for name in COMPUTING}, **self.sweep}
+
+    def config(self, device: str, tf32: bool) -> dict:
+        """The results file's "config": the settings of one part (one learning rate), with the device
+        and TF32 as the run used them."""
+        return {**{name: value for name, value in self.computing().items() if name != "lrs"}, "device": device, "tf32": tf32}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a run reads its data, saves its state and shows its progress: none of it changes the numbers."""
+
+    data_dir: Path
+    download: bool
+    checkpoint_every: int
+    resume: bool
+    restart: bool
+    progress: bool
+
+
+def read_flags(args: argparse.Namespace) -> tuple[Settings, Options]:
+    """The parsed flags of an MNIST script as the two values everything after main reads."""
+    sweep = {name: getattr(args, name) for name in SWEEP if hasattr(args, name)}
+    settings = Settings(args.epochs, None if sweep.get("lrs") else getattr(args, "lr", None), args.momentum,
+                        args.batch_size, getattr(args, "seed", None), args.subset, args.split_seed, args.tf32,
+                        args.device, sweep)
+    return settings, Options(args.data_dir, not args.offline, args.checkpoint_every, args.resume, args.restart,
+                             not args.no_progress)
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+          script: str) -> tuple[argparse.Namespace, Settings, Options, OutputPaths]:
+    """An MNIST script's flags, read once: the parsed flags (for what main alone reads, as --plot-only),
+    the settings, the options, and where the run writes."""
+    args = parser.parse_args(argv)
+    settings, options = read_flags(args)
+    return args, settings, options, output_paths(script, settings.computing(), defaults(parser), args.output_dir, options.resume)
+
+
+def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = (*COMPUTING, *SWEEP)) -> dict:
+    """The defaults of those of `names` the parser has flags for: the assignment's settings."""
+    given = vars(parser.parse_args([]))
+    return {name: given[name] for name in names if name in given}
+
+
+def differing(ours: dict, theirs: dict, keys: Sequence[str] | None = None) -> dict[str, tuple]:
+    """The settings (`keys`, else every key of either) in which two runs differ, with both values."""
+    keys = dict.fromkeys([*ours, *theirs]) if keys is None else keys
+    return {key: (ours.get(key), theirs.get(key)) for key in keys if ours.get(key) != theirs.get(key)}
+
+
 def number_text(value: float) -> str:
     """A number as short as it reads, and exact: 0.1 as 0.1, 0.1000001 as 0.1000001 (not :g's 0.1)."""
     short = f"{value:g}"
     return short if float(short) == value else repr(value)
 
 
-def flag_value(value) -> str:
-    if isinstance(value, list):
-        return ",".join(number_text(v) for v in value)
-    return number_text(value) if isinstance(value, float) else str(value)
+def flag_text(name: str, value, joiner: str = " ") -> str:
+    """A setting as its flag and value: "lr 0.05", "flood-levels 0,0.1"."""
+    shown = [value] if not isinstance(value, list) else value
+    return name.replace("_", "-") + joiner + ",".join(number_text(v) if isinstance(v, float) else str(v) for v in shown)
 
 
-def changed_settings(args: argparse.Namespace, defaults: dict) -> list[str]:
-    """The settings in which args differ from `defaults` (the assignment's run), as "flag value"."""
-    return [f"{name.replace('_', '-')} {flag_value(getattr(args, name))}"
-            for name, default in defaults.items() if getattr(args, name) != default]
-
-
-def run_folder(script: str, args: argparse.Namespace, defaults: dict) -> Path:
+def run_folder(script: str, changed: dict) -> Path:
     """results/runs/<script>-<the changed settings, shortened>-<a hash of them, exact>/: runs at any
     two different settings get different folders, however long or close their values."""
-    changed = {name: getattr(args, name) for name, default in defaults.items() if getattr(args, name) != default}
-    readable = "_".join(f"{name.replace('_', '-')}{flag_value(value)}" for name, value in changed.items())
+    readable = "_".join(flag_text(name, value, "") for name, value in changed.items())
     digest = hashlib.sha256(json.dumps([script, changed], sort_keys=True, default=str).encode()).hexdigest()[:8]
     return RUNS_DIR / f"{script}-{readable if len(readable) <= 60 else readable[:60] + '..'}-{digest}"
-
-
-def inside(folder: Path, parent: Path) -> bool:
-    folder, parent = Path(folder).resolve(), Path(parent).resolve()
-    return folder == parent or parent in folder.parents
 
 
 def committed_folder(folder: Path) -> bool:
     """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
     results/runs/ and results/quick/ hold runs that are not committed."""
-    return (any(inside(folder, root) for root in (RESULTS_DIR, REPORT_DIR))
-            and not any(inside(folder, root) for root in (RUNS_DIR, QUICK_DIR)))
+    folder = Path(folder).resolve()
+    inside = lambda *roots: any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)  # noqa: E731
+    return inside(RESULTS_DIR, REPORT_DIR) and not inside(RUNS_DIR, QUICK_DIR)
 
 
-def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> OutputPaths:
-    """Where a run writes: the committed results, figures and snippets only when every setting in
+def output_paths(script: str, settings: dict, defaults: dict, output_dir: Path | None, resume: bool = False) -> OutputPaths:
+    """Where a run writes: the committed results, figures and snippets only when every setting named in
     `defaults` has its default value (with no --output-dir, or --output-dir results/); otherwise
     --output-dir if given, which may not lie among the committed outputs, or results/runs/<script>-<settings>-<hash>/."""
-    changed = changed_settings(args, defaults)
-    root = args.output_dir
+    changed = {name: ours for name, (ours, _) in differing(settings, defaults, list(defaults)).items()}
+    named = [flag_text(name, value) for name, value in changed.items()]
+    root = output_dir
     if root is not None and str(root).strip() == "":
         raise common.UserError("--output-dir is empty: name a folder.")
     if root is not None and committed_folder(root):
@@ -272,29 +311,20 @@ def output_paths(args: argparse.Namespace, script: str, defaults: dict) -> Outpu
         else:
             where = "is the folder of the committed results" if is_results else \
                 "lies inside the committed results, figures and snippets (results/, report/)"
-            why = (f"this run is not it ({', '.join(changed)}); without --output-dir it writes to "
-                   f"{run_folder(script, args, defaults)}" if changed else "it writes there without --output-dir")
+            why = (f"this run is not it ({', '.join(named)}); without --output-dir it writes to "
+                   f"{run_folder(script, changed)}" if changed else "it writes there without --output-dir")
             raise common.UserError(f"--output-dir {root} {where}, which only the assignment's run writes: {why}.")
     if root is None and changed:
-        root = run_folder(script, args, defaults)
-        if getattr(args, "resume", False) and not root.exists():
-            raise common.UserError(resume_hint(script, root))
+        root = run_folder(script, changed)
+        if resume and not root.exists():
+            others = sorted(p.name for p in RUNS_DIR.glob(f"{script}-*") if p.is_dir())
+            listed = f" (in {RUNS_DIR}: {', '.join(others)})" if others else ""
+            raise common.UserError(
+                f"--resume: no run at these settings was saved ({root} does not exist). To continue a run to another "
+                f"--epochs, name its folder: --output-dir {RUNS_DIR}/<its folder> --resume --epochs N{listed}.")
     if root is None:
-        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR, changed)
-    return OutputPaths(Path(root), Path(root) / "figures", Path(root) / "generated", changed)
-
-
-def resume_hint(script: str, folder: Path) -> str:
-    """Why --resume finds nothing at these settings, and how to continue a run to another --epochs."""
-    others = sorted(p.name for p in RUNS_DIR.glob(f"{script}-*") if p.is_dir())
-    listed = f" (in {RUNS_DIR}: {', '.join(others)})" if others else ""
-    return (f"--resume: no run at these settings was saved ({folder} does not exist). To continue a run to "
-            f"another --epochs, name its folder: --output-dir {RUNS_DIR}/<its folder> --resume --epochs N{listed}.")
-
-
-def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = COMPUTING) -> dict:
-    """The parser's defaults of `names`: the assignment's settings."""
-    return {name: parser.get_default(name) for name in names}
+        return OutputPaths(RESULTS_DIR, FIGURES_DIR, GENERATED_DIR, named)
+    return OutputPaths(Path(root), Path(root) / "figures", Path(root) / "generated", named)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -308,7 +338,7 @@ def ensure_writable(folder: Path) -> None:
 
 
 def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool]:
-    """The device --device names, and whether its matrix products use TF32 (only CUDA has it)."""
+    """The device --device names, and whether its matrix products use TF32 (only CUDA has it), set so."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise common.UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
     if choice == "auto":
@@ -316,21 +346,6 @@ def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool
     tf32 = tf32 and choice == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = tf32
     return torch.device(choice), tf32
-
-
-def run_config(args: argparse.Namespace, **settings) -> dict:
-    """The settings that decide what a run computes, from the shared flags and a script's own
-    (`settings`: its learning rate, seed, ...); the device is resolved, and TF32 set as the run uses it."""
-    device, tf32 = training_device(args.device, args.tf32)
-    return {"epochs": args.epochs, "momentum": args.momentum, "batch_size": args.batch_size, "subset": args.subset,
-            "split_seed": args.split_seed, "device": device.type, "tf32": tf32, **settings}
-
-
-def run_options(args: argparse.Namespace, paths: OutputPaths) -> dict:
-    """How a run reads its data, saves its state and shows its progress (runs.train_and_record's keywords)."""
-    return {"data_dir": args.data_dir, "download": not args.offline, "checkpoint_every": args.checkpoint_every,
-            "resume": args.resume, "restart": args.restart, "progress": not args.no_progress,
-            "settings_changed": paths.changed, "original_data_only": paths.is_assignment_run}
 
 
 def run_main(main: Callable[[], int | None]) -> None:

@@ -66,33 +66,34 @@ def read_idx(raw_dir: Path, name: str, magic: int, original_only: bool = False) 
     """An unsigned-byte IDX file, or else its .gz read in place, as a uint8 tensor; header and size checked.
     A file that is not the original MNIST file is refused if `original_only`, else named in a warning."""
     path = raw_dir / name if (raw_dir / name).exists() else raw_dir / f"{name}.gz"
+
+    def damaged(problem: str) -> DataError:
+        return DataError(f"{path} {problem}. Replace it with the original file.")
+
     if not path.is_file():  # a pipe would never end, a device never be MNIST
-        raise DataError(f"{path} is not a regular file (a folder, a pipe or a device). Replace it with the original file.")
+        raise damaged("is not a regular file (a folder, a pipe or a device)")
     try:
         data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # BadGzipFile is an OSError: caught here first
-        raise DataError(f"{path} is not a valid gzip file ({err}). Replace it with the original file.") from None
+        raise damaged(f"is not a valid gzip file ({err})") from None
     except OSError as err:  # an unreadable file
-        raise DataError(f"{path} cannot be read ({err.strerror or err}). Replace it with the original file.") from None
-    ndim = magic & 0xFF
-    found = struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
+        raise damaged(f"cannot be read ({err.strerror or err})") from None
+    ndim, found = magic & 0xFF, struct.unpack(">I", data[:4])[0] if len(data) >= 4 else None
     if found != magic:
         found = "nothing" if found is None else f"0x{found:08x}"
-        raise DataError(f"{path} is not an MNIST IDX file: expected magic number 0x{magic:08x}, found {found}. "
-                        "Replace it with the original file.")
+        raise damaged(f"is not an MNIST IDX file: expected magic number 0x{magic:08x}, found {found}")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise DataError(f"{path} is truncated: its header is incomplete ({len(data)} bytes).")
+        raise damaged(f"is truncated: its header is incomplete ({len(data)} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + math.prod(shape)
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
-        raise DataError(f"{path} is {what}: {len(data)} bytes, the header {tuple(shape)} implies {expected}. "
-                        "Replace it with the original file.")
+        raise damaged(f"is {what}: {len(data)} bytes, the header {tuple(shape)} implies {expected}")
     if shape[0] == 0:
-        raise DataError(f"{path} holds no {'images' if ndim == 3 else 'labels'}. Replace it with the original file.")
+        raise damaged(f"holds no {'images' if ndim == 3 else 'labels'}")
     if ndim == 3 and shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{path} holds images of {shape[1]}x{shape[2]} pixels, not 28x28.")
+        raise damaged(f"holds images of {shape[1]}x{shape[2]} pixels, not 28x28")
     if hashlib.md5(data, usedforsecurity=False).hexdigest() != MNIST_MD5[name]:
         if original_only:
             raise DataError(f"{path} is not the original MNIST file (its MD5 differs from the published one), and "
@@ -275,6 +276,7 @@ def logits_in_chunks(model: StackedCopies, split: Split, batch_size: int):
 
 
 EVALUATED = ("loss", "error", "confidence_right", "confidence_wrong")  # evaluate's metrics
+BATCH_STATISTICS = ("batch_loss", "flood_active_fraction")  # train_epoch's, recorded from epoch 1 on
 
 
 def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, torch.Tensor]:
@@ -289,8 +291,8 @@ def evaluate(model: StackedCopies, split: Split, batch_size: int) -> dict[str, t
         sums["right_conf"] += (confidence * ~wrong).sum(1)
         sums["wrong_conf"] += (confidence * wrong).sum(1)
     right = len(split) - sums["wrong"]
-    return {"loss": sums["loss"] / len(split), "error": 100.0 * sums["wrong"] / len(split),
-            "confidence_right": sums["right_conf"] / right, "confidence_wrong": sums["wrong_conf"] / sums["wrong"]}
+    return dict(zip(EVALUATED, (sums["loss"] / len(split), 100.0 * sums["wrong"] / len(split),
+                                sums["right_conf"] / right, sums["wrong_conf"] / sums["wrong"])))
 
 
 def predict(model: StackedCopies, split: Split, batch_size: int = 1000) -> torch.Tensor:
@@ -316,6 +318,7 @@ class StackedTrainer:
                  batch_size: int, seed: int, flood_levels: Sequence[float] | None = None,
                  use_cuda_graph: bool | None = None):
         self.model, self.splits, self.train = model, splits, splits["train"]
+        self.evaluated = [f"{name}_{key}" for name in splits for key in EVALUATED] + ["weight_norm"]  # evaluate_all's
         self.device = self.train.labels.device
         if batch_size > len(self.train):
             raise UserError(f"--batch-size {batch_size} exceeds the {len(self.train)} training images.")
@@ -402,11 +405,6 @@ class StackedTrainer:
         if state["cuda_rng"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
 
-    def recorded_keys(self) -> set[str]:
-        """The keys of train_epoch's and evaluate_all's results, which fit records."""
-        return {"batch_loss", "flood_active_fraction", "weight_norm",
-                *(f"{name}_{key}" for name in self.splits for key in EVALUATED)}
-
     def train_epoch(self) -> dict[str, list[float]]:
         """One pass over the training split: per copy, the mean mini-batch loss and the fraction
         of mini-batches whose loss was below the flood level."""
@@ -417,17 +415,16 @@ class StackedTrainer:
             self.batch_index.copy_(order[i * self.batch_size : (i + 1) * self.batch_size])
             self.graph.replay() if self.graph is not None else self._step()
         n = self.batches_per_epoch
-        return {"batch_loss": (self.batch_loss_sum / n).tolist(),
-                "flood_active_fraction": (self.batches_below_flood / n).tolist()}
+        return dict(zip(BATCH_STATISTICS, ((self.batch_loss_sum / n).tolist(), (self.batches_below_flood / n).tolist())))
 
     def evaluate_all(self) -> dict[str, list[float]]:
         """evaluate's metrics of every copy on every split, and each copy's weight norm (the L2 norm of all
         its parameters), with one host transfer."""
-        metrics = {f"{name}_{key}": value for name, split in self.splits.items()
-                   for key, value in evaluate(self.model, split, self.eval_batch_size).items()}
+        metrics = [value for split in self.splits.values()
+                   for value in evaluate(self.model, split, self.eval_batch_size).values()]
         with torch.no_grad():
-            metrics["weight_norm"] = sum(p.flatten(1).square().sum(1) for p in self.model.parameters()).sqrt()
-        return dict(zip(metrics, torch.stack(list(metrics.values())).cpu().tolist()))
+            metrics.append(sum(p.flatten(1).square().sum(1) for p in self.model.parameters()).sqrt())
+        return dict(zip(self.evaluated, torch.stack(metrics).cpu().tolist()))
 
 
 # the signals that stop a run cleanly; SIGHUP (a closed terminal, a dropped ssh) exists only on Unix
@@ -495,7 +492,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
         record = checkpoint.restore(trainer, epochs)
     else:
         history = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()},
-                   "batch_loss": [[None] * copies], "flood_active_fraction": [[None] * copies]}
+                   **{k: [[None] * copies] for k in BATCH_STATISTICS}}
         record = {"history": history, "diverged_at_epoch": [None] * copies, "train": 0.0, "eval": 0.0, "total": 0.0}
     history, diverged_at = record["history"], record["diverged_at_epoch"]
     first_epoch = history["epoch"][-1] + 1
@@ -542,11 +539,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
                 raise RunInterrupted(f"interrupted after epoch {epoch}; the state is saved in {checkpoint.path}. "
                                      "Run the same command with --resume to continue.")
     done = max(1, history["epoch"][-1])
-    return {
-        "history": history,
-        "diverged_at_epoch": diverged_at,
-        "epochs_completed": history["epoch"][-1],
-        "seconds": {"total": time.perf_counter() - start, "train": record["train"], "eval": record["eval"],
-                    "train_per_epoch": record["train"] / done, "eval_per_epoch": record["eval"] / done},
-    }
+    return {"history": history, "diverged_at_epoch": diverged_at, "epochs_completed": history["epoch"][-1],
+            "seconds": {"total": time.perf_counter() - start, "train": record["train"], "eval": record["eval"],
+                        "train_per_epoch": record["train"] / done, "eval_per_epoch": record["eval"] / done}}
 

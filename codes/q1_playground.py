@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check_claims:
         return check_claims(read_q1_results(args.check_claims), read_q1_results(cli.RESULTS_DIR / RESULTS_FILE))
-    paths = cli.output_paths(args, "q1_playground", cli.defaults(parser, ("epochs", "seeds")))
+    paths = cli.output_paths("q1_playground", vars(args), cli.defaults(parser, ("epochs", "seeds")), args.output_dir)
     paths.claim("q1")
     paths.announce()
     results_path = paths.results / RESULTS_FILE
@@ -492,12 +492,12 @@ def main(argv: list[str] | None = None) -> int:
             "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }
-        runs.write_json_atomic(results_path, results)
+        runs.write_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
     results = read_q1_results(results_path)
     paths.check_settings(results, results_path)
     snippet_path = paths.generated / "q1.tex"
-    runs.write_text_atomic(snippet_path, snippet(results))
+    runs.write_atomic(snippet_path, snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")

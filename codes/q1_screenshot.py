@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     figure_path = cli.FIGURES_DIR / FIGURE_FILE
     runs.write_atomic(figure_path, lambda file: file.write(png))
-    runs.write_json_atomic(cli.RESULTS_DIR / RESULTS_FILE, record)
-    runs.write_text_atomic(cli.GENERATED_DIR / SNIPPET_FILE, snippet(record))
+    runs.write_atomic(cli.RESULTS_DIR / RESULTS_FILE, record)
+    runs.write_atomic(cli.GENERATED_DIR / SNIPPET_FILE, snippet(record))
     print(f"epoch {record['epoch']}: training loss {record['train_loss']:.6f}, test loss {record['test_loss']:.6f} "
           f"({record['browser']})")
     print(f"figure: {figure_path}\nresults: {cli.RESULTS_DIR / RESULTS_FILE}")

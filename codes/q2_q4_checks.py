@@ -287,13 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write figures/ and generated/ here (default: report/figures and report/generated)")
-    paths = cli.output_paths(parser.parse_args(argv), "q2_q4_checks", {})
+    paths = cli.output_paths("q2_q4_checks", {}, {}, parser.parse_args(argv).output_dir)
     paths.claim("checks", "q2_", "q3_", "q4_")
     projection, hulls = least_squares_projection(), convex_hulls()
     logistic, growth = logistic_gradient_check(), weight_growth()
     conv, backprop = convolution_answers(), backprop_check()
     path = paths.generated / "checks.tex"
-    runs.write_text_atomic(path, snippet(projection, hulls, logistic, growth, conv, backprop))
+    runs.write_atomic(path, snippet(projection, hulls, logistic, growth, conv, backprop))
     print(f"Q2.1 max |X^T r| = {projection['max_column_residual_product']:.1e}; Q3.1 gradient gap "
           f"{logistic['gradient_gap']:.1e}; Q4.1 j = {conv['j']:g}; Q4.2 max relative gap "
           f"{max(backprop['max_relative_gap'].values()):.1e}")

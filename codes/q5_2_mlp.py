@@ -118,11 +118,8 @@ def snippet(results: dict) -> str:
     macros = {
         "QFiveTwoEpochs": results["epochs_completed"],
         "QFiveTwoParameters": f"{results['model']['parameters']:,}",
-        "QFiveTwoTrainError": f"{final['train_error']:.3f}",
         "QFiveTwoValError": f"{final['val_error']:.3f}",
         "QFiveTwoTestError": f"{final['test_error']:.2f}",
-        "QFiveTwoBestValError": f"{final['best_val_error']:.3f}",
-        "QFiveTwoBestValEpoch": final["best_val_epoch"],
         "QFiveTwoZeroTrainErrorEpoch": "never" if zero_error is None else zero_error,
         "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",
         "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
@@ -132,27 +129,25 @@ def snippet(results: dict) -> str:
         "QFiveTwoDevice": results["environment"]["device_name"],
     }
     lowest = results["history"]["epoch"].index(final["lowest_val_loss_epoch"])  # the Q5.1 evidence from here on
-    for key, name, digits in (("val_confidence_wrong", "WrongConfidence", 3),
-                              ("val_confidence_right", "RightConfidence", 3), ("weight_norm", "WeightNorm", 1)):
-        values = runs.series(results, key)
-        for when, i in (("AtLowest", lowest), ("Final", -1)):  # None where no digit was misclassified
-            macros[f"QFiveTwo{name}{when}"] = "--" if values[i] is None else f"{values[i]:.{digits}f}"
+    for name, key, i, digits in (("WrongConfidenceAtLowest", "val_confidence_wrong", lowest, 3),
+                                 ("WrongConfidenceFinal", "val_confidence_wrong", -1, 3),
+                                 ("RightConfidenceFinal", "val_confidence_right", -1, 3),
+                                 ("WeightNormAtLowest", "weight_norm", lowest, 1), ("WeightNormFinal", "weight_norm", -1, 1)):
+        value = runs.series(results, key)[i]  # None where no digit was misclassified
+        macros[f"QFiveTwo{name}"] = "--" if value is None else f"{value:.{digits}f}"
     return latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    paths = cli.output_paths(args, "q5_2_mlp", cli.defaults(parser))
+    args, settings, options, paths = cli.parse(make_parser(), argv, "q5_2_mlp")
     paths.claim("q5_2")
     paths.announce()
     results_path = paths.results / RESULTS_FILE
     if not args.plot_only:
-        config = cli.run_config(args, lr=args.lr, seed=args.seed)
         results, model, splits = runs.train_and_record(
-            "Q5.2", config, common.mlp, [args.seed], [0.0], results_path, desc="Q5.2 MLP", **cli.run_options(args, paths))
+            "Q5.2", settings, common.mlp, [settings.seed], [0.0], results_path, options, paths, desc="Q5.2 MLP")
         results.update(misclassified(model, splits))  # for Q5.5's comparison
-        runs.write_json_atomic(results_path, results)
+        runs.write_atomic(results_path, results)
         runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")
     results = runs.read_results(results_path)
@@ -161,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
     snippet_path = paths.generated / "q5_2.tex"
-    runs.write_text_atomic(snippet_path, snippet(results))
+    runs.write_atomic(snippet_path, snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")

@@ -31,6 +31,7 @@ import os
 import statistics
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_training_arguments(parser, single_run=False)
     parser.add_argument(
-        "--flood-levels", type=cli.float_list("flood levels", 0.0, strict=False),
+        "--flood-levels", type=cli.comma_list("flood levels", cli.checked(float, lambda b: 0 <= b < math.inf,
+                                                                          "must be >= 0 and finite")),
         default=FLOOD_LEVELS, metavar="B,B,...", help="flood levels b >= 0 (default: 0.00,0.01,...,0.20)",
     )
     parser.add_argument(
@@ -67,7 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="initialisations per level, seeds 0..N-1; seed 0 is Q5.2's (default: %(default)s)",
     )
     parser.add_argument(
-        "--lrs", type=cli.float_list("learning rates", 0.0, strict=True), default=LEARNING_RATES,
+        "--lrs", type=cli.comma_list("learning rates", cli.positive_float), default=LEARNING_RATES,
         metavar="LR,LR,...", help="one stacked sweep per learning rate; the first is the assignment's (default: 0.1,0.01)",
     )
     # 21 x 3 stacked MLPs are 200 MB of state: save it less often than a single run does.
@@ -79,16 +81,16 @@ def results_name(lr: float) -> str:
     return f"q5_3_flooding_lr{lr:g}.json"
 
 
-def sweep(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths, resume: bool) -> dict:
+def sweep(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths) -> dict:
     """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
-    mini-batch order of seed 0 (Q5.2's); continued from its saved state if `resume`."""
-    config = cli.run_config(args, lr=lr, seed=0, seeds=args.seeds, flood_levels=args.flood_levels)
-    check_memory(args.seeds * len(args.flood_levels), torch.device(config["device"]))
-    init_seeds = [seed for seed in range(args.seeds) for _ in args.flood_levels]
-    levels = [level for _ in range(args.seeds) for level in args.flood_levels]
+    mini-batch order of seed 0 (Q5.2's); continued from its saved state if options.resume."""
+    seeds, flood_levels = settings.sweep["seeds"], settings.sweep["flood_levels"]
+    check_memory(seeds * len(flood_levels), cli.training_device(settings.device)[0])
+    init_seeds = [seed for seed in range(seeds) for _ in flood_levels]
+    levels = [level for _ in range(seeds) for level in flood_levels]
     results, model, splits = runs.train_and_record(
-        "Q5.3", config, common.mlp, init_seeds, levels, results_path,
-        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}", **{**cli.run_options(args, paths), "resume": resume})
+        "Q5.3", replace(settings, lr=lr, seed=0), common.mlp, init_seeds, levels, results_path, options, paths,
+        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}")
     results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
 
@@ -479,17 +481,15 @@ def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    paths = cli.output_paths(args, "q5_3_flooding", cli.defaults(parser, SETTINGS))
+    args, settings, options, paths = cli.parse(make_parser(), argv, "q5_3_flooding")
     paths.claim("q5_3")
     paths.announce()
     results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
     if not args.plot_only:
-        resumed = runs.resumed_parts(list(results_paths.values()), args.resume, args.restart)
+        resumed = runs.resumed_parts(list(results_paths.values()), options.resume, options.restart)
         for (lr, results_path), resume in zip(results_paths.items(), resumed):
-            results = sweep(args, lr, results_path, paths, resume)
-            runs.write_json_atomic(results_path, results)
+            results = sweep(settings, lr, results_path, replace(options, resume=resume), paths)
+            runs.write_atomic(results_path, results)
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
             collapsed = runs.collapsed_copies(results)
@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {val:.2f} +- {val_std:.2f} %, "
               f"test error {test:.2f} +- {test_std:.2f} %")
     snippet_path = paths.generated / "q5_3.tex"
-    runs.write_text_atomic(snippet_path, snippet(sweeps, analyses))
+    runs.write_atomic(snippet_path, snippet(sweeps, analyses))
     print(f"snippet: {snippet_path}")
     for figure in plot(sweeps, analyses, mlp_results, paths.figures):
         print(f"figure: {figure}")

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from torch import nn
@@ -77,7 +78,7 @@ def make_parser() -> argparse.ArgumentParser:
     cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(
-        "--lrs", type=cli.float_list("learning rates", 0.0, strict=True), default=None, metavar="LR,LR,...",
+        "--lrs", type=cli.comma_list("learning rates", cli.positive_float), default=None, metavar="LR,LR,...",
         help=f"run the learning-rate check instead: one run per rate, everything else equal (the committed "
         f"check: {','.join(f'{lr:g}' for lr in LR_CHECK_RATES)} with --epochs {LR_CHECK_EPOCHS})")
     parser.add_argument(
@@ -333,22 +334,21 @@ def draw_check(paths: cli.OutputPaths) -> None:
             raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
         print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"
-    runs.write_text_atomic(path, check_snippet(check_runs))
+    runs.write_atomic(path, check_snippet(check_runs))
     print(f"snippet: {path}")
     print(f"figure: {plot_check(check_runs, paths.figures)}")
 
 
-def train_cnn(args: argparse.Namespace, lr: float, results_path: Path, paths: cli.OutputPaths, resume: bool,
+def train_cnn(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths,
               compared: bool = True) -> None:
-    """One CNN run at learning rate lr, continued from its saved state if `resume`, its results written
+    """One CNN run at learning rate lr, continued from its saved state if options.resume, its results written
     (with the digits it gets wrong, which the comparison with Q5.2 is drawn from, if `compared`)."""
-    config = cli.run_config(args, lr=lr, seed=args.seed)
     results, model, splits = runs.train_and_record(
-        "Q5.5", config, cnn, [args.seed], [0.0], results_path, desc=f"Q5.5 CNN, lr {lr:g}",
-        **{**cli.run_options(args, paths), "resume": resume})
+        "Q5.5", replace(settings, lr=lr), cnn, [settings.seed], [0.0], results_path, options, paths,
+        desc=f"Q5.5 CNN, lr {lr:g}")
     if compared:  # not the check's runs: a collapsed one gets most digits wrong
         results.update(q5_2_mlp.misclassified(model, splits))
-    runs.write_json_atomic(results_path, results)
+    runs.write_atomic(results_path, results)
     print(f"results: {results_path}")
     runs.print_single_run_outcome(
         results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
@@ -359,27 +359,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lrs and len(args.lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
+    settings, options = cli.read_flags(args)  # with --lrs, settings.lr is None: --lr plays no part
     defaults = cli.defaults(parser)
-    if args.lrs:  # the learning-rate check: its own budget and rates, --lr plays no part
-        defaults = {**defaults, "epochs": LR_CHECK_EPOCHS, "lrs": LR_CHECK_RATES}
-        del defaults["lr"]
-    paths = cli.output_paths(args, "q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", defaults)
+    if args.lrs:  # the learning-rate check: its own budget and rates
+        defaults = {**defaults, "epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES}
+    paths = cli.output_paths("q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", settings.computing(), defaults,
+                             args.output_dir, args.resume)
     paths.claim("q5_5")
     paths.announce()
     if args.lrs:
         if not args.plot_only:
             check_paths = [paths.results / f"q5_5_lr_check_lr{lr:g}.json" for lr in args.lrs]
             for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
-                train_cnn(args, lr, path, paths, resume, compared=False)
+                train_cnn(settings, lr, path, replace(options, resume=resume), paths, compared=False)
         draw_check(paths)
         paths.announce()
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
     mlp_results = load_mlp_results(  # before training, not after it
-        mlp_path, {"split_seed": args.split_seed, "subset": args.subset}, paths.is_assignment_run)
+        mlp_path, {"split_seed": settings.split_seed, "subset": settings.subset}, paths.is_assignment_run)
     if not args.plot_only:
-        train_cnn(args, args.lr, results_path, paths, args.resume)
+        train_cnn(settings, settings.lr, results_path, options, paths)
     results = runs.read_results(results_path, COMPARED)
     paths.check_settings(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
                                    f"({mlp_results['split_sizes']} vs {results['split_sizes']}): was one of them run "
                                    "on other MNIST files? The comparison needs the same digits.")
         snippet_path = paths.generated / "q5_5.tex"
-        runs.write_text_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
+        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
         print(f"snippet: {snippet_path}")
     for figure in plot(results, mlp_results, paths.figures):
         print(f"figure: {figure}")

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="write every result, figure and snippet here (default: results/ and report/, "
                         "or results/quick/ with --quick)")
-    parser.add_argument("--steps", type=cli.choice_list(list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
+    parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
     args = parser.parse_args(argv)
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             break
     if ran:  # this run's steps, and the others' record from the previous run of the same mode
         steps = [ran[key] if key in ran else previous[key] for key in STEPS if key in ran or key in previous]
-        runs.write_json_atomic(path, {
+        runs.write_atomic(path, {
             "mode": mode, "completed": len(steps) == len(STEPS) and all(step["returncode"] == 0 for step in steps),
             "total_seconds": sum(step["seconds"] for step in steps), "steps_run_last": list(ran), "steps": steps})
         print(f"summary: {path} ({time.perf_counter() - start:.0f} s now)")

@@ -1,5 +1,6 @@
-"""A training run's results file: training one from its settings, writing and reading the file,
-and the numbers the scripts read from it (one copy's series, final metrics, collapse)."""
+"""A training run's results file: training one from its settings, writing every output atomically,
+the checkpoint of a run in progress, and reading the file and the numbers the scripts take from it
+(one copy's series, final metrics, collapse)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from typing import BinaryIO, Callable, Sequence
 import torch
 from torch import nn
 
+import cli
 import common
 from latex import seconds_text
 
@@ -30,17 +32,21 @@ def check_replaceable(path: Path) -> None:
         raise common.UserError(f"{path} is read-only: make it writable (chmod u+w) or remove it, and run again.")
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Write `path` by `write(file)` into a temporary file beside it, renamed into place on success
-    and removed on failure: a kill leaves the old file or the new one, never half of one. A failed
-    write (a full disk, an unwritable folder) becomes a UserError; the old file stays as it was."""
+def write_atomic(path: Path, content: bytes | str | dict | Callable[[BinaryIO], object]) -> Path:
+    """Write `content` to `path`: bytes, text (UTF-8), a dict (strict JSON, NaN and infinity as null) or
+    a function that writes into the open file. Written into a temporary file beside `path`, renamed into
+    place on success and removed on failure: a kill leaves the old file or the new one, never half of
+    one. A failed write (a full disk, an unwritable folder) becomes a UserError; the old file stays."""
+    if isinstance(content, dict):  # strict JSON: the NaN and infinity Python's json writes, read back as null
+        content = json.dumps(json.loads(json.dumps(content), parse_constant=lambda _: None), separators=(",", ":"))
+    data = content.encode() if isinstance(content, str) else content
     path, tmp = Path(path), None
     try:
         check_replaceable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as file:
-            write(file)
+            data(file) if callable(data) else file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes the file private; results are for everyone to read
@@ -58,20 +64,14 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
         raise
 
 
-def write_json_atomic(path: Path, obj: dict) -> Path:
-    data = json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).encode()
-    return write_atomic(path, lambda file: file.write(data))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_atomic(path, lambda file: file.write(text.encode()))
+def finite(value) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)
 
 
 def recorded(rows, epochs: int, copies: int) -> bool:
-    """Whether `rows` is a history entry: one list of `copies` numbers (None where none) per epoch."""
-    return (isinstance(rows, list) and len(rows) == epochs and all(
-        isinstance(row, list) and len(row) == copies and all(v is None or type(v) in (int, float) for v in row)
-        for row in rows))
+    """Whether `rows` has the shape of a history entry: one list of `copies` values per epoch."""
+    return isinstance(rows, list) and len(rows) == epochs and all(isinstance(row, list) and len(row) == copies
+                                                                  for row in rows)
 
 
 @dataclass
@@ -94,7 +94,9 @@ class Checkpoint:
                     and 0 < len(done) <= epochs + 1 and done == list(range(len(done)))
                     and len(diverged) > 0 and all(d is None or type(d) is int for d in diverged)
                     and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
-                    and all(recorded(rows, len(done), len(diverged)) for k, rows in record["history"].items() if k != "epoch")):
+                    and all(recorded(rows, len(done), len(diverged)) and all(
+                        v is None or type(v) in (int, float) for row in rows for v in row)
+                            for k, rows in record["history"].items() if k != "epoch")):
                 return state
         except Exception:  # any unreadable or misshapen content ends in the message below
             pass
@@ -113,10 +115,9 @@ class Checkpoint:
         """Put the saved training state into `trainer` and return the saved record of the run so far,
         if the checkpoint was made with this run's settings and for at most `epochs` epochs."""
         state = self.read()
-        saved = state["identity"]
-        changed = sorted(k for k in self.identity.keys() | saved.keys() if self.identity.get(k) != saved.get(k))
+        changed = cli.differing(state["identity"], self.identity)
         if changed:
-            details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.identity.get(k)!r}" for k in changed)
+            details = ", ".join(f"{k}: saved {saved!r}, now {now!r}" for k, (saved, now) in sorted(changed.items()))
             raise common.UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
         record, parameters = state["record"], list(trainer.model.parameters())
         try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
@@ -125,7 +126,7 @@ class Checkpoint:
                     and all(s.shape == p.shape and (m is None or m.shape == p.shape)
                             for s, m, p in zip(saved_parameters, momentum, parameters))
                     and len(record["diverged_at_epoch"]) == trainer.model.copies
-                    and set(record["history"]) == {"epoch", *trainer.recorded_keys()}):
+                    and set(record["history"]) == {"epoch", *trainer.evaluated, *common.BATCH_STATISTICS}):
                 raise ValueError
             trainer.load_state_dict(state["trainer"])
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError):
@@ -168,15 +169,15 @@ def resumed_parts(results_paths: Sequence[Path], resume: bool, restart: bool) ->
     return [False] * len(checkpoints)
 
 
-def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
-                     flood_levels: Sequence[float], results_path: Path, *, data_dir: Path, download: bool,
-                     checkpoint_every: int, resume: bool, restart: bool, progress: bool, settings_changed: list[str],
-                     original_data_only: bool, desc: str):
-    """Train the copies with the settings in `config` (see cli.run_config), saving the training state
-    beside `results_path` as it goes; return the results record, the trained model and the splits.
-    The saved state of a stopped run is continued (resume) or discarded (restart), never silently replaced."""
+def train_and_record(question: str, settings: cli.Settings, build: Callable[[], nn.Sequential], init_seeds: Sequence[int],
+                     flood_levels: Sequence[float], results_path: Path, options: cli.Options, paths: cli.OutputPaths,
+                     desc: str):
+    """Train the copies at `settings`, saving the training state beside `results_path` as it goes;
+    return the results record, the trained model and the splits. The saved state of a stopped run is
+    continued (options.resume) or discarded (options.restart), never silently replaced."""
     start = time.perf_counter()
-    device = torch.device(config["device"])
+    device, tf32 = cli.training_device(settings.device, settings.tf32)
+    config = settings.config(device.type, tf32)
     one_copy = build()
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
     # of a longer one, so a saved run may be continued to more epochs
@@ -184,20 +185,20 @@ def train_and_record(question: str, config: dict, build: Callable[[], nn.Sequent
     identity.update(init_seeds=list(init_seeds), flood_levels=list(flood_levels), model=str(one_copy))
     for path in (results_path, checkpoint_path(results_path)):  # before the training, not after it
         check_replaceable(path)
-    [resume] = resumed_parts([results_path], resume, restart)
-    checkpoint = Checkpoint(checkpoint_path(results_path), checkpoint_every, identity, resume)
-    splits = common.prepare_splits(data_dir, device, config["split_seed"], config["subset"], download=download,
-                                   original_only=original_data_only)
+    [resume] = resumed_parts([results_path], options.resume, options.restart)
+    checkpoint = Checkpoint(checkpoint_path(results_path), options.checkpoint_every, identity, resume)
+    splits = common.prepare_splits(options.data_dir, device, settings.split_seed, settings.subset,
+                                   download=options.download, original_only=paths.is_assignment_run)
     model = common.StackedCopies(common.seeded_copies(build, init_seeds)).to(device)
-    trainer = common.StackedTrainer(model, splits, lr=config["lr"], momentum=config["momentum"],
-                                    batch_size=config["batch_size"], seed=config["seed"], flood_levels=flood_levels)
-    outcome = common.fit(trainer, config["epochs"], progress=progress, desc=desc, checkpoint=checkpoint)
+    trainer = common.StackedTrainer(model, splits, lr=settings.lr, momentum=settings.momentum,
+                                    batch_size=settings.batch_size, seed=settings.seed, flood_levels=flood_levels)
+    outcome = common.fit(trainer, settings.epochs, progress=options.progress, desc=desc, checkpoint=checkpoint)
     diverged = [k for k, epoch in enumerate(outcome["diverged_at_epoch"]) if epoch is not None]
     results = {
         "question": question,
         "config": config,
         "status": "completed" if not diverged else f"copies {diverged} diverged (non-finite training loss)",
-        "settings_changed": settings_changed,
+        "settings_changed": paths.changed,
         "model": {"architecture": str(one_copy), "parameters": common.parameter_count(one_copy)},
         "copies": [{"init_seed": s, "flood_level": b} for s, b in zip(init_seeds, flood_levels)],
         "split_sizes": {name: len(split) for name, split in splits.items()},
@@ -231,17 +232,6 @@ def environment(device: torch.device) -> dict:
     }
 
 
-def _json_safe(value):
-    """NaN and infinity as null, so the file is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch")) -> dict:
     """A results file, checked to hold the `required` keys."""
     path = Path(path)
@@ -262,10 +252,6 @@ def read_results(path: Path, required: Sequence[str] = ("config", "history", "co
     return results
 
 
-def finite(value) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
-
-
 def misplaced_number(results: dict) -> str | None:
     """Where a training run's results file holds something else than the numbers the figures and
     snippets read, in words (None if nowhere): every history value is a finite number, or null where
@@ -284,8 +270,7 @@ def misplaced_number(results: dict) -> str | None:
     for key, rows in history.items():
         if key == "epoch":
             continue
-        if not (isinstance(rows, list) and len(rows) == len(epochs)
-                and all(isinstance(row, list) and len(row) == len(copies) for row in rows)):
+        if not recorded(rows, len(epochs), len(copies)):
             return f"history/{key} that is not one list of {len(copies)} numbers per epoch"
         for epoch, row in zip(epochs, rows):
             for k, value in enumerate(row):
@@ -302,15 +287,15 @@ def misplaced_number(results: dict) -> str | None:
             return f"{value!r} in {name}, where a number belongs"
     if "epochs_completed" in results and results["epochs_completed"] != epochs[-1]:
         return f"epochs_completed {results['epochs_completed']!r}, not the last epoch of the history ({epochs[-1]})"
-    if "final_val_ece" in results and not recorded([results["final_val_ece"]], 1, len(copies)):
+    ece = results.get("final_val_ece", [None] * len(copies))
+    if not (recorded([ece], 1, len(copies)) and all(v is None or finite(v) for v in ece)):
         return "a final_val_ece that is not one number per copy"
     return None
 
 
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:
     """The settings among `keys` in which two runs' configs differ, as '--flag A vs B'."""
-    return [f"--{key.replace('_', '-')} {config.get(key)} vs {other.get(key)}"
-            for key in keys if config.get(key) != other.get(key)]
+    return [f"--{key.replace('_', '-')} {ours} vs {theirs}" for key, (ours, theirs) in cli.differing(config, other, keys).items()]
 
 
 def series(results: dict, key: str, copy: int = 0) -> list:
@@ -354,35 +339,22 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
     return metrics
 
 
-def single_run_outcome(results: dict, name: str, advice: str) -> tuple[str | None, str | None, str | None]:
-    """How a single-copy run ended, in words: (error, warning, summary), each None where it does not
-    apply. An error if the training loss became non-finite; otherwise a warning if it ever rose above
-    its value before training (a collapse), and the final and best errors with the time per epoch."""
-    lr = results["config"]["lr"]
-    diverged = results["diverged_at_epoch"][0]
-    if diverged is not None:
-        return (f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with "
-                f"--lr {lr:g}; {advice}"), None, None
-    collapsed = collapse_epoch(results)
-    warning = None if collapsed is None else (
-        f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
-        f"(--lr {lr:g}): it did not train steadily; {advice}")
-    final, seconds = final_metrics(results), results["seconds"]
-    summary = (
-        f"{name} final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
-        f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
-        f"{final['best_val_epoch']}); {seconds_text(seconds['train_per_epoch'])} s training + "
-        f"{seconds_text(seconds['eval_per_epoch'])} s evaluation per epoch on {results['environment']['device_name']}"
-    )
-    return None, warning, summary
-
-
 def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
-    """Print single_run_outcome's messages (problems to stderr); True if the run diverged."""
-    error, warning, summary = single_run_outcome(results, name, advice)
-    for problem in (error, warning):
-        if problem:
-            print(problem, file=sys.stderr)
-    if summary:
-        print(summary)
-    return error is not None
+    """Say how a single-copy run ended; True if it diverged. An error (to stderr) if the training loss
+    became non-finite; otherwise a warning (to stderr) if it ever rose above its value before training
+    (a collapse), and the final and best errors with the time per epoch."""
+    lr, diverged = results["config"]["lr"], results["diverged_at_epoch"][0]
+    if diverged is not None:
+        print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {lr:g}; "
+              f"{advice}", file=sys.stderr)
+        return True
+    collapsed = collapse_epoch(results)
+    if collapsed is not None:
+        print(f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
+              f"(--lr {lr:g}): it did not train steadily; {advice}", file=sys.stderr)
+    final, seconds = final_metrics(results), results["seconds"]
+    print(f"{name} final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
+          f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
+          f"{final['best_val_epoch']}); {seconds_text(seconds['train_per_epoch'])} s training + "
+          f"{seconds_text(seconds['eval_per_epoch'])} s evaluation per epoch on {results['environment']['device_name']}")
+    return False

@@ -83,7 +83,7 @@ def test_a_full_disk_leaves_the_results_and_the_last_checkpoint_intact(mnist_roo
 
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(common.UserError, match="No space left on device"):
-        runs.write_json_atomic(tmp_path / "q5_2_mlp.json", {"replaced": True})
+        runs.write_atomic(tmp_path / "q5_2_mlp.json", {"replaced": True})
     assert (tmp_path / "q5_2_mlp.json").read_bytes() == results
 
 
@@ -134,7 +134,7 @@ def test_the_committed_results_folder_is_refused_to_a_run_at_other_settings(tmp_
     assert done.returncode == 1 and "is the folder of the committed results" in done.stderr
     assert snapshot(cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR) == committed
     # and the report is never drawn from a results file a run at other settings wrote
-    paths = cli.output_paths(q5_2_mlp.make_parser().parse_args([]), "q5_2_mlp", {})
+    paths = cli.output_paths("q5_2_mlp", {}, {}, None)
     with pytest.raises(common.UserError, match="cannot be drawn into the report"):
         paths.check_settings({"settings_changed": ["epochs 1"]}, cli.RESULTS_DIR / "q5_2_mlp.json")
 

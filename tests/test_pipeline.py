@@ -15,7 +15,6 @@ import pytest
 import common
 import cli
 import q5_2_mlp
-import q5_3_flooding
 import submission
 from conftest import REPO_ROOT, says
 
@@ -36,7 +35,7 @@ def snapshot(*folders):
 ])
 def test_only_the_assignments_settings_write_the_committed_results(flags, readable):
     parser = q5_2_mlp.make_parser()
-    paths = cli.output_paths(parser.parse_args(flags), "q5_2_mlp", cli.defaults(parser))
+    paths = cli.parse(parser, flags, "q5_2_mlp")[3]
     if readable is None:
         assert (paths.results, paths.figures, paths.generated) == (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)
         assert paths.is_assignment_run and paths.changed == []
@@ -45,7 +44,7 @@ def test_only_the_assignments_settings_write_the_committed_results(flags, readab
         assert root.parent == cli.RUNS_DIR and (paths.figures, paths.generated) == (root / "figures", root / "generated")
         assert re.fullmatch(re.escape(readable) + "[0-9a-f]{8}", root.name)
         assert not paths.is_assignment_run and paths.changed
-    given = cli.output_paths(parser.parse_args(["--output-dir", "elsewhere"]), "q5_2_mlp", cli.defaults(parser))
+    given = cli.parse(parser, ["--output-dir", "elsewhere"], "q5_2_mlp")[3]
     assert given.results == Path("elsewhere") and not given.is_assignment_run
 
 
@@ -58,11 +57,9 @@ def test_only_the_assignments_settings_write_the_committed_results(flags, readab
 def test_runs_at_different_settings_get_different_folders_and_the_same_settings_the_same(script, first, second):
     module = importlib.import_module(script)
     parser = module.make_parser()
-    names = q5_3_flooding.SETTINGS if script == "q5_3_flooding" else cli.COMPUTING
-    folders = [cli.output_paths(parser.parse_args(flags), script, cli.defaults(parser, names)).results
-               for flags in (first, second)]
-    assert (folders[0] == folders[1]) == (sorted(first) == sorted(second))
-    changed = cli.output_paths(parser.parse_args(first), script, cli.defaults(parser, names)).changed
+    paths = [cli.parse(parser, flags, script)[3] for flags in (first, second)]
+    assert (paths[0].results == paths[1].results) == (sorted(first) == sorted(second))
+    changed = paths[0].changed
     assert changed[0] == f"{first[0][2:]} {first[1]}" or sorted(first) == sorted(second)  # exact, as typed
 
 

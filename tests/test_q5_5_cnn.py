@@ -186,7 +186,7 @@ def test_the_committed_check_must_choose_the_rate_the_cnn_is_trained_at(tmp_path
     assert noted.returncode == 0 and says(noted.stdout, "note", "lr 0.1", "q5_5_cnn.py", "0.01")
     # the committed check (results/q5_5_lr_check_lr*.json) against a CNN trained at another rate: refused
     monkeypatch.setattr(q5_5_cnn, "LEARNING_RATE", 0.1)
-    committed = cli.output_paths(q5_5_cnn.make_parser().parse_args([]), "q5_5_cnn", {})
+    committed = cli.output_paths("q5_5_cnn", {}, {}, None)
     with pytest.raises(common.UserError) as refused:
         q5_5_cnn.draw_check(committed)
     assert says(str(refused.value), "lr 0.01", "q5_5_cnn.py", "0.1")

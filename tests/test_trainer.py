@@ -236,15 +236,18 @@ def single_run(train_losses: list[float | None], diverged_at: int | None = None)
             "seconds": {"train_per_epoch": 0.0391, "eval_per_epoch": 0.00492}, "environment": {"device_name": "GPU"}}
 
 
-def test_single_run_outcome_names_divergence_collapse_and_the_final_numbers():
-    error, warning, summary = runs.single_run_outcome(single_run([2.3, 0.5, None], diverged_at=2), "CNN", "advice")
-    assert error == ("error: the CNN diverged at epoch 2 (the training loss is not finite) with --lr 0.1; advice")
-    assert warning is None and summary is None
-    error, warning, summary = runs.single_run_outcome(single_run([2.3, 0.5, 2.4, 0.1]), "CNN", "advice")
-    assert error is None and warning.startswith("warning: at epoch 2 the CNN's training loss rose above")
-    assert summary == ("CNN final errors: train 47.000%, validation 0.70%, test 0.70% (best validation 0.70% at "
-                       "epoch 3); 0.0391 s training + 0.00492 s evaluation per epoch on GPU")
-    assert runs.single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")[1] is None
+def test_single_run_outcome_names_divergence_collapse_and_the_final_numbers(capsys):
+    assert runs.print_single_run_outcome(single_run([2.3, 0.5, None], diverged_at=2), "CNN", "advice")
+    printed = capsys.readouterr()
+    assert printed.err == "error: the CNN diverged at epoch 2 (the training loss is not finite) with --lr 0.1; advice\n"
+    assert printed.out == ""
+    assert not runs.print_single_run_outcome(single_run([2.3, 0.5, 2.4, 0.1]), "CNN", "advice")
+    printed = capsys.readouterr()
+    assert printed.err.startswith("warning: at epoch 2 the CNN's training loss rose above")
+    assert printed.out == ("CNN final errors: train 47.000%, validation 0.70%, test 0.70% (best validation 0.70% at "
+                           "epoch 3); 0.0391 s training + 0.00492 s evaluation per epoch on GPU\n")
+    assert not runs.print_single_run_outcome(single_run([2.3, 0.5, 0.1]), "MLP", "advice")
+    assert capsys.readouterr().err == ""
 
 
 def test_weight_norm_and_confidences_are_recorded_per_copy():
