@@ -48,8 +48,7 @@ def misclassified(model: common.StackedCopies, splits: dict[str, common.Split]) 
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
-    history = results["history"]
-    epochs = history["epoch"]
+    epochs = results["history"]["epoch"]
     series = {key: runs.series(results, key) for key in ("train_error", "val_error", "train_loss", "val_loss")}
     final = runs.final_metrics(results)
     setting = "MLP 784-500-10, SGD lr {lr}, momentum {momentum}, batch {batch_size}".format(**results["config"])

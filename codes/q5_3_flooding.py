@@ -48,10 +48,6 @@ FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00
 SEEDS = 3  # initialisations per level; the committed sweep uses this many
 LEARNING_RATES = [common.ASSIGNMENT["lr"], 0.01]  # the assignment's, and a tenfold smaller one for Q5.4
 CALIBRATION_BINS = 15
-# what the sweeps at different learning rates must share to be compared
-PAIRED_SETTINGS = ("epochs", "momentum", "batch_size", "subset", "split_seed", "tf32", "flood_levels", "seeds")
-# what changes the sweep's numbers: any other value than the default is not the assignment's run
-SETTINGS = (*PAIRED_SETTINGS, "lrs")
 LEVELS_DRAWN = (0.0, 0.05, 0.1, 0.2)  # training-loss curves, drawn with the chosen level and the one set against b = 0
 LR_COLORS = ("C9", "C6", "C5", "C8")  # one per learning rate swept
 
@@ -96,14 +92,11 @@ def sweep(settings: cli.Settings, lr: float, results_path: Path, options: cli.Op
 
 
 def check_memory(copies: int, device: torch.device) -> None:
-    """Refuse, before any work (even the lists of seeds and levels), a stack of MLPs that cannot fit: each
-    copy's parameters, gradients and momentum on the device, the copy of parameters and momentum made
-    at every epoch's end, and their copy in a checkpoint."""
+    """Refuse, before any work, a stack of MLPs that cannot fit: each copy's parameters, gradients and
+    momentum, their copy made at every epoch's end, and parameters and momentum in a checkpoint."""
     needed = copies * common.parameter_count(common.mlp()) * 4 * 7  # float32: 5 on the device, 2 in the checkpoint
-    if device.type == "cuda":
-        free = torch.cuda.mem_get_info(device)[0]
-    else:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else \
+        os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if needed > 0.8 * free:
         raise common.UserError(f"{copies} stacked copies need about {needed / 2**30:.1f} GiB (parameters, gradients, "
                                f"momentum and the checkpoint), more than the {free / 2**30:.1f} GiB free on {device.type}: "
@@ -138,10 +131,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def seed_values(results: dict) -> dict[float, dict[str, list]]:
-    """Per flood level and quantity, its copies' values in the sweep's order, seed by seed (so that two
-    levels' lists pair up by seed): the final errors and losses, the fraction of mini-batches below b in
-    the last epoch, the validation ECE (%), and, early-stopped, each copy's lowest validation error and
-    its test error at that epoch."""
+    """Per flood level and quantity, its copies' values seed by seed (two levels' lists pair up by seed): the
+    final errors, losses, flooded fraction of the last epoch's mini-batches and validation ECE (%), and each
+    copy's lowest validation error with its test error at that epoch (early stopping)."""
     history = results["history"]
     values: dict[float, dict[str, list]] = {}
     for k, copy_info in enumerate(results["copies"]):
@@ -157,11 +149,10 @@ def seed_values(results: dict) -> dict[float, dict[str, list]]:
 
 
 def analyse(results: dict) -> dict:
-    """One sweep's values per seed and their table (mean and std over seeds per level and quantity), and
-    the levels read from it: the chosen b (Q5.3's answer: the smallest mean final validation error), the
-    best flooded b > 0, the one the figures and text set against b = 0 (the chosen one, or the best
-    flooded one when b = 0 itself is chosen, so that flooding is still shown), and the b chosen by the
-    mean validation error at each copy's best epoch (early stopping)."""
+    """One sweep's values per seed, their table (mean and std over seeds per level and quantity) and the
+    levels read from it: the chosen b (Q5.3's answer: the smallest mean final validation error), the best
+    flooded b > 0, the one set against b = 0 (the chosen one, or the best flooded one when b = 0 is chosen),
+    and the b of the smallest mean best validation error (early stopping)."""
     values = seed_values(results)
     table = {level: {key: mean_std(seeds) for key, seeds in row.items()} for level, row in values.items()}
 
@@ -173,11 +164,6 @@ def analyse(results: dict) -> dict:
     return {"values": values, "table": table, "chosen": chosen, "flooded": flooded,
             "shown": chosen if chosen > 0 else flooded or chosen,
             "early_stopped": lowest("best_val_error", list(table))}
-
-
-def by_level(results: dict) -> dict[float, dict[str, tuple[float, float]]]:
-    """Per flood level, mean and std over seeds of every quantity of seed_values."""
-    return analyse(results)["table"]
 
 
 def copies_at(results: dict, level: float) -> list[int]:
@@ -194,20 +180,15 @@ def paired_change(values: dict[float, dict[str, list]], level: float, key: str) 
 def student_t_two_sided_p(t: float, df: int) -> float:
     """P(|T| >= |t|) for Student's t with df degrees of freedom, from the finite series of
     Abramowitz and Stegun 26.7.3 (odd df) and 26.7.4 (even df)."""
-    theta = math.atan(abs(t) / math.sqrt(df))
+    theta, odd = math.atan(abs(t) / math.sqrt(df)), df % 2
     c2 = math.cos(theta) ** 2
-    if df % 2 == 0:  # A = sin(theta) (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(df-2))
-        term = total = 1.0
-        for j in range(1, df // 2):
-            term *= (2 * j - 1) / (2 * j) * c2
-            total += term
-        inside = math.sin(theta) * total
-    else:  # A = 2/pi (theta + sin(theta) cos(theta) (1 + 2/3 c^2 + ... up to c^(df-3)))
-        term, total = 1.0, 1.0 if df > 1 else 0.0
-        for j in range(1, (df - 1) // 2):
-            term *= (2 * j) / (2 * j + 1) * c2
-            total += term
-        inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total)
+    # even df: A = sin(theta) (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(df-2));
+    # odd df: A = 2/pi (theta + sin(theta) cos(theta) (1 + 2/3 c^2 + 2*4/(3*5) c^4 + ... up to c^(df-3)))
+    term, total = 1.0, 0.0
+    for j in range((df - 1) // 2 if odd else df // 2):
+        total += term
+        term *= (2 * j + 1 + odd) / (2 * j + 2 + odd) * c2
+    inside = 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * total) if odd else math.sin(theta) * total
     return max(0.0, 1.0 - inside)
 
 
@@ -223,12 +204,10 @@ def paired_t_test_p(changes: list[float]) -> float:
 
 
 def effect_of_flooding(analysis: dict, early_stopped: bool = False) -> dict | None:
-    """How the best flooded level (the b > 0 of smallest mean final validation error) changes the test
-    error against b = 0, paired by seed: the mean and std of the changes and the paired t-test's p (None
-    without b = 0 or a finite b > 0 to compare). Validation picked that level among many, so its
-    validation advantage is optimistic; the test error, never used for the choice, is the honest measure.
-    With early_stopped, the level is the one of lowest mean best validation error, and each copy's test
-    error is read at its best validation epoch (None if that level is b = 0)."""
+    """How the best flooded level changes the test error against b = 0, paired by seed: the changes' mean and
+    std and the paired t-test's p (None without b = 0 or a finite b > 0). The test error, never used for the
+    choice, is the honest measure: validation picked the level among many. With early_stopped, the level of
+    lowest mean best validation error, each copy's test error read at its best epoch (None if it is b = 0)."""
     level = analysis["early_stopped"] if early_stopped else analysis["flooded"]
     if 0.0 not in analysis["table"] or not level:
         return None
@@ -248,21 +227,16 @@ def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
 # ----------------------------------------------------------------------------- figures
 
 
-def level_color(level: float) -> str:
-    """b = 0 and the flooded level set against it keep their colours in every panel."""
-    return "C0" if level == 0 else "C3"
-
-
 def band(ax, results: dict, key: str, level: float, first_epoch: int = 0, **line) -> None:
     """From first_epoch on, the mean over seeds of one history key at one level and its min-to-max band."""
     # a diverged copy's epochs are None: NaN here, left out of the mean and the band
     rows = np.array([runs.series(results, key, k)[first_epoch:] for k in copies_at(results, level)], dtype=float)
-    epochs = results["history"]["epoch"][first_epoch:]
+    epochs, color = results["history"]["epoch"][first_epoch:], "C0" if level == 0 else "C3"  # in every panel
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged stays NaN
         mean, low, high = np.nanmean(rows, 0), np.nanmin(rows, 0), np.nanmax(rows, 0)
-    ax.plot(epochs, mean, color=level_color(level), **line)
-    ax.fill_between(epochs, low, high, color=level_color(level), alpha=0.3, linewidth=0)
+    ax.plot(epochs, mean, color=color, **line)
+    ax.fill_between(epochs, low, high, color=color, alpha=0.3, linewidth=0)
 
 
 # The report prints the panels at 0.49 of its 6.93 in text width, 3.4 in, and the calibration figure at the full
@@ -335,7 +309,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     drawn = sorted({b for b in (*LEVELS_DRAWN, best, shown) if b in table})
     other_colors = iter(("C1", "C2", "C4"))  # one per flooded level of LEVELS_DRAWN
     for level in drawn:
-        color = level_color(level) if level in (0.0, shown) else next(other_colors)
+        color = {shown: "C3", 0.0: "C0"}.get(level) or next(other_colors)  # band's colours
         batch_loss = np.array(runs.series(main, "batch_loss", copies_at(main, level)[0])[1:], dtype=float)
         ax.plot(epochs[1:], batch_loss, color=color, label=f"{level:.2f}")  # None -> NaN: a gap
         if level > 0:
@@ -457,9 +431,8 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
     if not path.exists():
         return None
     mlp_results = runs.read_results(path)
-    keys = ("split_seed", "subset", "epochs", "batch_size", "momentum", "lr", "seed")
-    differing = runs.differing_settings(mlp_results["config"], sweep_results["config"], keys)
-    if differing:
+    if differing := runs.differing_settings(mlp_results["config"], sweep_results["config"],
+                                            [name for name in cli.COMPUTING if name != "tf32"]):
         print(f"note: Q5.2's curves are not drawn: {path} was trained otherwise ({', '.join(differing)})")
         return None
     return mlp_results
@@ -468,12 +441,11 @@ def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
 def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> dict[float, dict]:
     """The sweeps' results, which must differ in the learning rate alone to share figures."""
     sweeps = {lr: runs.read_results(path) for lr, path in paths.items()}
+    first_lr, first = next(iter(sweeps.items()))
+    paired = [name for name in (*cli.COMPUTING, *cli.SWEEP) if name not in ("lr", "lrs")]
     for lr, run in sweeps.items():
         output_paths.check_settings(run, paths[lr])
-    (first_lr, first), *others = sweeps.items()
-    for lr, run in others:
-        differing = runs.differing_settings(run["config"], first["config"], PAIRED_SETTINGS)
-        if differing:
+        if differing := runs.differing_settings(run["config"], first["config"], paired):
             raise common.UserError(
                 f"{paths[lr]} and {paths[first_lr]} differ in more than the learning rate ({', '.join(differing)}), "
                 "so they cannot share one figure: rerun one of them, or give each its own --output-dir.")
@@ -492,21 +464,19 @@ def main(argv: list[str] | None = None) -> int:
             runs.write_atomic(results_path, results)
             if results["status"] != "completed":
                 print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
-            collapsed = runs.collapsed_copies(results)
-            if collapsed:
+            if collapsed := runs.collapsed_copies(results):
                 print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
                       f"before training: {named_copies(results, collapsed)}")
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
     else:  # draw the sweeps that exist; the assignment's learning rate must be among them
-        missing = [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]
-        if missing:
+        if missing := [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]:
             print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
     sweeps = agreeing_sweeps(results_paths, paths)
-    diverged = [f"{lr:g}" for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]
-    if diverged:  # figures and snippet stay as they were, together
+    if diverged := [f"{lr:g}" for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]:
+        # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn: every copy of the sweep at lr {', '.join(diverged)} "
               "diverged", file=sys.stderr)
         return 1

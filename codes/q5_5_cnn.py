@@ -61,9 +61,8 @@ def cnn() -> nn.Sequential:
 
 
 def multiply_adds_per_image(module: nn.Sequential) -> int:
-    """Multiply-adds of one forward pass of one MNIST image through the Linear and Conv2d layers (what
-    dominates the cost; activations and pooling are not counted): a Linear layer's weight is used once,
-    a convolution's (stride 1, padding that keeps the size) once at every pixel of its input."""
+    """Multiply-adds of one MNIST image's forward pass through the Linear layers (each weight used once) and
+    the Conv2d layers (stride 1, padding that keeps the size: once per input pixel); the rest costs little."""
     total, side = 0, common.IMAGE_SIDE
     for layer in module:
         if isinstance(layer, nn.MaxPool2d):
@@ -96,13 +95,11 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
               "results/runs/, or give both runs the same --output-dir)")
         return None
     mlp_results = runs.read_results(path, COMPARED)
-    differing = runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset"))
-    if differing:
+    if differing := runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset")):
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                "the comparison needs the same validation images.")
     if assignment_run:  # tf32 is left out: a run records what its device did
-        parser = q5_2_mlp.make_parser()
-        expected = {name: value for name, value in cli.defaults(parser).items() if name != "tf32"}
+        expected = cli.defaults(q5_2_mlp.make_parser(), [name for name in cli.COMPUTING if name != "tf32"])
         differing = runs.differing_settings(mlp_results["config"], expected, list(expected))
         changed = differing or mlp_results.get("settings_changed") or (
             [] if mlp_results.get("epochs_completed") == expected["epochs"] else ["stopped before its last epoch"])
@@ -193,14 +190,14 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
 
 def matched_mlp(results_dir: Path, results: dict) -> dict | None:
     """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded
-    (b = 0) copies of that sweep (its q5_3_flooding.by_level row: mean and std over seeds)."""
+    (b = 0) copies of that sweep (their mean and std over seeds, as q5_3_flooding.analyse tables them)."""
     path = results_dir / f"q5_3_flooding_lr{results['config']['lr']:g}.json"
     if not path.exists():
         return None
     sweep = runs.read_results(path)
     if runs.differing_settings(sweep["config"], results["config"], ("split_seed", "subset", "epochs")):
         return None
-    return q5_3_flooding.by_level(sweep).get(0.0)
+    return q5_3_flooding.analyse(sweep)["table"].get(0.0)
 
 
 def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None) -> str:
@@ -314,10 +311,9 @@ def check_runs_in(results_dir: Path) -> list[dict]:
         raise common.UserError(f"the learning-rate check needs at least two runs "
                                f"({results_dir}/q5_5_lr_check_lr*.json), found {len(check_runs)}")
     check_runs.sort(key=lambda run: -run["config"]["lr"])
-    paired = ("epochs", "seed", "split_seed", "subset", "batch_size", "momentum", "tf32")
     for run in check_runs[1:]:
-        differing = runs.differing_settings(run["config"], check_runs[0]["config"], paired)
-        if differing:
+        if differing := runs.differing_settings(run["config"], check_runs[0]["config"],
+                                                [name for name in cli.COMPUTING if name != "lr"]):
             raise common.UserError(f"the runs of the learning-rate check in {results_dir} differ in more than the "
                                    f"learning rate: {', '.join(differing)}")
     return check_runs
@@ -360,11 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lrs and len(args.lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
     settings, options = cli.read_flags(args)  # with --lrs, settings.lr is None: --lr plays no part
-    defaults = cli.defaults(parser)
-    if args.lrs:  # the learning-rate check: its own budget and rates
-        defaults = {**defaults, "epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES}
-    paths = cli.output_paths("q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", settings.computing(), defaults,
-                             args.output_dir, args.resume)
+    check = {"epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES} if args.lrs else {}  # its own budget, rates
+    paths = cli.output_paths("q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", settings.computing(),
+                             {**cli.defaults(parser), **check}, args.output_dir, args.resume)
     paths.claim("q5_5")
     paths.announce()
     if args.lrs:

@@ -109,7 +109,7 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     assert "\\newcommand{\\QFiveThreeChosenLevel}{" in snippet
     # the b = 1.5 copies' flood-active fraction in the last epoch, averaged over the two seeds by hand
     active = [sweep["history"]["flood_active_fraction"][-1][k] for k in (2, 5)]
-    macros = q5_3_flooding.level_macros("X", q5_3_flooding.by_level(sweep)[1.5])
+    macros = q5_3_flooding.level_macros("X", analysis["table"][1.5])
     assert macros["QFiveThreeXFloodActive"] == f"{100 * (active[0] + active[1]) / 2:.0f}"
     assert "\\newcommand{\\QFiveThreeNoFloodTrainLoss}" in snippet and "\\newcommand{\\QFiveFourSmallLr}{0.01}" in snippet
     for macro, value in (("LevelCount", "3"), ("FloodedLevelCount", "2"), ("LevelRange", "0.00,\\dots,1.50")):
