@@ -248,8 +248,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     main_lr = next(iter(sweeps))
     main, analysis = sweeps[main_lr], analyses[main_lr]
     table, best, shown = analysis["table"], analysis["chosen"], analysis["shown"]
-    seeds = main["config"]["seeds"]
-    epochs = main["history"]["epoch"]
+    seeds, epochs = main["config"]["seeds"], main["history"]["epoch"]
     label = plotting.run_label(main)  # long for a run at other settings: the titles wrap it (wrap=True)
     shown_role = "chosen" if shown == best else "best flooded"
     panel = (3.4, 2.6)  # inches

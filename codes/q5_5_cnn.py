@@ -141,11 +141,9 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         ax_loss.set_yscale("log")
         ax_loss.set_ylabel("mean cross-entropy")
         ax_val.set_ylabel("validation cross-entropy")
-        setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"])
-        if mlp_results is None:
-            setting += f"lr {results['config']['lr']:g}; no Q5.2 run to compare with"
-        else:
-            setting += f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}"
+        setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"]) + (
+            f"lr {results['config']['lr']:g}; no Q5.2 run to compare with" if mlp_results is None
+            else f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}")
         fig.suptitle(f"Q5.5 CNN vs MLP ({setting})\ndashed: training, solid: validation{plotting.run_label(results)}")
         ax_error.set_title("error")
         ax_loss.set_title("loss (log axis)")
