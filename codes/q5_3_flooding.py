@@ -216,8 +216,7 @@ def effect_of_flooding(analysis: dict, early_stopped: bool = False) -> dict | No
 
 
 def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
-    """Copies of one sweep with an epoch each (as runs.collapsed_copies gives them), as
-    "b=.. (seed s) at epoch e" for the first `named`."""
+    """The first `named` copies of {copy: epoch} (runs.collapsed_copies) as "b=.. (seed s) at epoch e"."""
     names = [f"b={run['copies'][k]['flood_level']:.2f} (seed {run['copies'][k]['init_seed']}) at epoch {epoch}"
              for k, epoch in list(copies.items())[:named]]
     more = len(copies) - len(names)

@@ -173,8 +173,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
 
 
 def settling_window(*runs_compared: dict) -> int:
-    """The last epochs over which the report says both networks stay at zero training error: the last
-    fifth of the shorter run."""
+    """The last fifth of the shorter run: the epochs over which the report says both stay at zero training error."""
     return max(1, min(len(run["history"]["train_error"]) - 1 for run in runs_compared) // 5)
 
 
@@ -369,8 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
-    mlp_results = load_mlp_results(  # before training, not after it
-        mlp_path, {"split_seed": settings.split_seed, "subset": settings.subset}, paths.is_assignment_run)
+    mlp_results = load_mlp_results(mlp_path, settings.computing(), paths.is_assignment_run)  # before any training
     if not args.plot_only:
         train_cnn(settings, settings.lr, results_path, options, paths)
     results = runs.read_results(results_path, COMPARED)
