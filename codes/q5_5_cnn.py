@@ -317,8 +317,7 @@ def check_runs_in(results_dir: Path) -> list[dict]:
 
 
 def draw_check(paths: cli.OutputPaths) -> None:
-    """The check's figure and snippet, from its runs; the committed check must choose the rate the
-    CNN is trained at."""
+    """The check's figure and snippet, from its runs; the committed check must choose the CNN's rate."""
     check_runs = check_runs_in(paths.results)
     chosen = chosen_lr(check_runs)
     if chosen != LEARNING_RATE:
