@@ -188,7 +188,7 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
 def matched_mlp(results_dir: Path, results: dict) -> dict | None:
     """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded
     (b = 0) copies of that sweep (their mean and std over seeds, as q5_3_flooding.analyse tables them)."""
-    path = results_dir / f"q5_3_flooding_lr{results['config']['lr']:g}.json"
+    path = results_dir / q5_3_flooding.results_name(results["config"]["lr"])
     if not path.exists():
         return None
     sweep = runs.read_results(path)
