@@ -94,18 +94,14 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
             for _ in range(POINTS // 2):
                 r, angle = uniform(low, high), uniform(0, 2 * math.pi)
                 x, y = r * math.sin(angle), r * math.cos(angle)
-                noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
                 # noise flips labels; the stored point is the clean one
-                noisy_x, noisy_y = x + noise_x, y + noise_y
+                noisy_x, noisy_y = x + uniform(-5, 5) * noise, y + uniform(-5, 5) * noise
                 points.append((x, y, 1.0 if math.sqrt(noisy_x * noisy_x + noisy_y * noisy_y) < 5 * 0.5 else -1.0))
     elif name == "xor":
+        away = lambda v: v + (0.3 if v > 0 else -0.3)  # pushed 0.3 away from the axes
         for _ in range(POINTS):
-            x = uniform(-5, 5)
-            x += 0.3 if x > 0 else -0.3  # pushed 0.3 away from the axes
-            y = uniform(-5, 5)
-            y += 0.3 if y > 0 else -0.3
-            noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
-            points.append((x, y, 1.0 if (x + noise_x) * (y + noise_y) >= 0 else -1.0))
+            x, y = away(uniform(-5, 5)), away(uniform(-5, 5))
+            points.append((x, y, 1.0 if (x + uniform(-5, 5) * noise) * (y + uniform(-5, 5) * noise) >= 0 else -1.0))
     elif name == "gauss":
         t = noise / 0.5  # d3's linear scale from [0, 0.5] to variances [0.5, 4]
         deviation = math.sqrt(0.5 * (1 - t) + 4 * t)
@@ -133,9 +129,9 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
 
 @functools.lru_cache(maxsize=1024)
 def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray, PageRandom]:
-    """What the page draws for a dataset from Math.seedrandom(String(seed)), noise being the slider's 0..50: its
-    500 points (N, 2) and labels +1 (blue) / -1 (orange), generated then shuffled (the order it holds them in),
-    and its generator as it stands after, from which the weights come next. Cached, so read-only."""
+    """What the page draws from Math.seedrandom(String(seed)) at noise 0..50 (its slider): the points (N, 2) and
+    labels +1 / -1, shuffled as it holds them, and the generator after them, which draws the weights next.
+    Cached, so read-only."""
     random = PageRandom(str(seed))
     points = generate(name, noise / 100, random)
     for counter in range(len(points), 0, -1):  # the page's Fisher-Yates shuffle
@@ -147,8 +143,7 @@ def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int):
-    """The first train_percent % of page_draws's points (already shuffled as the page shuffles them) are
-    training points, the rest test points, as the page splits them."""
+    """The page's split of page_draws's points: the first train_percent % train, the rest test."""
     train = len(labels) * train_percent // 100
     return points[:train], labels[:train], points[train:], labels[train:]
 
@@ -249,11 +244,9 @@ def initial_network(config: Config) -> Run:
 
 class StackedPlayground:
     """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer with masks that keep
-    the padding at exactly zero, so that each copy computes what its own network would.
-
-    NumPy with a hand-written backward pass: the networks are tiny and the page updates every 10
-    points, so per-operation overhead is what costs time, and NumPy's is a fraction of autograd's.
-    tests/test_playground.py checks the gradients against torch.autograd."""
+    the padding at exactly zero, so that each copy computes what its own network would. NumPy with a
+    hand-written backward pass (checked against torch.autograd): the networks are tiny and updated every
+    few points, so per-operation overhead costs the time, and NumPy's is a fraction of autograd's."""
 
     def __init__(self, configs: list[Config], start: list[Run] | None = None):
         """Weights drawn from each configuration's seed, or copied from `start` (one Run per configuration)."""
@@ -384,7 +377,7 @@ def train(configs: list[Config], epochs: int, start: list[Run] | None = None, wo
 
 
 def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:
-    """Train configurations of one depth, activation, batch size and training share as one stacked network."""
+    """Train configurations of one depth, activation, batch size and training share as one stack."""
     net = StackedPlayground(configs, start)
     return net.runs(*net.fit(*data_arrays(configs), epochs))
 
