@@ -113,9 +113,7 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
                 if s <= 1:
                     return mean + deviation * (math.sqrt(-2 * math.log(s) / s) * v1)
         for centre, label in ((2, 1.0), (-2, -1.0)):
-            for _ in range(POINTS // 2):
-                x = normal(centre)
-                points.append((x, normal(centre), label))
+            points += [(normal(centre), normal(centre), label) for _ in range(POINTS // 2)]
     elif name == "spiral":
         for delta, label in ((0.0, 1.0), (math.pi, -1.0)):
             for i in range(POINTS // 2):
