@@ -305,11 +305,8 @@ class StackedPlayground:
         weight_grads, bias_grads = self.gradients(x, y)
         layers = zip(self.weights, weight_grads, self.biases, bias_grads, self.live, self.active)
         for w, w_grad, b, b_grad, live, active in layers:
-            penalty = 0.0  # the penalty terms are skipped for stacks that have none
-            if self.any_l1:
-                penalty = self.l1_rate * np.sign(w)
-            if self.any_l2:
-                penalty = penalty + self.l2_rate * w
+            # the penalty terms are skipped for stacks that have none
+            penalty = (self.l1_rate * np.sign(w) if self.any_l1 else 0.0) + (self.l2_rate * w if self.any_l2 else 0.0)
             stepped = w - self.lr * w_grad
             np.copyto(w, stepped - self.lr * penalty, where=live)
             if self.any_l1:  # a dead link is never updated again

@@ -347,8 +347,7 @@ def snippet(results: dict) -> str:
 def claims(results: dict) -> dict[str, bool]:
     """Each qualitative statement of the report's Q1.2 and Q1.3, true or false for these results:
     tests/test_claims.py requires them of the committed results, --check-claims of another run's."""
-    def sweep(name: str, dataset: str) -> dict:
-        return {entry["value"]: entry for entry in results["sweeps"][name][dataset]}
+    sweep = lambda name, dataset: {entry["value"]: entry for entry in results["sweeps"][name][dataset]}
     median = median_loss
     epochs = lambda entry: statistics.median(infinite_if_never(entry["converge_epochs"]))
     converged = lambda entry: entry["converged_runs"] / entry["runs"]
