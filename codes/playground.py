@@ -120,8 +120,6 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
                 r, t = i / half * 5, 1.75 * i / half * 2 * math.pi + delta
                 x = r * math.sin(t) + uniform(-1, 1) * noise
                 points.append((x, r * math.cos(t) + uniform(-1, 1) * noise, label))
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
     return points
 
 
@@ -229,13 +227,8 @@ def initial_network(config: Config) -> Run:
     """The page's initial network for a configuration: weights Math.random() - 0.5 from the seed's generator after
     the data (src/nn.ts buildNetwork: for each neuron, its links from each one below), biases BIAS_INIT."""
     random = copy.deepcopy(page_draws(config.dataset, config.noise, config.seed)[2])
-    weights = []
-    for layer in range(len(config.hidden) + 1):
-        rows, cols = real_block(config, layer)
-        w = np.empty((len(cols), len(rows)), dtype=DTYPE)
-        for index in np.ndindex(w.shape):
-            w[index] = random() - 0.5
-        weights.append(w.T)
+    blocks = [real_block(config, layer) for layer in range(len(config.hidden) + 1)]
+    weights = [np.array([[random() - 0.5 for _ in rows] for _ in cols], dtype=DTYPE).T for rows, cols in blocks]
     return Run(config, [], [], weights, [np.full(w.shape[1], BIAS_INIT) for w in weights],
                [np.zeros(w.shape, dtype=bool) for w in weights])
 

@@ -76,8 +76,7 @@ def convex_hulls() -> dict:
     meeting = (np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -2.0]]), np.array([[0.0, -1.0], [0.0, 1.0], [2.0, 1.5]]))
     common_point = 0.5 * meeting[0][0] + 0.5 * meeting[0][1]  # also 0.5 * b[0] + 0.5 * b[1]
     separable = (meeting[0] + np.array([-2.5, 0.0]), meeting[1] + np.array([2.0, 0.5]))
-    errors_meeting, _ = perceptron_errors(*meeting)
-    errors_separable, w = perceptron_errors(*separable)
+    (errors_meeting, _), (errors_separable, w) = perceptron_errors(*meeting), perceptron_errors(*separable)
     return {"meeting": meeting, "separable": separable, "common_point": common_point,
             "errors_meeting": errors_meeting, "errors_separable": errors_separable, "separating_w": w}
 
@@ -119,7 +118,6 @@ def convolution_answers() -> dict:
     """Q4.1 computed with torch's convolution (no flip: F is symmetric, so it would not matter)."""
     X = torch.tensor(Q4_X, dtype=torch.float64).view(1, 1, 6, 6)
     Y = F.conv2d(X, torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16)[0, 0]
-
     output_size = lambda padding: tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2,
                                                  padding=padding).shape[2:])
     # the smallest symmetric padding, per dimension (each output side depends only on its own), that keeps (6, 4)
@@ -164,8 +162,7 @@ def backprop_check(points: int = 200, seed: int = 0) -> dict:
     names = ("w11", "w21", "w22", "w32", "m11", "m12", "m22", "b2", "c1")
     for _ in range(points):
         p = {n: torch.randn((), generator=g, dtype=torch.float64, requires_grad=True) for n in names}
-        x = torch.randn(3, generator=g, dtype=torch.float64)
-        y = torch.randn(2, generator=g, dtype=torch.float64) * 3
+        x, y = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64) * 3
         pre1, *_, loss = dag_forward(p, x, y)
         autograd = torch.autograd.grad(loss, list(p.values()))
         hand = dag_gradients({n: v.detach() for n, v in p.items()}, x, y)
