@@ -44,14 +44,12 @@ class PageRandom:
 
     def __init__(self, seed: str):
         units = seed.encode("utf-16-le")
-        key: list[int] = []
-        smear = 0
+        key, smear = [], 0
         for j in range(len(units) // 2):  # seedrandom's mixkey
             unit, index = units[2 * j] | units[2 * j + 1] << 8, j & 255
             if index < len(key):
                 smear ^= key[index] * 19
-            value = 255 & (smear + unit)
-            key[index:index + 1] = [value]
+            key[index:index + 1] = [255 & (smear + unit)]
         key = key or [0]
         self.s, self.i, self.j = list(range(256)), 0, 0
         j = 0
