@@ -468,7 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
         fresh_seeds = range(FIRST_FRESH_SEED, FIRST_FRESH_SEED + args.seeds)
-        sweep_results = sweeps(best, args.epochs, fresh_seeds)
         retrained = pg.train([replace(best, seed=s) for s in fresh_seeds], args.epochs)
         shown = median_run(retrained)
         results = {
@@ -477,15 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             "best_fresh": summary(retrained), "shown_seed": shown.config.seed,
             "shown_run": asdict(shown) | {part: [a.tolist() for a in getattr(shown, part)]
                                           for part in ("weights", "biases", "dead")},
-            "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
+            "sweeps": sweeps(best, args.epochs, fresh_seeds), "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }
         runs.write_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
     results = read_q1_results(results_path)
     paths.check_settings(results, results_path)
-    snippet_path = paths.generated / "q1.tex"
-    runs.write_atomic(snippet_path, snippet(results))
+    snippet_path = runs.write_atomic(paths.generated / "q1.tex", snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")
