@@ -143,9 +143,9 @@ def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int)
 
 
 def feature_matrix(points: np.ndarray) -> np.ndarray:
-    """All seven features of the page, in FEATURES order: (N, 7)."""
-    x, y = points[:, 0], points[:, 1]
-    return np.stack([x, y, x * x, y * y, x * y, np.sin(x), np.sin(y)], 1)
+    """All seven features of the page, in FEATURES order: (..., 2) -> (..., 7)."""
+    x, y = points[..., 0], points[..., 1]
+    return np.stack([x, y, x * x, y * y, x * y, np.sin(x), np.sin(y)], -1)
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -331,12 +331,9 @@ class StackedPlayground:
 
 def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     """Stacked training and test features (S, N, 7) and labels (S, N) of each configuration's dataset."""
-    parts = []
-    for c in configs:
-        points, labels, _ = page_draws(c.dataset, c.noise, c.seed)
-        train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent)
-        parts.append((feature_matrix(train_x), train_y, feature_matrix(test_x), test_y))
-    return tuple(np.stack(column) for column in zip(*parts))
+    splits = [train_test_split(*page_draws(c.dataset, c.noise, c.seed)[:2], c.train_percent) for c in configs]
+    train_x, train_y, test_x, test_y = (np.stack(column) for column in zip(*splits))
+    return feature_matrix(train_x), train_y, feature_matrix(test_x), test_y
 
 
 def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
