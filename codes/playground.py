@@ -44,14 +44,12 @@ class PageRandom:
 
     def __init__(self, seed: str):
         units = seed.encode("utf-16-le")
-        key: list[int] = []
-        smear = 0
+        key, smear = [], 0
         for j in range(len(units) // 2):  # seedrandom's mixkey
             unit, index = units[2 * j] | units[2 * j + 1] << 8, j & 255
             if index < len(key):
                 smear ^= key[index] * 19
-            value = 255 & (smear + unit)
-            key[index:index + 1] = [value]
+            key[index:index + 1] = [255 & (smear + unit)]
         key = key or [0]
         self.s, self.i, self.j = list(range(256)), 0, 0
         j = 0
@@ -94,18 +92,14 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
             for _ in range(POINTS // 2):
                 r, angle = uniform(low, high), uniform(0, 2 * math.pi)
                 x, y = r * math.sin(angle), r * math.cos(angle)
-                noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
                 # noise flips labels; the stored point is the clean one
-                noisy_x, noisy_y = x + noise_x, y + noise_y
+                noisy_x, noisy_y = x + uniform(-5, 5) * noise, y + uniform(-5, 5) * noise
                 points.append((x, y, 1.0 if math.sqrt(noisy_x * noisy_x + noisy_y * noisy_y) < 5 * 0.5 else -1.0))
     elif name == "xor":
+        away = lambda v: v + (0.3 if v > 0 else -0.3)  # pushed 0.3 away from the axes
         for _ in range(POINTS):
-            x = uniform(-5, 5)
-            x += 0.3 if x > 0 else -0.3  # pushed 0.3 away from the axes
-            y = uniform(-5, 5)
-            y += 0.3 if y > 0 else -0.3
-            noise_x, noise_y = uniform(-5, 5) * noise, uniform(-5, 5) * noise
-            points.append((x, y, 1.0 if (x + noise_x) * (y + noise_y) >= 0 else -1.0))
+            x, y = away(uniform(-5, 5)), away(uniform(-5, 5))
+            points.append((x, y, 1.0 if (x + uniform(-5, 5) * noise) * (y + uniform(-5, 5) * noise) >= 0 else -1.0))
     elif name == "gauss":
         t = noise / 0.5  # d3's linear scale from [0, 0.5] to variances [0.5, 4]
         deviation = math.sqrt(0.5 * (1 - t) + 4 * t)
@@ -117,25 +111,21 @@ def generate(name: str, noise: float, random: PageRandom) -> list[tuple[float, f
                 if s <= 1:
                     return mean + deviation * (math.sqrt(-2 * math.log(s) / s) * v1)
         for centre, label in ((2, 1.0), (-2, -1.0)):
-            for _ in range(POINTS // 2):
-                x = normal(centre)
-                points.append((x, normal(centre), label))
+            points += [(normal(centre), normal(centre), label) for _ in range(POINTS // 2)]
     elif name == "spiral":
         for delta, label in ((0.0, 1.0), (math.pi, -1.0)):
             for i in range(POINTS // 2):
                 r, t = i / half * 5, 1.75 * i / half * 2 * math.pi + delta
                 x = r * math.sin(t) + uniform(-1, 1) * noise
                 points.append((x, r * math.cos(t) + uniform(-1, 1) * noise, label))
-    else:
-        raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")
     return points
 
 
 @functools.lru_cache(maxsize=1024)
 def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray, PageRandom]:
-    """What the page draws for a dataset from Math.seedrandom(String(seed)), noise being the slider's 0..50: its
-    500 points (N, 2) and labels +1 (blue) / -1 (orange), generated then shuffled (the order it holds them in),
-    and its generator as it stands after, from which the weights come next. Cached, so read-only."""
+    """What the page draws from Math.seedrandom(String(seed)) at noise 0..50 (its slider): the points (N, 2) and
+    labels +1 / -1, shuffled as it holds them, and the generator after them, which draws the weights next.
+    Cached, so read-only."""
     random = PageRandom(str(seed))
     points = generate(name, noise / 100, random)
     for counter in range(len(points), 0, -1):  # the page's Fisher-Yates shuffle
@@ -147,16 +137,15 @@ def page_draws(name: str, noise: int, seed: int) -> tuple[np.ndarray, np.ndarray
 
 
 def train_test_split(points: np.ndarray, labels: np.ndarray, train_percent: int):
-    """The first train_percent % of page_draws's points (already shuffled as the page shuffles them) are
-    training points, the rest test points, as the page splits them."""
+    """The page's split of page_draws's points: the first train_percent % train, the rest test."""
     train = len(labels) * train_percent // 100
     return points[:train], labels[:train], points[train:], labels[train:]
 
 
 def feature_matrix(points: np.ndarray) -> np.ndarray:
-    """All seven features of the page, in FEATURES order: (N, 7)."""
-    x, y = points[:, 0], points[:, 1]
-    return np.stack([x, y, x * x, y * y, x * y, np.sin(x), np.sin(y)], 1)
+    """All seven features of the page, in FEATURES order: (..., 2) -> (..., 7)."""
+    x, y = points[..., 0], points[..., 1]
+    return np.stack([x, y, x * x, y * y, x * y, np.sin(x), np.sin(y)], -1)
 
 
 # ----------------------------------------------------------------------------- configurations
@@ -236,24 +225,17 @@ def initial_network(config: Config) -> Run:
     """The page's initial network for a configuration: weights Math.random() - 0.5 from the seed's generator after
     the data (src/nn.ts buildNetwork: for each neuron, its links from each one below), biases BIAS_INIT."""
     random = copy.deepcopy(page_draws(config.dataset, config.noise, config.seed)[2])
-    weights = []
-    for layer in range(len(config.hidden) + 1):
-        rows, cols = real_block(config, layer)
-        w = np.empty((len(cols), len(rows)), dtype=DTYPE)
-        for index in np.ndindex(w.shape):
-            w[index] = random() - 0.5
-        weights.append(w.T)
+    blocks = [real_block(config, layer) for layer in range(len(config.hidden) + 1)]
+    weights = [np.array([[random() - 0.5 for _ in rows] for _ in cols], dtype=DTYPE).T for rows, cols in blocks]
     return Run(config, [], [], weights, [np.full(w.shape[1], BIAS_INIT) for w in weights],
                [np.zeros(w.shape, dtype=bool) for w in weights])
 
 
 class StackedPlayground:
     """S networks of one depth and activation, padded to 7 inputs and 8 neurons per layer with masks that keep
-    the padding at exactly zero, so that each copy computes what its own network would.
-
-    NumPy with a hand-written backward pass: the networks are tiny and the page updates every 10
-    points, so per-operation overhead is what costs time, and NumPy's is a fraction of autograd's.
-    tests/test_playground.py checks the gradients against torch.autograd."""
+    the padding at exactly zero, so that each copy computes what its own network would. NumPy with a
+    hand-written backward pass (checked against torch.autograd): the networks are tiny and updated every
+    few points, so per-operation overhead costs the time, and NumPy's is a fraction of autograd's."""
 
     def __init__(self, configs: list[Config], start: list[Run] | None = None):
         """Weights drawn from each configuration's seed, or copied from `start` (one Run per configuration)."""
@@ -314,11 +296,8 @@ class StackedPlayground:
         weight_grads, bias_grads = self.gradients(x, y)
         layers = zip(self.weights, weight_grads, self.biases, bias_grads, self.live, self.active)
         for w, w_grad, b, b_grad, live, active in layers:
-            penalty = 0.0  # the penalty terms are skipped for stacks that have none
-            if self.any_l1:
-                penalty = self.l1_rate * np.sign(w)
-            if self.any_l2:
-                penalty = penalty + self.l2_rate * w
+            # the penalty terms are skipped for stacks that have none
+            penalty = (self.l1_rate * np.sign(w) if self.any_l1 else 0.0) + (self.l2_rate * w if self.any_l2 else 0.0)
             stepped = w - self.lr * w_grad
             np.copyto(w, stepped - self.lr * penalty, where=live)
             if self.any_l1:  # a dead link is never updated again
@@ -352,12 +331,9 @@ class StackedPlayground:
 
 def data_arrays(configs: list[Config]) -> tuple[np.ndarray, ...]:
     """Stacked training and test features (S, N, 7) and labels (S, N) of each configuration's dataset."""
-    parts = []
-    for c in configs:
-        points, labels, _ = page_draws(c.dataset, c.noise, c.seed)
-        train_x, train_y, test_x, test_y = train_test_split(points, labels, c.train_percent)
-        parts.append((feature_matrix(train_x), train_y, feature_matrix(test_x), test_y))
-    return tuple(np.stack(column) for column in zip(*parts))
+    splits = [train_test_split(*page_draws(c.dataset, c.noise, c.seed)[:2], c.train_percent) for c in configs]
+    train_x, train_y, test_x, test_y = (np.stack(column) for column in zip(*splits))
+    return feature_matrix(train_x), train_y, feature_matrix(test_x), test_y
 
 
 def train(configs: list[Config], epochs: int, start: list[Run] | None = None, workers: int | None = None) -> list[Run]:
@@ -384,7 +360,7 @@ def train(configs: list[Config], epochs: int, start: list[Run] | None = None, wo
 
 
 def train_stack(configs: list[Config], start: list[Run] | None, epochs: int) -> list[Run]:
-    """Train configurations of one depth, activation, batch size and training share as one stacked network."""
+    """Train configurations of one depth, activation, batch size and training share as one stack."""
     net = StackedPlayground(configs, start)
     return net.runs(*net.fit(*data_arrays(configs), epochs))
 

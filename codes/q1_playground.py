@@ -1,34 +1,29 @@
 """Q1: the Neural Network Playground experiments, reproduced offline (codes/playground.py).
 
-Q1.1  a search over configurations for the spiral in two rounds, judged by
-      the median test loss over seeds; the seed with the median test loss of
-      the best one, and the page's address with it (codes/q1_screenshot.py
-      opens it on the page);
-Q1.2  controlled sweeps from that configuration, each over several seeds:
-      learning rate, activation, number of hidden layers, regularization type
-      and rate, on the spiral and the circle (regularization also on a noisy
-      circle with few training points): final test loss and the epochs until
-      the training loss first falls below a threshold, median and range;
-Q1.3  the distribution of |weights| after training, pruning of the smallest
-      weights with and without retraining, and smaller networks trained
-      directly: test loss against the number of parameters kept.
+Q1.1  a search over configurations for the spiral in two rounds, judged by the median test loss over seeds;
+      the seed with the median test loss of the best one, and the page's address with it
+      (codes/q1_screenshot.py opens it on the page);
+Q1.2  controlled sweeps from that configuration, each over several seeds: learning rate, activation, number of
+      hidden layers, regularization type and rate, on the spiral and the circle (regularization also on a noisy
+      circle with few training points): final test loss and the epochs until the training loss first falls
+      below a threshold, median and range;
+Q1.3  the distribution of |weights| after training, pruning of the smallest weights with and without
+      retraining, and smaller networks trained directly: test loss against the number of parameters kept.
 
     python codes/q1_playground.py                      # the full Q1 run (minutes on a CPU)
     python codes/q1_playground.py --epochs 20 --seeds 2  # a quick check
     python codes/q1_playground.py --plot-only          # redraw from the saved results
 
-Another CPU computes the runs with other kernels, and the last bits of long runs
-differ; the conclusions must not. To rerun the study the way a CPU without
-AVX-512 computes it, then check it against the report (the same chosen
-configuration and every claim of Q1.2 and Q1.3; exit status 1 if not):
+Another CPU computes the runs with other kernels, and the last bits of long runs differ; the conclusions must
+not. To rerun the study the way a CPU without AVX-512 computes it, then check it against the report (the same
+chosen configuration and every claim of Q1.2 and Q1.3; exit status 1 if not):
 
     OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR" \\
         python codes/q1_playground.py --output-dir /tmp/q1-alt
     python codes/q1_playground.py --check-claims /tmp/q1-alt/q1_playground.json
 
-Writes results/q1_playground.json, report/figures/q1_2_sweeps.png,
-q1_3_pruning.png and report/generated/q1.tex; a run at
-other settings writes under results/runs/q1_playground-<settings>-<hash>/.
+Writes results/q1_playground.json, report/figures/q1_2_sweeps.png, q1_3_pruning.png and
+report/generated/q1.tex; a run at other settings writes under results/runs/q1_playground-<settings>-<hash>/.
 """
 from __future__ import annotations
 
@@ -115,8 +110,8 @@ def chunks(runs: list, size: int) -> list[list]:
 
 
 def summary(runs: list[pg.Run]) -> dict:
-    """Final test and training loss (each run's; mean, std over the runs) and each run's epochs until its
-    training loss first fell below CONVERGED_BELOW (None: never), with their median (None if that run never did)."""
+    """Final test and training losses (each run's; mean, std) and each run's epochs until its training loss first
+    fell below CONVERGED_BELOW (None: never), with their median (None if the median run never did)."""
     test, train = [r.test_loss[-1] for r in runs], [r.train_loss[-1] for r in runs]
     converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in runs]
     median_epochs = statistics.median(infinite_if_never(converge))
@@ -144,11 +139,9 @@ def median_run(runs: list[pg.Run]) -> pg.Run:
 
 
 def search(epochs: int) -> tuple[pg.Config, list[dict]]:
-    """Q1.1 in two rounds, judged by the median final test loss over seeds (robust to the odd run that
-    diverges late): every grid configuration from SEARCH_SEEDS seeds; the FINALISTS best of them from
-    FINAL_SEEDS more; the chosen one is the finalist with the lowest median over all its seeds. Runs that
-    rounding sends apart (another CPU's kernels) are so many fresh draws, so the choice must rest on
-    enough seeds to hold there too. Returns the choice and one table row per configuration."""
+    """Q1.1: the grid from SEARCH_SEEDS seeds, its FINALISTS best from FINAL_SEEDS more, ranked by the median
+    test loss over all their seeds (robust to a late divergence; enough seeds that another CPU's rounding,
+    so many fresh draws, picks the same). Returns the choice and one table row per configuration."""
     grid = [pg.Config(features=f, hidden=h, activation=a, lr=lr, regularization=r, reg_rate=rate)
             for f, h, a, lr, (r, rate) in itertools.product(*SEARCH_SPACE.values())]
     first = chunks(pg.train([replace(c, seed=s) for c in grid for s in range(SEARCH_SEEDS)], epochs), SEARCH_SEEDS)
@@ -212,9 +205,8 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
 
 # ----------------------------------------------------------------------------- figures
 def spread(values: list[list[float]], ceiling: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
-    """Median of each list and, as error bars (2, len), the distances down to its minimum and up to its maximum,
-    each drawn at most at `ceiling` (seeds spread over orders of magnitude, where mean +- std would cross zero
-    on a log axis)."""
+    """Median of each list and error bars (2, len) down to its minimum and up to its maximum, all capped at
+    `ceiling` (seeds spread over orders of magnitude: mean +- std would cross zero on a log axis)."""
     low, median, high = np.minimum([[min(v), statistics.median(v), max(v)] for v in values], ceiling).T
     return median, np.array([median - low, high - median])
 
@@ -237,12 +229,12 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
         for (ax_loss, ax_epochs), (name, by_dataset) in zip(axes.T, sweeps.items()):
             for i, (dataset, entries) in enumerate(by_dataset.items()):
                 x = np.arange(len(entries)) + (i - (len(by_dataset) - 1) / 2) * 0.25
-                ax_loss.errorbar(x, *spread([e["test_losses"] for e in entries]), marker="o", markersize=2.5,
-                                 capsize=1.5, linewidth=0.9, linestyle="", color=f"C{i}")
+                bars = dict(capsize=1.5, linewidth=0.9, linestyle="", color=f"C{i}")
+                ax_loss.errorbar(x, *spread([e["test_losses"] for e in entries]), marker="o", markersize=2.5, **bars)
                 # runs that never converged count as slower than all others and are drawn at the budget
                 median, error = spread([infinite_if_never(e["converge_epochs"]) for e in entries], budget)
                 never = np.array([e["epochs_to_converge"] is None for e in entries])
-                ax_epochs.errorbar(x, median, error, marker="", capsize=1.5, linewidth=0.9, linestyle="", color=f"C{i}")
+                ax_epochs.errorbar(x, median, error, marker="", **bars)
                 ax_epochs.plot(x[~never], median[~never], "o", markersize=2.5, color=f"C{i}")
                 ax_epochs.plot(x[never], median[never], "v", markersize=4, markerfacecolor="white", color=f"C{i}")
             names = [str(e["value"]) for e in entries]
@@ -255,13 +247,12 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
                 ax_epochs.tick_params(labelleft=False)
         axes[0, 0].set(yscale="log", ylabel="final test loss")
         axes[1, 0].set(yscale="log", ylabel=f"epochs to training\nloss < {CONVERGED_BELOW}", ylim=(1, budget * 1.6))
-        marker = lambda color, **style: plotting.plt.Line2D([], [], linestyle="", color=color, **style)
-        handles = [marker(f"C{i}", marker="o", markersize=3, label=NOISY_LEGEND if d == NOISY_NAME else d)
+        key = lambda color, **style: plotting.plt.Line2D([], [], color=color, **style)  # a legend entry
+        handles = [key(f"C{i}", linestyle="", marker="o", markersize=3, label=NOISY_LEGEND if d == NOISY_NAME else d)
                    for i, d in enumerate(sweeps["regularization"])]
-        handles += [marker("black", marker="v", markersize=4, markerfacecolor="white",
-                           label="median run never converged"),
-                    plotting.plt.Line2D([], [], color="grey", linestyle="--", linewidth=0.8,
-                                        label=f"budget: {budget} epochs")]
+        handles += [key("black", linestyle="", marker="v", markersize=4, markerfacecolor="white",
+                        label="median run never converged"),
+                    key("grey", linestyle="--", linewidth=0.8, label=f"budget: {budget} epochs")]
         legend_row = fig.add_subplot(grid[0, :])
         legend_row.axis("off")
         legend_row.legend(handles=handles, loc="center", ncol=3, frameon=False, handletextpad=0.2, columnspacing=1.5)
@@ -308,9 +299,13 @@ def pruning_points(results: dict) -> tuple[dict, float, dict]:
 def snippet(results: dict) -> str:
     best = results["best"]
     finalists = sorted((row for row in results["search"] if row["finalist"]), key=median_loss)
+    # the noisy circle: no penalty against the penalties that help, on the same seeds
+    noisy = {e["value"]: e for e in results["sweeps"]["regularization"][NOISY_NAME]}
+    helped = [noisy[v] for v in NOISY_HELPED]
+    by_fraction, full, enough = pruning_points(results)
     loss = lambda value: f"{value:.3f}"
     fine_loss = lambda value: f"{value:.4f}"
-    macros = {
+    return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", {
         "QOneBestConfig": pg.Config(**best["config"]).describe().replace("^", "\\textasciicircum{}"),  # x1^2
         "QOneBestTestLoss": median_range(best["test_losses"], fine_loss),
         "QOneSearchSize": len(results["search"]),
@@ -326,40 +321,33 @@ def snippet(results: dict) -> str:
         "QOneShownSeed": results["shown_seed"],
         "QOneFastestRateNeverConverged": next(e["runs"] - e["converged_runs"] for e in
                                              results["sweeps"]["learning rate"]["spiral"] if e["value"] == 1.0),
-    }
-    # the noisy circle: no penalty against the penalties that help, on the same seeds
-    noisy = {e["value"]: e for e in results["sweeps"]["regularization"][NOISY_NAME]}
-    helped = [noisy[v] for v in NOISY_HELPED]
-    macros.update(
-        QOneNoisyNoise=NOISY["noise"], QOneNoisyTrainPercent=NOISY["train_percent"],
-        QOneNoisyTrainPoints=pg.POINTS * NOISY["train_percent"] // 100,
-        QOneNoisyNoneLoss=median_range(noisy["none"]["test_losses"], loss),
-        QOneNoisyNoneTrainLoss=loss(statistics.median(noisy["none"]["train_losses"])),
-        QOneNoisyHelped=", ".join(NOISY_HELPED[:-1]) + " and " + NOISY_HELPED[-1],
-        QOneNoisyHelpedLosses=" to ".join(loss(f(map(median_loss, helped))) for f in (min, max)),
-        QOneNoisyHelpedWins=min(sum(a < b for a, b in zip(e["test_losses"], noisy["none"]["test_losses"]))
-                                for e in helped),
-        QOneShareBelowPointOne=f"{100 * results['pruning']['share_below']['0.1']:.0f}")
-    # the pruning study's medians over seeds that the text cites
-    by_fraction, full, enough = pruning_points(results)
-    for name, fraction, word in (("pruned", 0.2, "PrunedTwenty"), ("pruned", 0.4, "PrunedForty"),
-                                 ("pruned and retrained", 0.6, "RetrainedSixty"),
-                                 ("pruned and retrained", 0.8, "RetrainedEighty")):
-        macros[f"QOne{word}"] = loss(median_loss(by_fraction[name][fraction]))
-    macros.update(QOneRetrainEpochs=min(RETRAIN_EPOCHS, results["epochs"]),
-                  QOneRetrainedParameters=f"{by_fraction['pruned and retrained'][0.6]['parameters']:.0f}",
-                  QOneFullLoss=loss(full), QOneFullParameters=results["pruning"]["full_parameters"],
-                  QOneSmallEnoughHidden="-".join(map(str, enough["hidden"])),
-                  QOneSmallEnoughParameters=enough["parameters"], QOneSmallEnoughLoss=loss(median_loss(enough)))
-    return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", macros)
+        "QOneNoisyNoise": NOISY["noise"], "QOneNoisyTrainPercent": NOISY["train_percent"],
+        "QOneNoisyTrainPoints": pg.POINTS * NOISY["train_percent"] // 100,
+        "QOneNoisyNoneLoss": median_range(noisy["none"]["test_losses"], loss),
+        "QOneNoisyNoneTrainLoss": loss(statistics.median(noisy["none"]["train_losses"])),
+        "QOneNoisyHelped": ", ".join(NOISY_HELPED[:-1]) + " and " + NOISY_HELPED[-1],
+        "QOneNoisyHelpedLosses": " to ".join(loss(f(map(median_loss, helped))) for f in (min, max)),
+        "QOneNoisyHelpedWins": min(sum(a < b for a, b in zip(e["test_losses"], noisy["none"]["test_losses"]))
+                                   for e in helped),
+        "QOneShareBelowPointOne": f"{100 * results['pruning']['share_below']['0.1']:.0f}",
+        # the pruning study's medians over seeds that the text cites
+        "QOnePrunedTwenty": loss(median_loss(by_fraction["pruned"][0.2])),
+        "QOnePrunedForty": loss(median_loss(by_fraction["pruned"][0.4])),
+        "QOneRetrainedSixty": loss(median_loss(by_fraction["pruned and retrained"][0.6])),
+        "QOneRetrainedEighty": loss(median_loss(by_fraction["pruned and retrained"][0.8])),
+        "QOneRetrainEpochs": min(RETRAIN_EPOCHS, results["epochs"]),
+        "QOneRetrainedParameters": f"{by_fraction['pruned and retrained'][0.6]['parameters']:.0f}",
+        "QOneFullLoss": loss(full), "QOneFullParameters": results["pruning"]["full_parameters"],
+        "QOneSmallEnoughHidden": "-".join(map(str, enough["hidden"])),
+        "QOneSmallEnoughParameters": enough["parameters"], "QOneSmallEnoughLoss": loss(median_loss(enough)),
+    })
 
 
 # ----------------------------------------------------------------------------- the report's claims
 def claims(results: dict) -> dict[str, bool]:
     """Each qualitative statement of the report's Q1.2 and Q1.3, true or false for these results:
     tests/test_claims.py requires them of the committed results, --check-claims of another run's."""
-    def sweep(name: str, dataset: str) -> dict:
-        return {entry["value"]: entry for entry in results["sweeps"][name][dataset]}
+    sweep = lambda name, dataset: {entry["value"]: entry for entry in results["sweeps"][name][dataset]}
     median = median_loss
     epochs = lambda entry: statistics.median(infinite_if_never(entry["converge_epochs"]))
     converged = lambda entry: entry["converged_runs"] / entry["runs"]
@@ -480,7 +468,6 @@ def main(argv: list[str] | None = None) -> int:
         best, table = search(args.epochs)
         print(f"Q1.1 best of {len(table)} configurations: {best.describe()}")
         fresh_seeds = range(FIRST_FRESH_SEED, FIRST_FRESH_SEED + args.seeds)
-        sweep_results = sweeps(best, args.epochs, fresh_seeds)
         retrained = pg.train([replace(best, seed=s) for s in fresh_seeds], args.epochs)
         shown = median_run(retrained)
         results = {
@@ -489,15 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             "best_fresh": summary(retrained), "shown_seed": shown.config.seed,
             "shown_run": asdict(shown) | {part: [a.tolist() for a in getattr(shown, part)]
                                           for part in ("weights", "biases", "dead")},
-            "sweeps": sweep_results, "pruning": pruning(retrained, args.epochs),
+            "sweeps": sweeps(best, args.epochs, fresh_seeds), "pruning": pruning(retrained, args.epochs),
             "seconds": time.perf_counter() - start, "machine": runs.cpu_name(),
         }
         runs.write_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
     results = read_q1_results(results_path)
     paths.check_settings(results, results_path)
-    snippet_path = paths.generated / "q1.tex"
-    runs.write_atomic(snippet_path, snippet(results))
+    snippet_path = runs.write_atomic(paths.generated / "q1.tex", snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")

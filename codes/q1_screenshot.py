@@ -154,16 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     local = args.local_build is not None
     with local_build(args.local_build) if local else contextlib.nullcontext(PAGE) as root:
         png, page_numbers = capture(address.replace(PAGE, root), results["epochs"], args.browser, local_only=local)
-    record = {"address": address, "source": "local build" if local else "live",
-              "config": asdict(config), **page_numbers,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    figure_path = cli.FIGURES_DIR / FIGURE_FILE
-    runs.write_atomic(figure_path, lambda file: file.write(png))
-    runs.write_atomic(cli.RESULTS_DIR / RESULTS_FILE, record)
+    record = {"address": address, "source": "local build" if local else "live", "config": asdict(config),
+              **page_numbers, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    figure_path = runs.write_atomic(cli.FIGURES_DIR / FIGURE_FILE, lambda file: file.write(png))
+    results_path = runs.write_atomic(cli.RESULTS_DIR / RESULTS_FILE, record)
     runs.write_atomic(cli.GENERATED_DIR / SNIPPET_FILE, snippet(record))
     print(f"epoch {record['epoch']}: training loss {record['train_loss']:.6f}, test loss {record['test_loss']:.6f} "
           f"({record['browser']})")
-    print(f"figure: {figure_path}\nresults: {cli.RESULTS_DIR / RESULTS_FILE}")
+    print(f"figure: {figure_path}\nresults: {results_path}")
     return 0
 
 

@@ -76,8 +76,7 @@ def convex_hulls() -> dict:
     meeting = (np.array([[-1.0, 0.0], [1.0, 0.0], [0.0, -2.0]]), np.array([[0.0, -1.0], [0.0, 1.0], [2.0, 1.5]]))
     common_point = 0.5 * meeting[0][0] + 0.5 * meeting[0][1]  # also 0.5 * b[0] + 0.5 * b[1]
     separable = (meeting[0] + np.array([-2.5, 0.0]), meeting[1] + np.array([2.0, 0.5]))
-    errors_meeting, _ = perceptron_errors(*meeting)
-    errors_separable, w = perceptron_errors(*separable)
+    (errors_meeting, _), (errors_separable, w) = perceptron_errors(*meeting), perceptron_errors(*separable)
     return {"meeting": meeting, "separable": separable, "common_point": common_point,
             "errors_meeting": errors_meeting, "errors_separable": errors_separable, "separating_w": w}
 
@@ -107,10 +106,7 @@ def weight_growth(iterations: int = 100_000, lr: float = 1.0, lam: float = 0.01)
     for name in ("none", "L2", "L1"):
         w, paths[name] = 0.0, []
         for t in range(1, iterations + 1):
-            gradient = np.mean((1 / (1 + np.exp(-w * x)) - y) * x)
-            if name == "L2":
-                gradient += lam * w
-            w -= lr * gradient
+            w -= lr * (np.mean((1 / (1 + np.exp(-w * x)) - y) * x) + (lam * w if name == "L2" else 0.0))
             if name == "L1":  # soft threshold: the proximal step of lam |w|
                 w = math.copysign(max(abs(w) - lr * lam, 0.0), w)
             if t in record:
@@ -122,10 +118,8 @@ def convolution_answers() -> dict:
     """Q4.1 computed with torch's convolution (no flip: F is symmetric, so it would not matter)."""
     X = torch.tensor(Q4_X, dtype=torch.float64).view(1, 1, 6, 6)
     Y = F.conv2d(X, torch.tensor(Q4_F, dtype=torch.float64).view(1, 1, 3, 3) / 16)[0, 0]
-
-    def output_size(padding: tuple[int, int]) -> tuple[int, int]:
-        return tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2, padding=padding).shape[2:])
-
+    output_size = lambda padding: tuple(F.conv2d(torch.zeros(1, 1, 6, 4), torch.zeros(1, 1, 2, 2), stride=2,
+                                                 padding=padding).shape[2:])
     # the smallest symmetric padding, per dimension (each output side depends only on its own), that keeps (6, 4)
     padding = tuple(next(p for p in range(10) if output_size((p, p))[dim] == (6, 4)[dim]) for dim in (0, 1))
     layer = torch.nn.Conv2d(1, 1, kernel_size=4, stride=2, bias=False)
@@ -168,8 +162,7 @@ def backprop_check(points: int = 200, seed: int = 0) -> dict:
     names = ("w11", "w21", "w22", "w32", "m11", "m12", "m22", "b2", "c1")
     for _ in range(points):
         p = {n: torch.randn((), generator=g, dtype=torch.float64, requires_grad=True) for n in names}
-        x = torch.randn(3, generator=g, dtype=torch.float64)
-        y = torch.randn(2, generator=g, dtype=torch.float64) * 3
+        x, y = torch.randn(3, generator=g, dtype=torch.float64), torch.randn(2, generator=g, dtype=torch.float64) * 3
         pre1, *_, loss = dag_forward(p, x, y)
         autograd = torch.autograd.grad(loss, list(p.values()))
         hand = dag_gradients({n: v.detach() for n, v in p.items()}, x, y)
@@ -248,8 +241,7 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
     rows = " \\\\ ".join(" & ".join(exact(v) for v in row) for row in conv["Y"])
     paths, middle = growth["paths"], len(growth["iterations"]) // 2
     iterations = [f"{n:,}".replace(",", "{,}") for n in growth["iterations"]]  # LaTeX's thousands separator
-
-    macros = {
+    return latex.latex_macros("codes/q2_q4_checks.py", {
         "CheckTwoOneResidual": below_rounding(projection["max_column_residual_product"]),
         "CheckTwoOneSymmetry": below_rounding(projection["hat_asymmetry"]),
         "CheckTwoOneIdempotence": below_rounding(projection["hat_idempotence"]),
@@ -279,8 +271,7 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
         "CheckFourTwoGapInactive": below_rounding(backprop["max_relative_gap"]["inactive"]),
         "CheckFourTwoPointsActive": str(backprop["points"]["active"]),
         "CheckFourTwoPointsInactive": str(backprop["points"]["inactive"]),
-    }
-    return latex.latex_macros("codes/q2_q4_checks.py", macros)
+    })
 
 
 def main(argv: list[str] | None = None) -> int:
