@@ -23,7 +23,6 @@ import cli
 import common
 import runs
 
-CODES_DIR = cli.REPO_ROOT / "codes"
 REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -44,9 +43,9 @@ def check_student_id(student_id: str | None) -> str:
     return student_id
 
 
-def report_inputs(report_tex: Path = REPORT_DIR / "report.tex") -> list[Path]:
+def report_inputs() -> list[Path]:
     """Every figure and snippet the report includes (\\includegraphics, \\input), as paths."""
-    text = re.sub(r"(?<!\\)%.*", "", report_tex.read_text())
+    text = re.sub(r"(?<!\\)%.*", "", (REPORT_DIR / "report.tex").read_text())
     figures = [REPORT_DIR / "figures" / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
     snippets = [REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
     return list(dict.fromkeys(figures + snippets))
@@ -79,8 +78,8 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     pdf = build_dir / f"{name}.pdf"
     if done.returncode != 0 or not pdf.exists():
         (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt
-        log = (build_dir / f"{name}.log").read_text(errors="replace") if (build_dir / f"{name}.log").exists() else ""
-        output = log or done.stdout.decode(errors="replace")
+        log = build_dir / f"{name}.log"
+        output = (log.read_text(errors="replace") if log.exists() else "") or done.stdout.decode(errors="replace")
         raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join(output.splitlines()[-20:]))
     title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
                                 capture_output=True).stdout.decode(errors="replace")
@@ -89,15 +88,13 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     return pdf
 
 
-def code_files(codes_dir: Path = CODES_DIR) -> list[Path]:
+def code_files() -> list[Path]:
     """codes/README.md and every source file (no caches)."""
-    return sorted(p for p in codes_dir.iterdir() if p.is_file() and (p.suffix == ".py" or p.name == "README.md"))
+    return sorted(p for p in (cli.REPO_ROOT / "codes").iterdir() if p.suffix == ".py" or p.name == "README.md")
 
 
 def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> Path:
-    """Write dist/<id>.zip atomically and return its path."""
-    check_student_id(student_id)
-
+    """Write dist/<id>.zip atomically (the id checked by check_student_id) and return its path."""
     def write(file) -> None:
         with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.write(pdf, f"report_{student_id}.pdf")
