@@ -46,8 +46,7 @@ WORKLOADS = {
 
 def tutorial_ms(data_dir: Path, split_seed: int, batch_size: int, epochs: int, device: torch.device) -> float:
     """Median milliseconds per training epoch of the tutorial loop training the MLP."""
-    import torchvision
-    from torchvision import transforms
+    from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((common.MNIST_MEAN,), (common.MNIST_STD,))])
     with tempfile.TemporaryDirectory() as root:  # torchvision reads only unpacked files: give it those
@@ -57,7 +56,7 @@ def tutorial_ms(data_dir: Path, split_seed: int, batch_size: int, epochs: int, d
             data = common.read_idx(data_dir / "MNIST" / "raw", name, magic)
             (raw / name).write_bytes(struct.pack(">I", magic) + struct.pack(f">{data.dim()}I", *data.shape)
                                      + data.numpy().tobytes())
-        dataset = torchvision.datasets.MNIST(root, train=True, transform=transform, download=False)  # read into memory
+        dataset = datasets.MNIST(root, train=True, transform=transform, download=False)  # read into memory
     train_idx, _ = common.split_indices(len(dataset), split_seed)
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=batch_size,
                                          shuffle=True, num_workers=0)

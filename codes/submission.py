@@ -3,11 +3,11 @@
     make submission STUDENT_ID=2024012345                 # or: STUDENT_ID=2024012345 python codes/submission.py
     python codes/submission.py --check-report             # what `make report` runs before LaTeX
 
-Builds the report with the id on its title page into dist/build/, checks that the id is in the
-PDF's text, and writes dist/<id>.zip holding report_<id>.pdf and codes/ (its README.md and every
-source file). The id comes from $STUDENT_ID (or --student-id), as data: letters, digits, '-' and
-'_', at most 32 characters. --check-report fails on any figure or snippet the report includes that
-does not exist, naming the script that makes it.
+Builds the report with the id on its title page into dist/build/, checks that the PDF's title page
+shows it, and writes dist/<id>.zip: report_<id>.pdf and codes/ (README.md and every source file).
+The id comes from $STUDENT_ID (or --student-id), as data: 1 to 32 letters, digits, '-' and '_'.
+--check-report fails on any figure or snippet the report includes that does not exist, naming the
+script that makes it.
 """
 from __future__ import annotations
 
@@ -70,11 +70,10 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     name = f"report_{student_id}"
     (build_dir / f"{name}.tex").write_text(f"\\def\\StudentID{{{student_id}}}\\input{{report.tex}}\n")
-    # the report's own folder is searched for report.tex, figures/ and generated/
-    env = {**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}
-    # TeX's output is bytes: it wraps lines at a byte count, splitting a UTF-8 path's characters
+    # TEXINPUTS: the report's own folder is searched for report.tex, figures/ and generated/; the output is
+    # bytes, as TeX wraps lines at a byte count, splitting a UTF-8 path's characters
     done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=build_dir, env=env, capture_output=True)
+                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}, capture_output=True)
     pdf = build_dir / f"{name}.pdf"
     if done.returncode != 0 or not pdf.exists():
         (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt
