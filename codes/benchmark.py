@@ -79,9 +79,10 @@ def tutorial_ms(data_dir: Path, split_seed: int, batch_size: int, epochs: int, d
 def trainer_ms(splits, build, flood_levels, batch_size: int, epochs: int, use_cuda_graph: bool | None = None):
     """Median milliseconds per epoch of training and of evaluation of one workload, and the trained
     parameters (every run of a workload starts from the same weights and sees the same batches)."""
-    model = common.StackedCopies(common.seeded_copies(build, range(len(flood_levels))))
-    trainer = common.StackedTrainer(model.to(splits["train"].labels.device), splits, lr=LR, momentum=MOMENTUM,
-                                    batch_size=batch_size, seed=0, flood_levels=flood_levels, use_cuda_graph=use_cuda_graph)
+    copies = common.seeded_copies(build, range(len(flood_levels)))
+    model = common.StackedCopies(copies).to(splits["train"].labels.device)
+    trainer = common.StackedTrainer(model, splits, lr=LR, momentum=MOMENTUM, batch_size=batch_size, seed=0,
+                                    flood_levels=flood_levels, use_cuda_graph=use_cuda_graph)
     seconds = []  # (training, evaluation) of each epoch
     for _ in range(epochs + 1):
         start = time.perf_counter()

@@ -49,8 +49,8 @@ def key_numbers(results_dir: Path, pattern: str | None) -> dict:
     for path in sorted(results_dir.glob(pattern)) if pattern else []:
         run = json.loads(path.read_text())
         numbers[path.stem] = (  # Q1's search, or a training run
-            {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0], "seconds": run["seconds"]}
-            if "best" in run else
+            {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
+             "seconds": run["seconds"]} if "best" in run else
             {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
              "copies": len(run["copies"]), **(runs.final_metrics(run) if len(run["copies"]) == 1 else {})})
     return numbers
