@@ -3,24 +3,17 @@
     python codes/benchmark.py                      # on the GPU if there is one, else the CPU
     python codes/benchmark.py --workloads mlp      # only the Q5.2 MLP and the tutorial loop
 
-Each workload trains through this project's StackedTrainer (data on the device, a permutation
-per epoch, one CUDA graph per step on a GPU), timed for the training step alone and with the
-per-epoch evaluation of train, validation and test sets; on a GPU it runs again with the step
-not graphed, for its time and for the largest difference between the two runs' parameters (the
-same weights and batches, so only floating-point noise may differ):
-  mlp       the Q5.2 MLP; also (a) a tutorial loop training it: torchvision's MNIST dataset with
-            ToTensor + Normalize, a DataLoader (shuffled, num_workers 0), a plain nn.Module, and
-            the speed-up over it
-  flooding  the Q5.3 sweep at one seed: 21 MLPs stacked, one per flood level
-  cnn       the Q5.5 CNN
-All use SGD lr 0.1 momentum 0.9, batches of --batch-size (128), on the 48,000 training images.
-Each number is the median over --epochs epochs after one warm-up epoch; "500 epochs" is that
-median times the assignment's epoch count. Prints a table headed by the machine it ran on and
-writes results/runs/benchmark/benchmark_<device>.json (benchmark_cuda_fp32.json with --no-tf32
-on a GPU), beside the committed measurements results/benchmark_<device>.json (quoted in
-docs/speed.md and docs/settings.md), which only --replace-committed replaces; a file already
-there that was measured with the same settings on the same machine keeps the workloads this run
-skips.
+Each workload (the Q5.2 MLP; the Q5.3 sweep at one seed, its 21 MLPs stacked; the Q5.5 CNN) trains
+through this project's StackedTrainer with SGD lr 0.1 momentum 0.9 on the 48,000 training images,
+timed for the training step alone and with the per-epoch evaluation; on a GPU it runs again with the
+step not graphed, for its time and the largest parameter difference from the graphed run (the same
+weights and batches: floating-point noise only). The MLP is also trained by a tutorial loop
+(torchvision's MNIST, ToTensor + Normalize, a shuffled DataLoader, num_workers 0, a plain nn.Module).
+Each number is the median over --epochs epochs after one warm-up. It prints a table headed by the
+machine and writes results/runs/benchmark/benchmark_<device>.json (_cuda_fp32 with --no-tf32), beside
+the committed results/benchmark_<device>.json (docs/speed.md), which only --replace-committed
+replaces; an earlier file measured at the same settings on the same machine keeps the workloads
+this run skips.
 """
 from __future__ import annotations
 
@@ -51,10 +44,9 @@ WORKLOADS = {
 }
 
 
-def tutorial_epoch_seconds(data_dir: Path, split_seed: int, batch_size: int, epochs: int, device: torch.device) -> list[float]:
-    """Seconds of each timed epoch of the tutorial loop training the MLP."""
-    import torchvision
-    from torchvision import transforms
+def tutorial_ms(data_dir: Path, split_seed: int, batch_size: int, epochs: int, device: torch.device) -> float:
+    """Median milliseconds per training epoch of the tutorial loop training the MLP."""
+    from torchvision import datasets, transforms
 
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((common.MNIST_MEAN,), (common.MNIST_STD,))])
     with tempfile.TemporaryDirectory() as root:  # torchvision reads only unpacked files: give it those
@@ -64,46 +56,42 @@ def tutorial_epoch_seconds(data_dir: Path, split_seed: int, batch_size: int, epo
             data = common.read_idx(data_dir / "MNIST" / "raw", name, magic)
             (raw / name).write_bytes(struct.pack(">I", magic) + struct.pack(f">{data.dim()}I", *data.shape)
                                      + data.numpy().tobytes())
-        dataset = torchvision.datasets.MNIST(root, train=True, transform=transform, download=False)  # read into memory
+        dataset = datasets.MNIST(root, train=True, transform=transform, download=False)  # read into memory
     train_idx, _ = common.split_indices(len(dataset), split_seed)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=batch_size, shuffle=True, num_workers=0
-    )
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, train_idx.tolist()), batch_size=batch_size,
+                                         shuffle=True, num_workers=0)
     model = common.mlp().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
     seconds = []
     for _ in range(epochs + 1):
         start = time.perf_counter()
         for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(model(images.to(device)), labels.to(device))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
-    return seconds[1:]
+    return 1000 * statistics.median(seconds[1:])
 
 
-def trainer_epoch_seconds(splits, build, flood_levels, batch_size: int, epochs: int, use_cuda_graph: bool | None = None):
-    """Seconds of training and of evaluation for each timed epoch of one workload, and the trained
+def trainer_ms(splits, build, flood_levels, batch_size: int, epochs: int, use_cuda_graph: bool | None = None):
+    """Median milliseconds per epoch of training and of evaluation of one workload, and the trained
     parameters (every run of a workload starts from the same weights and sees the same batches)."""
-    device = splits["train"].labels.device
-    model = common.StackedCopies(common.seeded_copies(build, range(len(flood_levels)))).to(device)
-    trainer = common.StackedTrainer(
-        model, splits, lr=LR, momentum=MOMENTUM, batch_size=batch_size, seed=0,
-        flood_levels=flood_levels, use_cuda_graph=use_cuda_graph,
-    )
-    train, evaluation = [], []
+    copies = common.seeded_copies(build, range(len(flood_levels)))
+    model = common.StackedCopies(copies).to(splits["train"].labels.device)
+    trainer = common.StackedTrainer(model, splits, lr=LR, momentum=MOMENTUM, batch_size=batch_size, seed=0,
+                                    flood_levels=flood_levels, use_cuda_graph=use_cuda_graph)
+    seconds = []  # (training, evaluation) of each epoch
     for _ in range(epochs + 1):
         start = time.perf_counter()
         trainer.train_epoch()  # returns host values, so the epoch's kernels have finished
         middle = time.perf_counter()
         trainer.evaluate_all()
-        evaluation.append(time.perf_counter() - middle)
-        train.append(middle - start)
-    return train[1:], evaluation[1:], [p.detach() for p in model.parameters()]
+        seconds.append((middle - start, time.perf_counter() - middle))
+    train, evaluation = (1000 * statistics.median(column) for column in zip(*seconds[1:]))
+    return train, evaluation, [p.detach() for p in model.parameters()]
 
 
 def with_earlier_workloads(path: Path, settings: dict, measured: dict) -> dict:
@@ -112,10 +100,10 @@ def with_earlier_workloads(path: Path, settings: dict, measured: dict) -> dict:
     try:
         earlier = json.loads(path.read_text())
         same = all(earlier.get(key) == value for key, value in settings.items())
-        kept = {name: w for name, w in earlier["workloads"].items() if name in WORKLOADS} if same else {}
+        workloads = {**(earlier["workloads"] if same else {}), **measured}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        kept = {}
-    return {name: measured.get(name, kept.get(name)) for name in WORKLOADS if name in measured or name in kept}
+        workloads = measured
+    return {name: workloads[name] for name in WORKLOADS if name in workloads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,27 +138,24 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for name in args.workloads:
         description, build, flood_levels = WORKLOADS[name]
-        train, evaluation, parameters = trainer_epoch_seconds(splits, build, flood_levels, args.batch_size, args.epochs)
-        ms = {"train": 1000 * statistics.median(train), "eval": 1000 * statistics.median(evaluation)}
-        ms["train_and_eval"] = ms["train"] + ms["eval"]
+        train_ms, eval_ms, parameters = trainer_ms(splits, build, flood_levels, args.batch_size, args.epochs)
+        ms = {"train": train_ms, "eval": eval_ms, "train_and_eval": train_ms + eval_ms}
         seconds = ms["train_and_eval"] * common.ASSIGNMENT["epochs"] / 1000
         report[name] = {"description": description, "copies": len(flood_levels), "ms_per_epoch": ms,
                         "seconds_for_assignment_epochs": seconds}
         print(f"  {description:34s} {ms['train']:10.1f} {ms['train_and_eval']:10.1f} {seconds:10.0f}s", flush=True)
         if device.type == "cuda":  # the same run with the step not graphed: its time, and that it agrees
-            eager_train, _, eager_parameters = trainer_epoch_seconds(splits, build, flood_levels, args.batch_size,
-                                                                     args.epochs, use_cuda_graph=False)
-            eager_ms = 1000 * statistics.median(eager_train)
+            eager_ms, _, eager_parameters = trainer_ms(splits, build, flood_levels, args.batch_size, args.epochs,
+                                                       use_cuda_graph=False)
             difference = max((a - b).abs().max().item() for a, b in zip(parameters, eager_parameters))
             report[name].update(eager_train_ms_per_epoch=eager_ms, graph_vs_eager_max_parameter_difference=difference)
             print(f"  {'  same, step not graphed':34s} {eager_ms:10.1f}    largest parameter difference "
                   f"after {args.epochs + 1} epochs: {difference:.1e}", flush=True)
         if name == "mlp":
-            tutorial = tutorial_epoch_seconds(args.data_dir, args.split_seed, args.batch_size, args.epochs, device)
-            tutorial_ms = 1000 * statistics.median(tutorial)
-            report[name].update(tutorial_train_ms_per_epoch=tutorial_ms, speedup_train=tutorial_ms / ms["train"])
-            print(f"  {'tutorial loop (DataLoader), MLP':34s} {tutorial_ms:10.1f}    "
-                  f"speed-up of the training step: {tutorial_ms / ms['train']:.1f}x", flush=True)
+            loop_ms = tutorial_ms(args.data_dir, args.split_seed, args.batch_size, args.epochs, device)
+            report[name].update(tutorial_train_ms_per_epoch=loop_ms, speedup_train=loop_ms / train_ms)
+            print(f"  {'tutorial loop (DataLoader), MLP':34s} {loop_ms:10.1f}    "
+                  f"speed-up of the training step: {loop_ms / train_ms:.1f}x", flush=True)
     # a GPU's float32 numbers (--no-tf32) go beside its default TF32 ones, not over them
     path = output_dir / f"benchmark_{device.type}{'_fp32' if device.type == 'cuda' and not tf32 else ''}.json"
     settings = {"epochs_measured": args.epochs, "batch_size": args.batch_size, "tf32": tf32, "environment": environment}

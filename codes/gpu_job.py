@@ -4,11 +4,10 @@
     python3 codes/gpu_job.py --part 2 --out "$OUT"   # Q5.3's two sweeps
     python codes/gpu_job.py --part 1 --out /tmp/job --quick --data-dir DIR   # the same commands, quick, on a CPU
 
-The steps of the main job run through run_all.py, which records each in run_summary.json (a part
-keeps the other part's record). The CUDA tests need pytest; where it cannot be imported they are
-recorded as not run. Every command's output goes to OUT/gpu_job_part<N>.log, and the results, figures
-and snippets (the quick folder with --quick) to OUT/gpu_job_part<N>.tar.gz. The job stops at the
-first command that fails, and still packs what it has.
+The main job's steps run through run_all.py, which records them in run_summary.json. The CUDA tests
+need pytest (the log says where it is missing). Every command's output goes to OUT/gpu_job_part<N>.log,
+and the results, figures and snippets (the quick folder with --quick) to OUT/gpu_job_part<N>.tar.gz.
+The job stops at the first command that fails, and still packs what it has.
 """
 from __future__ import annotations
 
@@ -72,12 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {name} failed (exit status {status}); see {log_path}", file=sys.stderr)
                 break
     # a quick run's folder, or the committed results, figures and snippets where the checkout has them
-    folders = [(quick_dir, "results")] if quick_dir else [
-        (folder, str(folder.relative_to(cli.REPO_ROOT))) for folder in (cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR)]
+    root = args.out if quick_dir else cli.REPO_ROOT
     with tarfile.open(packed, "w:gz") as archive:
-        for folder, name in folders:
+        for folder in [quick_dir] if quick_dir else [cli.RESULTS_DIR, cli.FIGURES_DIR, cli.GENERATED_DIR]:
             if folder.exists():  # a job that failed early has not made its quick folder
-                archive.add(folder, arcname=name, filter=kept)
+                archive.add(folder, arcname=str(folder.relative_to(root)), filter=kept)
     print(f"log: {log_path}\npacked: {packed}")
     return status
 

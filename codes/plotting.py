@@ -21,17 +21,14 @@ plt.rcParams.update({"figure.dpi": 150, "savefig.dpi": 200, "font.size": 9, "axe
 TEXT_WIDTH = 6.7  # inches
 PRINTED_TYPE = {"font.size": 7, "legend.fontsize": 7}
 
-# The smallest nonzero training error is one image in 48,000 (0.002%); below
-# 0.01% the axis is linear so that an error of exactly 0 is still drawn.
-ERROR_AXIS_LINEAR_BELOW = 0.01
 
-
-def error_axis(ax, label: str = "error (% misclassified)") -> None:
+def error_axis(ax) -> None:
     """A symmetric-log error axis: readable from 100% down to exactly 0%."""
-    ax.set_yscale("symlog", linthresh=ERROR_AXIS_LINEAR_BELOW, linscale=0.5)
+    # linear below 0.01%, so that an error of exactly 0 is drawn (the smallest nonzero one is 1 in 48,000: 0.002%)
+    ax.set_yscale("symlog", linthresh=0.01, linscale=0.5)
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.set_ylabel(label)
+    ax.set_ylabel("error (% misclassified)")
 
 
 def run_label(results: dict) -> str:

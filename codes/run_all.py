@@ -4,14 +4,11 @@
     python codes/run_all.py --quick    # every script with few epochs and a subset: minutes on a CPU
     python codes/run_all.py --steps q5_5   # rerun only the CNN; the record keeps the other steps
 
-The full run writes results/run_summary.json; a quick run writes everything, the summary
-included, under results/quick/ (or --output-dir), never among the committed results, figures
-or snippets. Each step's wall time, device and key numbers are recorded; the run stops at the
-first step that fails. With --steps, only those steps run, and the summary keeps the record of
-the others from the previous run of the same mode; it is rewritten only when a step ran to its
-end (one stopped by Ctrl-C or SIGTERM keeps its earlier record, as its results are those of its
-earlier run). Without a GPU only the checks, Q1 and Q5.2 run (it says so before starting)
-unless --allow-cpu is given.
+results/run_summary.json (a quick run's, with everything it writes, under results/quick/ or
+--output-dir, never among the committed outputs) records each step's wall time, device and key
+numbers; the run stops at the first step that fails. The summary is rewritten only when a step ran
+to its end, and keeps the other steps' record from the previous run of the same mode. Without a GPU
+only the checks, Q1 and Q5.2 run (it says so before starting) unless --allow-cpu is given.
 """
 from __future__ import annotations
 
@@ -51,21 +48,19 @@ def key_numbers(results_dir: Path, pattern: str | None) -> dict:
     numbers = {}
     for path in sorted(results_dir.glob(pattern)) if pattern else []:
         run = json.loads(path.read_text())
-        if "best" in run:  # Q1's search
-            numbers[path.stem] = {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
-                                  "seconds": run["seconds"]}
-        else:
-            numbers[path.stem] = {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
-                                  "copies": len(run["copies"]), **(runs.final_metrics(run) if len(run["copies"]) == 1 else {})}
+        numbers[path.stem] = (  # Q1's search, or a training run
+            {"best_config": run["best"]["config"], "best_test_loss": run["best"]["test_loss"][0],
+             "seconds": run["seconds"]} if "best" in run else
+            {"device": run["environment"]["device_name"], "training_seconds": run["seconds"]["total"],
+             "copies": len(run["copies"]), **(runs.final_metrics(run) if len(run["copies"]) == 1 else {})})
     return numbers
 
 
 def run_step(command: list[str]) -> tuple[int, str | None]:
-    """Run one step to its end and return its exit status and the first signal run_all received meanwhile.
-    Ctrl-C, SIGTERM and SIGHUP (where the OS has them) reach the step as they came: it saves after the
-    current epoch on a Ctrl-C, at once on the others; run_all waits for it."""
-    # on POSIX the step has a session of its own, so that a Ctrl-C at the terminal reaches it once, through
-    # run_all; a Windows console sends Ctrl-C to every process in it, the step included
+    """Run one step to its end; return its exit status and the first signal run_all received meanwhile,
+    passed on as it came (the step saves after the epoch on a Ctrl-C, at once on SIGTERM or SIGHUP)."""
+    # a session of its own on POSIX, so that a terminal's Ctrl-C reaches the step once, through run_all;
+    # a Windows console sends Ctrl-C to every process in it, the step included
     posix = os.name == "posix"
     step = subprocess.Popen(command, start_new_session=posix)
     received = []
@@ -77,11 +72,10 @@ def run_step(command: list[str]) -> tuple[int, str | None]:
 
     previous = {signum: signal.signal(signum, pass_on) for signum in common.STOP_SIGNALS}
     try:
-        returncode = step.wait()
+        return step.wait(), received[0] if received else None
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return returncode, received[0] if received else None
 
 
 def previous_steps(path: Path, mode: str) -> dict[str, dict]:
@@ -99,12 +93,10 @@ def previous_steps(path: Path, mode: str) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
-    parser.add_argument("--allow-cpu", action="store_true",
-                        help="without a GPU, run the steps that take more than a day on a CPU too (by default "
-                        f"only {', '.join(CPU_STEPS)} run there)")
-    parser.add_argument("--output-dir", type=Path, default=None,
-                        help="write every result, figure and snippet here (default: results/ and report/, "
-                        "or results/quick/ with --quick)")
+    parser.add_argument("--allow-cpu", action="store_true", help="without a GPU, run the steps that take more "
+                        f"than a day on a CPU too (by default only {', '.join(CPU_STEPS)} run there)")
+    parser.add_argument("--output-dir", type=Path, help="write every result, figure and snippet here "
+                        "(default: results/ and report/, or results/quick/ with --quick)")
     parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
     cli.add_data_arguments(parser)
@@ -171,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         print(interrupted, file=sys.stderr)
         return 130
-    return 0 if len(ran) == len(args.steps) and all(step["returncode"] == 0 for step in ran.values()) else 1
+    return 0 if all(step["returncode"] == 0 for step in ran.values()) else 1  # a failed step ends the loop
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
     make submission STUDENT_ID=2024012345                 # or: STUDENT_ID=2024012345 python codes/submission.py
     python codes/submission.py --check-report             # what `make report` runs before LaTeX
 
-Builds the report with the id on its title page into dist/build/, checks that the id is in the
-PDF's text, and writes dist/<id>.zip holding report_<id>.pdf and codes/ (its README.md and every
-source file). The id comes from $STUDENT_ID (or --student-id), as data: letters, digits, '-' and
-'_', at most 32 characters. --check-report fails on any figure or snippet the report includes that
-does not exist, naming the script that makes it.
+Builds the report with the id on its title page into dist/build/, checks that the PDF's title page
+shows it, and writes dist/<id>.zip: report_<id>.pdf and codes/ (README.md and every source file).
+The id comes from $STUDENT_ID (or --student-id), as data: 1 to 32 letters, digits, '-' and '_'.
+--check-report fails on any figure or snippet the report includes that does not exist, naming the
+script that makes it.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import cli
 import common
 import runs
 
-CODES_DIR = cli.REPO_ROOT / "codes"
 REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
@@ -44,9 +43,9 @@ def check_student_id(student_id: str | None) -> str:
     return student_id
 
 
-def report_inputs(report_tex: Path = REPORT_DIR / "report.tex") -> list[Path]:
+def report_inputs() -> list[Path]:
     """Every figure and snippet the report includes (\\includegraphics, \\input), as paths."""
-    text = re.sub(r"(?<!\\)%.*", "", report_tex.read_text())
+    text = re.sub(r"(?<!\\)%.*", "", (REPORT_DIR / "report.tex").read_text())
     figures = [REPORT_DIR / "figures" / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
     snippets = [REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
     return list(dict.fromkeys(figures + snippets))
@@ -71,16 +70,15 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     name = f"report_{student_id}"
     (build_dir / f"{name}.tex").write_text(f"\\def\\StudentID{{{student_id}}}\\input{{report.tex}}\n")
-    # the report's own folder is searched for report.tex, figures/ and generated/
-    env = {**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}
-    # TeX's output is bytes: it wraps lines at a byte count, splitting a UTF-8 path's characters
+    # TEXINPUTS: the report's own folder is searched for report.tex, figures/ and generated/; the output is
+    # bytes, as TeX wraps lines at a byte count, splitting a UTF-8 path's characters
     done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=build_dir, env=env, capture_output=True)
+                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}, capture_output=True)
     pdf = build_dir / f"{name}.pdf"
     if done.returncode != 0 or not pdf.exists():
         (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt
-        log = (build_dir / f"{name}.log").read_text(errors="replace") if (build_dir / f"{name}.log").exists() else ""
-        output = log or done.stdout.decode(errors="replace")
+        log = build_dir / f"{name}.log"
+        output = (log.read_text(errors="replace") if log.exists() else "") or done.stdout.decode(errors="replace")
         raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join(output.splitlines()[-20:]))
     title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
                                 capture_output=True).stdout.decode(errors="replace")
@@ -89,15 +87,13 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     return pdf
 
 
-def code_files(codes_dir: Path = CODES_DIR) -> list[Path]:
+def code_files() -> list[Path]:
     """codes/README.md and every source file (no caches)."""
-    return sorted(p for p in codes_dir.iterdir() if p.is_file() and (p.suffix == ".py" or p.name == "README.md"))
+    return sorted(p for p in (cli.REPO_ROOT / "codes").iterdir() if p.suffix == ".py" or p.name == "README.md")
 
 
 def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> Path:
-    """Write dist/<id>.zip atomically and return its path."""
-    check_student_id(student_id)
-
+    """Write dist/<id>.zip atomically (the id checked by check_student_id) and return its path."""
     def write(file) -> None:
         with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.write(pdf, f"report_{student_id}.pdf")

@@ -121,7 +121,8 @@ def test_zip_holds_the_pdf_and_codes_at_the_top_level(tmp_path):
 
 
 @pytest.mark.parametrize("bad_id", ["../escape", "a/b", "with space", "-leading", "x" * 33, "caf\u00e9"])
-def test_empty_or_path_like_student_id_is_refused(bad_id, tmp_path):
+def test_empty_or_path_like_student_id_is_refused(bad_id, tmp_path, monkeypatch):
+    monkeypatch.setattr(submission, "DIST_DIR", tmp_path)
     with pytest.raises(common.UserError, match="is not usable"):
-        submission.build_zip(bad_id, tmp_path / "r.pdf", [], tmp_path)
+        submission.main([f"--student-id={bad_id}"])
     assert not list(tmp_path.iterdir())
