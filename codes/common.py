@@ -32,8 +32,7 @@ IMAGE_SIDE = 28
 # file name -> IDX magic number: 0x0803 is "unsigned byte, 3 dimensions", 0x0801 "1 dimension"
 MNIST_FILES = {"train-images-idx3-ubyte": 0x0803, "train-labels-idx1-ubyte": 0x0801,
                "t10k-images-idx3-ubyte": 0x0803, "t10k-labels-idx1-ubyte": 0x0801}
-# the published MD5 digests of the original files, uncompressed (a .gz is checked once decompressed:
-# its own bytes depend on the compressor)
+# the published MD5 digests of the original files, uncompressed (a .gz's own bytes depend on the compressor)
 MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
@@ -441,15 +440,6 @@ class StopRequests:
             raise EpochAbandoned
 
     @contextlib.contextmanager
-    def installed(self):
-        previous = {sig: signal.signal(sig, self.handle) for sig in STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    @contextlib.contextmanager
     def abandonable(self):
         """Computation that a stop may cut short, whose results are then thrown away: it changes
         no record, only the trainer's state, which is saved from the copy made before it."""
@@ -471,7 +461,7 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     (runs.Checkpoint) the state is saved every `checkpoint.every` epochs, at the end and on a stop signal (see
     StopRequests), and a resumed run continues exactly where the saved one stopped."""
     copies = trainer.model.copies
-    if checkpoint is not None and checkpoint.resume:
+    if checkpoint and checkpoint.resume:
         record = checkpoint.restore(trainer, epochs)
     else:
         history = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()},
@@ -484,7 +474,8 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     finished = trainer.state_dict() if checkpoint else None  # the state after the last finished epoch
     with contextlib.ExitStack() as stack:
         if checkpoint:
-            stack.enter_context(stops.installed())
+            for sig in STOP_SIGNALS:  # the handler before ours comes back on the way out
+                stack.callback(signal.signal, sig, signal.signal(sig, stops.handle))
         bar = stack.enter_context(tqdm(range(first_epoch, epochs + 1), desc=desc, unit="epoch", disable=not progress,
                                        dynamic_ncols=True, initial=first_epoch - 1, total=epochs))
         for epoch in bar:
