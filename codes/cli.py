@@ -213,8 +213,7 @@ class Settings:
         return {**{name: getattr(self, name) for name in COMPUTING}, **self.sweep}
 
     def config(self, device: str, tf32: bool) -> dict:
-        """The results file's "config": the settings of one part (one learning rate), with the device
-        and TF32 as the run used them."""
+        """The results file's "config": one part's settings (one learning rate), device and TF32 as used."""
         return {**{name: value for name, value in self.computing().items() if name != "lrs"}, "device": device, "tf32": tf32}
 
 
