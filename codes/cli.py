@@ -79,11 +79,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-seed", type=seed, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="training device; auto picks cuda when a GPU is present (default: %(default)s)")
-    parser.add_argument(
-        "--tf32", action=argparse.BooleanOptionalAction, default=True,
-        help="on a GPU, let matrix products use TF32, as PyTorch already does for convolutions (float32 "
-        "accumulation of 10-bit-mantissa products; faster on Ampere and newer GPUs); --no-tf32 keeps them "
-        "in full float32. No effect on a CPU, whose runs record it as off (default: on)")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=True,
+                        help="on a GPU, let matrix products use TF32 (10-bit-mantissa products, float32 sums) as "
+                        "PyTorch's convolutions do: faster on Ampere and newer GPUs; --no-tf32 keeps full float32. "
+                        "No effect on a CPU, whose runs record it as off (default: on)")
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = True) -> None:
@@ -118,21 +117,17 @@ _HELD_LOCKS: dict[Path, int] = {}  # the lock files this process holds, open unt
 LOCKED_OFFSET = 1 << 20  # Windows locks a byte range, which others cannot read: one far past the holder's text
 
 
-def open_lock_file(path: Path) -> int:
-    """The lock file opened for reading and writing, created if need be, never through a symbolic link
-    (whose target a run would otherwise overwrite)."""
+def open_and_lock(path: Path) -> tuple[int, bool]:
+    """The lock file, opened (created if need be, never through a symbolic link, whose target a run would
+    overwrite), and whether this process now holds its lock (False: another does) until it ends, when
+    the OS releases it even after a kill. Each OS's own call: msvcrt on Windows, flock elsewhere."""
     try:
         if path.is_symlink():
             raise OSError(errno.ELOOP, "a symbolic link")
-        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o644)
     except OSError as err:
         reason = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror or str(err)
         raise common.UserError(f"cannot use the lock file {path} ({reason}): remove it and run again.") from None
-
-
-def lock_without_waiting(fd: int) -> bool:
-    """Lock an open file for this process until it ends (released by the OS even after a kill);
-    False if another process holds it. Each OS's own call: msvcrt on Windows, flock elsewhere."""
     try:
         if os.name == "nt":
             import msvcrt
@@ -144,9 +139,9 @@ def lock_without_waiting(fd: int) -> bool:
         else:
             import fcntl
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
+        return fd, True
     except (BlockingIOError if os.name != "nt" else OSError):  # another process holds it
-        return False
+        return fd, False
 
 
 @dataclass
@@ -171,8 +166,8 @@ class OutputPaths:
         lock_path = self.results.resolve() / f".{prefixes[0]}.lock"
         if lock_path in _HELD_LOCKS:
             return
-        fd = open_lock_file(lock_path)
-        if not lock_without_waiting(fd):
+        fd, locked = open_and_lock(lock_path)
+        if not locked:
             holder = os.read(fd, 1000).decode(errors="replace").strip() or "another process"
             os.close(fd)
             raise common.UserError(f"{holder} is writing the same outputs in {self.results}; wait until it ends, "
@@ -199,9 +194,8 @@ class OutputPaths:
 
 @dataclass(frozen=True)
 class Settings:
-    """What an MNIST run computes, read from its flags once: the run, its results file's "config",
-    its checkpoint's identity and its folder's name all read this. Device and TF32 are as asked;
-    the config records what the device did."""
+    """What an MNIST run computes, read from its flags once: the run, its results file's "config", its
+    checkpoint's identity and its folder's name all read this. Device and TF32 as asked (config: as used)."""
 
     epochs: int
     lr: float | None  # None where --lrs sets the rates: each part of the run is replace(settings, lr=...)
@@ -219,8 +213,7 @@ class Settings:
         return {**{name: getattr(self, name) for name in COMPUTING}, **self.sweep}
 
     def config(self, device: str, tf32: bool) -> dict:
-        """The results file's "config": the settings of one part (one learning rate), with the device
-        and TF32 as the run used them."""
+        """The results file's "config": one part's settings (one learning rate), device and TF32 as used."""
         return {**{name: value for name, value in self.computing().items() if name != "lrs"}, "device": device, "tf32": tf32}
 
 
@@ -267,16 +260,12 @@ def differing(ours: dict, theirs: dict, keys: Sequence[str] | None = None) -> di
     return {key: (ours.get(key), theirs.get(key)) for key in keys if ours.get(key) != theirs.get(key)}
 
 
-def number_text(value: float) -> str:
-    """A number as short as it reads, and exact: 0.1 as 0.1, 0.1000001 as 0.1000001 (not :g's 0.1)."""
-    short = f"{value:g}"
-    return short if float(short) == value else repr(value)
-
-
 def flag_text(name: str, value, joiner: str = " ") -> str:
-    """A setting as its flag and value: "lr 0.05", "flood-levels 0,0.1"."""
-    shown = [value] if not isinstance(value, list) else value
-    return name.replace("_", "-") + joiner + ",".join(number_text(v) if isinstance(v, float) else str(v) for v in shown)
+    """A setting as its flag and value: "lr 0.05", "flood-levels 0,0.1"; a number as short as it reads, and
+    exact: 0.1000001 as 0.1000001 (not :g's 0.1)."""
+    shown = value if isinstance(value, list) else [value]
+    exact = [f"{v:g}" if isinstance(v, float) and float(f"{v:g}") == v else str(v) for v in shown]
+    return name.replace("_", "-") + joiner + ",".join(exact)
 
 
 def run_folder(script: str, changed: dict) -> Path:
@@ -306,14 +295,13 @@ def output_paths(script: str, settings: dict, defaults: dict, output_dir: Path |
         raise common.UserError("--output-dir is empty: name a folder.")
     if root is not None and committed_folder(root):
         is_results = Path(root).resolve() == RESULTS_DIR.resolve()
-        if is_results and not changed:
-            root = None  # the assignment's run, told where it writes anyway
-        else:
+        if not is_results or changed:
             where = "is the folder of the committed results" if is_results else \
                 "lies inside the committed results, figures and snippets (results/, report/)"
             why = (f"this run is not it ({', '.join(named)}); without --output-dir it writes to "
                    f"{run_folder(script, changed)}" if changed else "it writes there without --output-dir")
             raise common.UserError(f"--output-dir {root} {where}, which only the assignment's run writes: {why}.")
+        root = None  # the assignment's run, told where it writes anyway
     if root is None and changed:
         root = run_folder(script, changed)
         if resume and not root.exists():

@@ -1,9 +1,7 @@
-"""The core of the MNIST questions (Q5.2, Q5.3, Q5.5), with explicit arguments and values:
-MNIST and its 8:2 split; `StackedCopies`, K copies of a network run as one batched model;
-`StackedTrainer`, SGD on all copies at once, each flooded at its own level (one CUDA graph per
-step on a GPU); and `fit`, the loop: every split evaluated at epoch 0 and after every epoch,
-divergence detection, checkpoints, exact resume, a clean stop on Ctrl-C, SIGTERM and SIGHUP.
-"""
+"""The core of the MNIST questions (Q5.2, Q5.3, Q5.5): MNIST and its 8:2 split; `StackedCopies`, K copies
+of a network run as one batched model; `StackedTrainer`, SGD on all copies at once, each flooded at its own
+level; and `fit`, the loop: every split evaluated at epoch 0 and after every epoch, divergence detection,
+checkpoints, exact resume, a clean stop on Ctrl-C, SIGTERM and SIGHUP."""
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +32,7 @@ IMAGE_SIDE = 28
 # file name -> IDX magic number: 0x0803 is "unsigned byte, 3 dimensions", 0x0801 "1 dimension"
 MNIST_FILES = {"train-images-idx3-ubyte": 0x0803, "train-labels-idx1-ubyte": 0x0801,
                "t10k-images-idx3-ubyte": 0x0803, "t10k-labels-idx1-ubyte": 0x0801}
-# the published MD5 digests of the original files, uncompressed (a .gz is checked once decompressed:
-# its own bytes depend on the compressor)
+# the published MD5 digests of the original files, uncompressed (a .gz's own bytes depend on the compressor)
 MNIST_MD5 = {"train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
              "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
              "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
@@ -54,9 +51,8 @@ class RunInterrupted(UserError):
     """Ctrl-C, SIGTERM or SIGHUP: the run stopped and saved the state of its last finished epoch."""
 
 
-class EpochAbandoned(BaseException):
-    """Raised by a stop signal inside an epoch's computation, whose work is then given up
-    (a BaseException, as KeyboardInterrupt is, so that no `except Exception` swallows it)."""
+class EpochAbandoned(BaseException):  # a BaseException, as KeyboardInterrupt is: no `except Exception` swallows it
+    """Raised by a stop signal inside an epoch's computation, whose work is then given up."""
 
 
 # ----------------------------------------------------------------------------- data
@@ -219,10 +215,7 @@ class StackedCopies(nn.Module):
             [torch.stack([dict(m.named_parameters())[name].detach() for m in copies]) for name in names])
         # the layers' settings (stride, padding, ...); their own weights are never used
         self.layers = list(copy.deepcopy(copies[0]).to("meta"))
-
-    @property
-    def copies(self) -> int:
-        return self.stacked[0].shape[0]
+        self.copies = len(copies)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.copies
@@ -257,10 +250,8 @@ def per_copy_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction
     """Cross-entropy of (K, B, C) logits against shared (B,) labels, (K,) by mean or sum over the batch."""
     copies, batch, classes = logits.shape
     # expand + reshape is a view for one copy (no per-step copy of the labels), a copy otherwise
-    shared_labels = labels.expand(copies, batch).reshape(copies * batch)
-    losses = F.cross_entropy(logits.reshape(copies * batch, classes), shared_labels, reduction="none")
-    losses = losses.view(copies, batch)
-    return losses.mean(1) if reduction == "mean" else losses.sum(1)
+    losses = F.cross_entropy(logits.reshape(-1, classes), labels.expand(copies, batch).reshape(-1), reduction="none")
+    return losses.view(copies, batch).mean(1) if reduction == "mean" else losses.view(copies, batch).sum(1)
 
 
 def flooded(loss: torch.Tensor, flood_level: torch.Tensor) -> torch.Tensor:
@@ -304,15 +295,12 @@ def predict(model: StackedCopies, split: Split, batch_size: int = 1000) -> torch
 
 
 class StackedTrainer:
-    """SGD with momentum on all copies of a StackedCopies at once.
-
-    Each step draws one mini-batch shared by every copy, floods each copy's mean cross-entropy
-    at its own level and sums the K results before backward: the sum keeps each copy's gradient
-    its own, and momentum SGD is elementwise, so one optimizer is K independent ones. Batches
-    come from a per-epoch permutation made on the device; a last partial batch is dropped so
-    every step has one shape (48,000 = 375 x 128: at the defaults nothing is dropped). On CUDA
-    the step (gather, forward, backward, update, statistics) is one CUDA graph, replayed.
-    """
+    """SGD with momentum on all copies of a StackedCopies at once. Each step draws one mini-batch shared by
+    every copy, floods each copy's mean cross-entropy at its own level and sums the K results before backward:
+    the sum keeps each copy's gradient its own, and momentum SGD is elementwise, so one optimizer is K
+    independent ones. Batches come from a per-epoch permutation made on the device; a last partial batch is
+    dropped so every step has one shape (48,000 = 375 x 128: nothing at the defaults). On CUDA the step
+    (gather, forward, backward, update, statistics) is one CUDA graph, replayed."""
 
     def __init__(self, model: StackedCopies, splits: dict[str, Split], *, lr: float, momentum: float,
                  batch_size: int, seed: int, flood_levels: Sequence[float] | None = None,
@@ -393,13 +381,10 @@ class StackedTrainer:
         for p, saved, saved_momentum in zip(self.model.parameters(), state["parameters"], state["momentum"]):
             p.copy_(saved)
             buffer = self.optimizer.state[p].get("momentum_buffer")
-            if saved_momentum is None:
-                if buffer is not None:
-                    buffer.zero_()
-            elif buffer is None:
+            if buffer is not None:  # kept in place; zero where none was saved (see _capture)
+                buffer.zero_() if saved_momentum is None else buffer.copy_(saved_momentum)
+            elif saved_momentum is not None:
                 self.optimizer.state[p]["momentum_buffer"] = saved_momentum.to(p.device).clone()
-            else:
-                buffer.copy_(saved_momentum)
         self.batch_order.set_state(state["batch_order"])
         torch.set_rng_state(state["cpu_rng"])
         if state["cuda_rng"] is not None and self.device.type == "cuda":
@@ -455,15 +440,6 @@ class StopRequests:
             raise EpochAbandoned
 
     @contextlib.contextmanager
-    def installed(self):
-        previous = {sig: signal.signal(sig, self.handle) for sig in STOP_SIGNALS}
-        try:
-            yield self
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    @contextlib.contextmanager
     def abandonable(self):
         """Computation that a stop may cut short, whose results are then thrown away: it changes
         no record, only the trainer's state, which is saved from the copy made before it."""
@@ -478,17 +454,14 @@ class StopRequests:
 
 def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str = "train",
         checkpoint=None) -> dict:
-    """Train for `epochs`, evaluating at epoch 0 and after every epoch.
-
-    Returns the history (each key a list over epochs 0..E of lists over copies; the mini-batch
-    statistics are None at epoch 0), the epoch at which each copy's training loss became
-    non-finite (None if never) and timings. A diverged copy trains on harmlessly (its values are
-    NaN); the run stops early only when every copy has diverged. With a checkpoint (runs.Checkpoint)
-    the state is saved every `checkpoint.every` epochs, at the end and on a stop signal (see
-    StopRequests), and a resumed run continues exactly where the saved one stopped.
-    """
+    """Train for `epochs`, evaluating at epoch 0 and after every epoch. Returns the history (each key a list
+    over epochs 0..E of lists over copies; the mini-batch statistics are None at epoch 0), the epoch at which
+    each copy's training loss became non-finite (None if never) and timings. A diverged copy trains on
+    harmlessly (its values are NaN); the run stops early only when every copy has diverged. With a checkpoint
+    (runs.Checkpoint) the state is saved every `checkpoint.every` epochs, at the end and on a stop signal (see
+    StopRequests), and a resumed run continues exactly where the saved one stopped."""
     copies = trainer.model.copies
-    if checkpoint is not None and checkpoint.resume:
+    if checkpoint and checkpoint.resume:
         record = checkpoint.restore(trainer, epochs)
     else:
         history = {"epoch": [0], **{k: [v] for k, v in trainer.evaluate_all().items()},
@@ -501,7 +474,8 @@ def fit(trainer: StackedTrainer, epochs: int, progress: bool = True, desc: str =
     finished = trainer.state_dict() if checkpoint else None  # the state after the last finished epoch
     with contextlib.ExitStack() as stack:
         if checkpoint:
-            stack.enter_context(stops.installed())
+            for sig in STOP_SIGNALS:  # the handler before ours comes back on the way out
+                stack.callback(signal.signal, sig, signal.signal(sig, stops.handle))
         bar = stack.enter_context(tqdm(range(first_epoch, epochs + 1), desc=desc, unit="epoch", disable=not progress,
                                        dynamic_ncols=True, initial=first_epoch - 1, total=epochs))
         for epoch in bar:

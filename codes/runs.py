@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -33,10 +34,9 @@ def check_replaceable(path: Path) -> None:
 
 
 def write_atomic(path: Path, content: bytes | str | dict | Callable[[BinaryIO], object]) -> Path:
-    """Write `content` to `path`: bytes, text (UTF-8), a dict (strict JSON, NaN and infinity as null) or
-    a function that writes into the open file. Written into a temporary file beside `path`, renamed into
-    place on success and removed on failure: a kill leaves the old file or the new one, never half of
-    one. A failed write (a full disk, an unwritable folder) becomes a UserError; the old file stays."""
+    """Write bytes, text (UTF-8), a dict (strict JSON, NaN and infinity as null) or what a function writes into
+    the open file to a temporary file beside `path`, renamed into place: a kill leaves the old file or the new
+    one, never half of one. A failed write (a full disk, an unwritable folder) is a UserError; the old file stays."""
     if isinstance(content, dict):  # strict JSON: the NaN and infinity Python's json writes, read back as null
         content = json.dumps(json.loads(json.dumps(content), parse_constant=lambda _: None), separators=(",", ":"))
     data = content.encode() if isinstance(content, str) else content
@@ -115,8 +115,7 @@ class Checkpoint:
         """Put the saved training state into `trainer` and return the saved record of the run so far,
         if the checkpoint was made with this run's settings and for at most `epochs` epochs."""
         state = self.read()
-        changed = cli.differing(state["identity"], self.identity)
-        if changed:
+        if changed := cli.differing(state["identity"], self.identity):
             details = ", ".join(f"{k}: saved {saved!r}, now {now!r}" for k, (saved, now) in sorted(changed.items()))
             raise common.UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
         record, parameters = state["record"], list(trainer.model.parameters())
@@ -211,13 +210,11 @@ def train_and_record(question: str, settings: cli.Settings, build: Callable[[], 
 
 def cpu_name() -> str:
     """The processor's model and its number of cores, e.g. 'AMD EPYC (2 cores)'."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    try:  # Linux names the model only in /proc/cpuinfo
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
     except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        found = None
+    return f"{found[1].strip() if found else platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def environment(device: torch.device) -> dict:
@@ -230,26 +227,6 @@ def environment(device: torch.device) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cpu_threads": torch.get_num_threads(),
     }
-
-
-def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch")) -> dict:
-    """A results file, checked to hold the `required` keys."""
-    path = Path(path)
-    if not path.exists():
-        raise common.UserError(f"No results file at {path}: run the script without --plot-only first.")
-    try:
-        results = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise common.UserError(f"{path} is not valid JSON ({err}); rerun the script to rewrite it.") from None
-    except OSError as err:  # a folder or an unreadable file in its place
-        raise common.UserError(f"{path} cannot be read ({err.strerror or err}).") from None
-    missing = [key for key in required if not isinstance(results, dict) or key not in results]
-    if missing:
-        raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
-                               "rerun the script to rewrite it.")
-    if "history" in required and (problem := misplaced_number(results)):
-        raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
-    return results
 
 
 def misplaced_number(results: dict) -> str | None:
@@ -277,20 +254,40 @@ def misplaced_number(results: dict) -> str | None:
                 ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
                 if (value is None and ends) or (value is not None and not finite(value)):
                     return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
-    read = {f"config/{k}": results["config"].get(k) if isinstance(results["config"], dict) else None
-            for k in ("lr", "momentum", "batch_size")}
+    config, seconds = (results.get(key) if isinstance(results.get(key), dict) else {} for key in ("config", "seconds"))
+    read = {f"config/{k}": config.get(k) for k in ("lr", "momentum", "batch_size")}
     if "seconds" in results:
-        seconds = results["seconds"] if isinstance(results["seconds"], dict) else {}
         read.update({f"seconds/{k}": seconds.get(k) for k in ("train_per_epoch", "eval_per_epoch")})
     for name, value in read.items():
         if not finite(value):
             return f"{value!r} in {name}, where a number belongs"
-    if "epochs_completed" in results and results["epochs_completed"] != epochs[-1]:
+    if results.get("epochs_completed", epochs[-1]) != epochs[-1]:
         return f"epochs_completed {results['epochs_completed']!r}, not the last epoch of the history ({epochs[-1]})"
     ece = results.get("final_val_ece", [None] * len(copies))
     if not (recorded([ece], 1, len(copies)) and all(v is None or finite(v) for v in ece)):
         return "a final_val_ece that is not one number per copy"
     return None
+
+
+def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch"),
+                 misplaced: Callable[[dict], str | None] = misplaced_number) -> dict:
+    """A results file, checked to hold the `required` keys, and by `misplaced` to hold numbers where they belong."""
+    path = Path(path)
+    if not path.exists():
+        raise common.UserError(f"No results file at {path}: run the script without --plot-only first.")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise common.UserError(f"{path} is not valid JSON ({err}); rerun the script to rewrite it.") from None
+    except OSError as err:  # a folder or an unreadable file in its place
+        raise common.UserError(f"{path} cannot be read ({err.strerror or err}).") from None
+    missing = [key for key in required if not isinstance(results, dict) or key not in results]
+    if missing:
+        raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
+                               "rerun the script to rewrite it.")
+    if problem := misplaced(results):
+        raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
+    return results
 
 
 def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:
@@ -326,8 +323,7 @@ def collapsed_copies(results: dict) -> dict[int, int]:
 def final_metrics(results: dict, copy: int = 0) -> dict:
     """One copy's last-epoch loss and error on each split; its best validation error, lowest
     validation loss and their epochs; the first epoch of zero training error (None if never)."""
-    history = results["history"]
-    epochs = history["epoch"]
+    history, epochs = results["history"], results["history"]["epoch"]
     metrics = {f"{split}_{m}": history[f"{split}_{m}"][-1][copy] for split in ("train", "val", "test") for m in ("loss", "error")}
     val_errors, val_losses = series(results, "val_error", copy), series(results, "val_loss", copy)
     best, lowest = argmin_finite(val_errors), argmin_finite(val_losses)
