@@ -256,11 +256,14 @@ def misplaced_number(results: dict) -> str | None:
                     return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
     config, seconds = (results.get(key) if isinstance(results.get(key), dict) else {} for key in ("config", "seconds"))
     read = {f"config/{k}": config.get(k) for k in ("lr", "momentum", "batch_size")}
-    if "seconds" in results:
-        read.update({f"seconds/{k}": seconds.get(k) for k in ("train_per_epoch", "eval_per_epoch")})
     for name, value in read.items():
         if not finite(value):
             return f"{value!r} in {name}, where a number belongs"
+    if "seconds" in results and not all(finite(seconds.get(k)) and seconds[k] > 0  # Q5.5 divides by them
+                                        for k in ("train_per_epoch", "eval_per_epoch")):
+        return "no seconds/train_per_epoch and seconds/eval_per_epoch above 0"
+    if problem := misplaced_field(results):
+        return problem
     if results.get("epochs_completed", epochs[-1]) != epochs[-1]:
         return f"epochs_completed {results['epochs_completed']!r}, not the last epoch of the history ({epochs[-1]})"
     ece = results.get("final_val_ece", [None] * len(copies))
@@ -269,9 +272,55 @@ def misplaced_number(results: dict) -> str | None:
     return None
 
 
-def read_results(path: Path, required: Sequence[str] = ("config", "history", "copies", "diverged_at_epoch"),
-                 misplaced: Callable[[dict], str | None] = misplaced_number) -> dict:
-    """A results file, checked to hold the `required` keys, and by `misplaced` to hold numbers where they belong."""
+def indices(values, size: int) -> bool:
+    """Whether `values` are distinct indices of a split of `size` digits."""
+    return (isinstance(values, list) and all(type(i) is int and 0 <= i < size for i in values)
+            and len(set(values)) == len(values))
+
+
+def image(pixels) -> bool:
+    """Whether `pixels` are one MNIST image: rows of grey levels 0-255."""
+    return isinstance(pixels, list) and len(pixels) == common.IMAGE_SIDE and all(
+        isinstance(row, list) and len(row) == common.IMAGE_SIDE and all(type(v) is int and 0 <= v <= 255 for v in row)
+        for row in pixels)
+
+
+def misplaced_field(results: dict) -> str | None:
+    """Where the fields a single run's figures and snippets read besides its history are not what a run
+    writes, in words (None if nowhere); each is checked where the file has it (`SINGLE_RUN` requires them)."""
+    model, sizes, machine = (results.get(key) for key in ("model", "split_sizes", "environment"))
+    if "model" in results and not (isinstance(model, dict) and type(model.get("parameters")) is int
+                                   and model["parameters"] > 0):
+        return "a model without its number of parameters"
+    if "split_sizes" in results and not (isinstance(sizes, dict) and all(
+            type(sizes.get(split)) is int and sizes[split] >= 0 for split in ("train", "val", "test"))):
+        return "split_sizes that are not the number of digits of each split"
+    if "environment" in results and not (isinstance(machine, dict) and isinstance(machine.get("device_name"), str)):
+        return "an environment without the name of its device"
+    sizes = sizes or {}
+    if "misclassified_val_digits" in results:  # Q5.5 counts and draws them
+        digits = results["misclassified_val_digits"]
+        if not (isinstance(digits, list) and all(isinstance(d, dict) for d in digits)
+                and indices([d.get("index") for d in digits], sizes.get("val", 0)) and all(
+                    d.get("label") in range(common.NUM_CLASSES) and d.get("prediction") in range(common.NUM_CLASSES)
+                    and type(d["label"]) is type(d["prediction"]) is int and image(d.get("pixels")) for d in digits)):
+            return ("misclassified_val_digits that are not validation digits, each with its index, label, "
+                    f"prediction and {common.IMAGE_SIDE}x{common.IMAGE_SIDE} pixels")
+    if "misclassified_test_indices" in results and not indices(results["misclassified_test_indices"],
+                                                                sizes.get("test", 0)):
+        return "misclassified_test_indices that are not distinct indices of test digits"
+    return None
+
+
+RUN_KEYS = ("config", "history", "copies", "diverged_at_epoch")
+# what a single run's figures and snippets read (Q5.2, Q5.5)
+SINGLE_RUN = ("question", *RUN_KEYS, "epochs_completed", "model", "split_sizes", "seconds", "environment")
+
+
+def read_results(path: Path, required: Sequence[str] = RUN_KEYS,
+                 misplaced: Callable[[dict], str | None] = misplaced_number, question: str | None = None) -> dict:
+    """A results file, checked to hold the `required` keys, to be one of `question`'s (if given), and
+    by `misplaced` to hold numbers where they belong."""
     path = Path(path)
     if not path.exists():
         raise common.UserError(f"No results file at {path}: run the script without --plot-only first.")
@@ -285,6 +334,9 @@ def read_results(path: Path, required: Sequence[str] = ("config", "history", "co
     if missing:
         raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
                                "rerun the script to rewrite it.")
+    if question is not None and results.get("question") != question:
+        raise common.UserError(f"{path} is not a results file of {question} (its question is "
+                               f"{results.get('question')!r}): name one of {question}, or rerun its script.")
     if problem := misplaced(results):
         raise common.UserError(f"{path} holds {problem}; rerun the script to rewrite it.")
     return results

@@ -149,3 +149,19 @@ def test_the_assignments_run_on_other_files_leaves_the_committed_results_alone(m
     with pytest.raises(common.DataError, match="not the original MNIST file"):
         q5_2_mlp.main(["--data-dir", str(mnist_root), "--offline", "--no-progress"])
     assert {p: p.read_bytes() for p in committed} == committed
+
+
+@pytest.mark.parametrize("edit", [
+    lambda run: run.pop("model"), lambda run: run.pop("seconds"), lambda run: run.pop("environment"),
+    lambda run: run.pop("epochs_completed"), lambda run: run["model"].update(parameters="397510"),
+    lambda run: run["seconds"].update(train_per_epoch=0), lambda run: run.update(question="Q5.5"),
+], ids=["no model", "no seconds", "no environment", "no epochs_completed", "parameters as text", "no training time",
+        "a CNN file"])
+def test_a_hand_edited_results_file_is_one_message_and_nothing_is_drawn(tmp_path, edit):
+    run = json.loads((cli.RESULTS_DIR / "q5_2_mlp.json").read_text())
+    edit(run)
+    (tmp_path / "q5_2_mlp.json").write_text(json.dumps(run))
+    done = conftest.run_script("q5_2_mlp.py", "--plot-only", "--output-dir", str(tmp_path))
+    assert done.returncode == 1 and str(tmp_path / "q5_2_mlp.json") in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "generated").exists() or not any((tmp_path / "generated").iterdir())
+    assert not (tmp_path / "figures").exists() or not any((tmp_path / "figures").iterdir())
