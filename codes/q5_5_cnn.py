@@ -20,9 +20,10 @@ report/figures/q5_5_disagreements.png and report/generated/q5_5.tex; the
 check writes results/q5_5_lr_check_lr<lr>.json, report/figures/q5_5_step_size.png
 and report/generated/q5_5_step_size.tex. The comparison with the MLP is drawn
 from the digits each run recorded as wrong, with Q5.2's results file
-(results/q5_2_mlp.json beside this run's), and is left out, with a note, when
-there is none. A run at other settings writes under
-results/runs/<script>-<settings>-<hash>/.
+(results/q5_2_mlp.json beside this run's, or --mlp-results), which the
+assignment's run needs; in a folder without one the CNN is drawn alone, and
+an earlier comparison there is removed, with a note. A run at other settings
+writes under results/runs/<script>-<settings>-<hash>/.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ LR_CHECK_RATES = [0.1, 0.01]
 LR_CHECK_EPOCHS = 158  # the committed check's budget: the lr 0.1 run has collapsed well before it
 DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
 # what a run compared holds: the digits it got wrong are written by q5_2_mlp.misclassified
-COMPARED = ("config", "history", "copies", "diverged_at_epoch", "misclassified_val_digits", "misclassified_test_indices")
+COMPARED = (*runs.SINGLE_RUN, "misclassified_val_digits", "misclassified_test_indices")
 
 
 def cnn() -> nn.Sequential:
@@ -86,15 +87,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | None:
-    """The Q5.2 run to compare with, if there is one; it must have used the same split and data, and
-    for the committed comparison (assignment_run) be the assignment's Q5.2 run."""
+def load_mlp_results(path: Path, config: dict, assignment_run: bool, named: bool = False) -> dict | None:
+    """The Q5.2 run to compare with, if there is one; it must have used the same split and data as the
+    run of `config`, and for the committed comparison (assignment_run) be the assignment's Q5.2 run.
+    Missing, it is an error where it was named (--mlp-results) or the report needs it."""
+    if not path.exists() and (named or assignment_run):
+        raise common.UserError(f"No Q5.2 results file at {path}: " + (
+            "check the --mlp-results path." if named else "the report's comparison needs the assignment's Q5.2 "
+            "run: run codes/q5_2_mlp.py first (or `git checkout -- results/q5_2_mlp.json`)."))
     if not path.exists():
         print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison (pass "
               "--mlp-results with the q5_2_mlp.json of a Q5.2 run on the same split and subset, e.g. one in "
               "results/runs/, or give both runs the same --output-dir)")
         return None
-    mlp_results = runs.read_results(path, COMPARED)
+    mlp_results = runs.read_results(path, COMPARED, question="Q5.2")
     if differing := runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset")):
         raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                "the comparison needs the same validation images.")
@@ -108,6 +114,12 @@ def load_mlp_results(path: Path, config: dict, assignment_run: bool) -> dict | N
                                    "comparison is made only with that run: compare with it in a folder of your own "
                                    "(--output-dir) holding a CNN run, or rerun Q5.2 at its defaults.")
     return mlp_results
+
+
+def shown(path: Path) -> str:
+    """A path as the report names it: from the repository's root where it lies inside it."""
+    path = Path(path).resolve()
+    return path.relative_to(cli.REPO_ROOT).as_posix() if cli.REPO_ROOT in path.parents else str(path)
 
 
 def right_alone(results: dict, mlp_results: dict) -> dict[str, dict[str, list[int]]]:
@@ -197,9 +209,11 @@ def matched_mlp(results_dir: Path, results: dict) -> dict | None:
     return q5_3_flooding.analyse(sweep)["table"].get(0.0)
 
 
-def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None) -> str:
+def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None,
+                       sources: str = "results/q5_5_cnn.json and results/q5_2_mlp.json") -> str:
     """The LaTeX the report inputs: \\QFiveFiveTable (MLP and CNN side by side) and the numbers its text
-    cites, with the MLP at the CNN's learning rate (matched_mlp) when there is one."""
+    cites, with the MLP at the CNN's learning rate (matched_mlp) when there is one; its header names the
+    two results files (`sources`)."""
     mlp, net = runs.final_metrics(mlp_results), runs.final_metrics(results)
     multiply_adds = {"Mlp": multiply_adds_per_image(common.mlp()), "Cnn": multiply_adds_per_image(cnn())}
     rows = [
@@ -245,7 +259,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         macros.update({"QFiveFiveMatchedLr": f"{results['config']['lr']:g}",
                        **{f"QFiveFiveMatched{split.capitalize()}Error": "${:.2f} \\pm {:.2f}$".format(*matched[f"{split}_error"])
                           for split in ("val", "test")}})
-    return latex_macros("codes/q5_5_cnn.py from results/q5_5_cnn.json and results/q5_2_mlp.json", macros)
+    return latex_macros(f"codes/q5_5_cnn.py from {sources}", macros)
 
 
 def chosen_lr(check_runs: list[dict]) -> float:
@@ -351,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lrs and len(args.lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
+    if args.lrs and (args.lr != LEARNING_RATE or args.mlp_results):  # the check reads neither
+        raise common.UserError(f"--lrs runs the learning-rate check, which takes no "
+                               f"{'--lr' if args.mlp_results is None else '--mlp-results'}: drop one of the two.")
     settings, options = cli.read_flags(args)  # with --lrs, settings.lr is None: --lr plays no part
     check = {"epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES} if args.lrs else {}  # its own budget, rates
     paths = cli.output_paths("q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", settings.computing(),
@@ -367,22 +384,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results_path = paths.results / RESULTS_FILE
     mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
-    mlp_results = load_mlp_results(mlp_path, settings.computing(), paths.is_assignment_run)  # before any training
-    if not args.plot_only:
+    if not args.plot_only:  # refused before any training
+        load_mlp_results(mlp_path, settings.computing(), paths.is_assignment_run, args.mlp_results is not None)
         train_cnn(settings, settings.lr, results_path, options, paths)
-    results = runs.read_results(results_path, COMPARED)
+    results = runs.read_results(results_path, COMPARED, question="Q5.5")
     paths.check_settings(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
+    # compared with the saved run, whatever the command line says (--plot-only takes no settings)
+    mlp_results = load_mlp_results(mlp_path, results["config"], paths.is_assignment_run, args.mlp_results is not None)
+    snippet_path, disagreements = paths.generated / "q5_5.tex", paths.figures / "q5_5_disagreements.png"
     if mlp_results is not None:
         if mlp_results["split_sizes"] != results["split_sizes"]:
             raise common.UserError(f"{mlp_path} and {results_path} hold runs on splits of other sizes "
                                    f"({mlp_results['split_sizes']} vs {results['split_sizes']}): was one of them run "
                                    "on other MNIST files? The comparison needs the same digits.")
-        snippet_path = paths.generated / "q5_5.tex"
-        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results)))
+        sources = " and ".join(shown(path) for path in (results_path, mlp_path))
+        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results),
+                                                           sources))
         print(f"snippet: {snippet_path}")
+    elif stale := [path for path in (snippet_path, disagreements) if path.exists()]:
+        for path in stale:  # they compare an earlier CNN run with Q5.2: left, they would read as this run's
+            path.unlink()
+        print(f"note: removed {' and '.join(map(str, stale))}, drawn from an earlier CNN run and Q5.2")
     for figure in plot(results, mlp_results, paths.figures):
         print(f"figure: {figure}")
     if args.plot_only and list(paths.results.glob("q5_5_lr_check_lr*.json")):
