@@ -20,8 +20,8 @@ never used to choose.
 Writes results/q5_3_flooding_lr<lr>.json per learning rate, five figures
 report/figures/q5_3_*.png and report/generated/q5_3.tex; a run at other
 settings writes under results/runs/q5_3_flooding-<settings>-<hash>/. Q5.2's
-results file (results/q5_2_mlp.json) is drawn beside the chosen level when it
-exists.
+results file (results/q5_2_mlp.json) is drawn beside the chosen level: the
+assignment's run needs it; a run of one's own folder draws it if it is there.
 """
 from __future__ import annotations
 
@@ -424,11 +424,16 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
     return latex_macros(f"codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps", macros)
 
 
-def comparable_q5_2_run(path: Path, sweep_results: dict) -> dict | None:
-    """Q5.2's run, to draw beside the chosen level, if it exists and was trained like the sweep."""
+def comparable_q5_2_run(path: Path, sweep_results: dict, assignment_run: bool = False) -> dict | None:
+    """Q5.2's run, to draw beside the chosen level, if it exists (the committed figure needs it) and was
+    trained like the sweep."""
+    if not path.exists() and assignment_run:
+        raise common.UserError(f"No Q5.2 results file at {path}: the report's figure draws the assignment's Q5.2 run "
+                               "beside the chosen level: run codes/q5_2_mlp.py first (or `git checkout -- "
+                               "results/q5_2_mlp.json`).")
     if not path.exists():
         return None
-    mlp_results = runs.read_results(path)
+    mlp_results = runs.read_results(path, ("question", *runs.RUN_KEYS), question="Q5.2")
     if differing := runs.differing_settings(mlp_results["config"], sweep_results["config"],
                                             [name for name in cli.COMPUTING if name != "tf32"]):
         print(f"note: Q5.2's curves are not drawn: {path} was trained otherwise ({', '.join(differing)})")
@@ -478,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the figures and the snippet are not redrawn: every copy of the sweep at lr {', '.join(diverged)} "
               "diverged", file=sys.stderr)
         return 1
-    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())))
+    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())),
+                                      paths.is_assignment_run)
     analyses = {lr: analyse(run) for lr, run in sweeps.items()}
     for lr, analysis in analyses.items():
         b = analysis["chosen"]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+import cli
 import common
 import runs
 import q5_3_flooding
@@ -233,3 +234,12 @@ def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
     results["history"]["train_loss"][3][0] = 2.5  # copy 0 (b = 0, seed 0) too, at epoch 3
     collapsed = runs.collapsed_copies(results)
     assert q5_3_flooding.named_copies(results, collapsed, named=1) == "b=0.00 (seed 0) at epoch 3 and 1 more"
+
+
+def test_the_committed_figure_needs_the_q5_2_run_and_takes_no_other_file(tmp_path):
+    sweep = runs.read_results(cli.RESULTS_DIR / "q5_3_flooding_lr0.1.json")
+    with pytest.raises(common.UserError, match="No Q5.2 results file at .*q5_2_mlp.py"):
+        q5_3_flooding.comparable_q5_2_run(tmp_path / "q5_2_mlp.json", sweep, assignment_run=True)
+    assert q5_3_flooding.comparable_q5_2_run(tmp_path / "q5_2_mlp.json", sweep) is None  # a folder of one's own
+    with pytest.raises(common.UserError, match="not a results file of Q5.2"):
+        q5_3_flooding.comparable_q5_2_run(cli.RESULTS_DIR / "q5_5_cnn.json", sweep)
