@@ -53,7 +53,7 @@ LR_COLORS = ("C9", "C6", "C5", "C8")  # one per learning rate swept
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_training_arguments(parser, single_run=False)
     parser.add_argument(
         "--flood-levels", type=cli.comma_list("flood levels", cli.checked(float, lambda b: 0 <= b < math.inf,

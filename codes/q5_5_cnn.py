@@ -73,7 +73,7 @@ def multiply_adds_per_image(module: nn.Sequential) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(

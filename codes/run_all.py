@@ -12,7 +12,6 @@ only the checks, Q1 and Q5.2 run (it says so before starting) unless --allow-cpu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -91,11 +90,11 @@ def previous_steps(path: Path, mode: str) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
     parser.add_argument("--allow-cpu", action="store_true", help="without a GPU, run the steps that take more "
                         f"than a day on a CPU too (by default only {', '.join(CPU_STEPS)} run there)")
-    parser.add_argument("--output-dir", type=Path, help="write every result, figure and snippet here "
+    parser.add_argument("--output-dir", type=cli.folder, help="write every result, figure and snippet here "
                         "(default: results/ and report/, or results/quick/ with --quick)")
     parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
