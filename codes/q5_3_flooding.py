@@ -73,8 +73,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def results_name(lr: float) -> str:
-    return f"q5_3_flooding_lr{lr:g}.json"
+def results_name(lr: float, prefix: str = "q5_3_flooding") -> str:
+    """A sweep's (or the CNN's learning-rate check's) results file, named by its exact rate: lr0.1, lr0.1000001."""
+    return f"{prefix}_{cli.flag_text('lr', lr, '')}.json"
 
 
 def sweep(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths) -> dict:

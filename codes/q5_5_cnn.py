@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     paths.announce()
     if args.lrs:
         if not args.plot_only:
-            check_paths = [paths.results / f"q5_5_lr_check_lr{lr:g}.json" for lr in args.lrs]
+            check_paths = [paths.results / q5_3_flooding.results_name(lr, "q5_5_lr_check") for lr in args.lrs]
             for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
                 train_cnn(settings, lr, path, replace(options, resume=resume), paths, compared=False)
         draw_check(paths)
