@@ -17,7 +17,6 @@ this run skips.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import struct
@@ -107,13 +106,13 @@ def with_earlier_workloads(path: Path, settings: dict, measured: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_data_arguments(parser)
     parser.add_argument("--workloads", type=cli.comma_list("workloads", choices=list(WORKLOADS)), default=list(WORKLOADS), metavar="NAME,NAME,...",
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=None,
+    parser.add_argument("--output-dir", type=cli.folder, default=None,
                         help="where the JSON goes (default: results/runs/benchmark/ at the default --epochs and "
                         "--batch-size, results/runs/benchmark-<settings>-<hash>/ otherwise)")
     parser.add_argument("--replace-committed", action="store_true",

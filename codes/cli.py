@@ -50,6 +50,19 @@ momentum = checked(float, lambda value: 0 <= value < 1, "must lie in [0, 1) (at 
 seed = checked(int, lambda value: 0 <= value < 2**63, "must be an integer from 0 to 2**63 - 1")
 
 
+def folder(text: str) -> Path:
+    """An argparse type: a folder to write to, ~ expanded; an empty name (Path("") is the working folder) refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty: name a folder")
+    return Path(text).expanduser()
+
+
+def script_parser(description: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as help, and only whole flag names (--seed is not --seeds)."""
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
+
+
 def comma_list(what: str, item: Callable[[str], object] = str, choices: Sequence[str] | None = None) -> Callable[[str], list]:
     """An argparse type: a non-empty comma-separated list of distinct `what`, each read by the argparse
     type `item`, or each one of `choices` and put in their order (steps run in theirs)."""
@@ -100,7 +113,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
                         help="use only N training images and at most N validation and test images (a quick check)")
     add_data_arguments(parser)
-    parser.add_argument("--output-dir", type=Path, default=None,
+    parser.add_argument("--output-dir", type=folder, default=None,
                         help="where the results file, figures and snippets go (default: results/, report/figures/ "
                         "and report/generated/ for the assignment's run, results/runs/<script>-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")
@@ -291,8 +304,6 @@ def output_paths(script: str, settings: dict, defaults: dict, output_dir: Path |
     changed = {name: ours for name, (ours, _) in differing(settings, defaults, list(defaults)).items()}
     named = [flag_text(name, value) for name, value in changed.items()]
     root = output_dir
-    if root is not None and str(root).strip() == "":
-        raise common.UserError("--output-dir is empty: name a folder.")
     if root is not None and committed_folder(root):
         is_results = Path(root).resolve() == RESULTS_DIR.resolve()
         if not is_results or changed:

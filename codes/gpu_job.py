@@ -11,7 +11,6 @@ The job stops at the first command that fails, and still packs what it has.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import subprocess
 import sys
@@ -46,9 +45,9 @@ def kept(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--part", type=int, choices=sorted(PARTS), required=True, help="which half of the job")
-    parser.add_argument("--out", type=Path, required=True, help="where the log and the packed outputs go")
+    parser.add_argument("--out", type=cli.folder, required=True, help="where the log and the packed outputs go")
     parser.add_argument("--quick", action="store_true", help="the quick form of every command (into OUT/results)")
     parser.add_argument("--data-dir", type=Path, default=None, help="MNIST's folder (default: the scripts' own)")
     args = parser.parse_args(argv)

@@ -27,7 +27,6 @@ report/generated/q1.tex; a run at other settings writes under results/runs/q1_pl
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import statistics
@@ -442,11 +441,11 @@ def check_claims(results: dict, committed: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epochs per run (default: %(default)s)")
     parser.add_argument("--seeds", type=cli.positive_int, default=SEEDS,
                         help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=None,
+    parser.add_argument("--output-dir", type=cli.folder, default=None,
                         help="where results, figures and the snippet go (default: results/, report/figures/ and "
                         "report/generated/ for the full run, results/runs/q1_playground-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")

@@ -18,7 +18,6 @@ Writes results/q1_page.json, report/figures/q1_1_page.png and report/generated/q
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import functools
@@ -137,7 +136,7 @@ def snippet(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--local-build", type=Path, default=None, metavar="DIR",
                         help="serve this build of the page (its dist/ folder) on 127.0.0.1 and refuse every "
                         "other request (default: the live page, https://playground.tensorflow.org)")

@@ -16,7 +16,6 @@ Figures: report/figures/q2_2_convex_hulls.png, q3_2_weight_growth.png and q4_1_b
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -275,8 +274,8 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", type=Path, default=None,
+    parser = cli.script_parser(__doc__)
+    parser.add_argument("--output-dir", type=cli.folder, default=None,
                         help="write figures/ and generated/ here (default: report/figures and report/generated)")
     paths = cli.output_paths("q2_q4_checks", {}, {}, parser.parse_args(argv).output_dir)
     paths.claim("checks", "q2_", "q3_", "q4_")

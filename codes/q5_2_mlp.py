@@ -30,7 +30,7 @@ RESULTS_FILE = "q5_2_mlp.json"
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_training_arguments(parser)
     return parser
 

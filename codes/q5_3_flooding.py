@@ -53,7 +53,7 @@ LR_COLORS = ("C9", "C6", "C5", "C8")  # one per learning rate swept
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_training_arguments(parser, single_run=False)
     parser.add_argument(
         "--flood-levels", type=cli.comma_list("flood levels", cli.checked(float, lambda b: 0 <= b < math.inf,
@@ -73,8 +73,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def results_name(lr: float) -> str:
-    return f"q5_3_flooding_lr{lr:g}.json"
+def results_name(lr: float, prefix: str = "q5_3_flooding") -> str:
+    """A sweep's (or the CNN's learning-rate check's) results file, named by its exact rate: lr0.1, lr0.1000001."""
+    return f"{prefix}_{cli.flag_text('lr', lr, '')}.json"
 
 
 def sweep(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths) -> dict:

@@ -74,7 +74,7 @@ def multiply_adds_per_image(module: nn.Sequential) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     cli.add_training_arguments(parser)
     parser.set_defaults(lr=LEARNING_RATE)
     parser.add_argument(
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     paths.announce()
     if args.lrs:
         if not args.plot_only:
-            check_paths = [paths.results / f"q5_5_lr_check_lr{lr:g}.json" for lr in args.lrs]
+            check_paths = [paths.results / q5_3_flooding.results_name(lr, "q5_5_lr_check") for lr in args.lrs]
             for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
                 train_cnn(settings, lr, path, replace(options, resume=resume), paths, compared=False)
         draw_check(paths)

@@ -12,9 +12,9 @@ only the checks, Q1 and Q5.2 run (it says so before starting) unless --allow-cpu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -30,6 +30,7 @@ import runs
 CODES = Path(__file__).resolve().parent
 
 QUICK = ["--epochs", "2", "--subset", "2000"]
+shell_line = shlex.join if os.name == "posix" else subprocess.list2cmdline  # a command to paste into this OS's shell
 CPU_STEPS = ("checks", "q1", "q5_2")  # what a CPU finishes in minutes; the rest is GPU work
 # key -> (name, script, flags, flags of the quick pass, whether it reads MNIST, its results files), in the order they run
 STEPS = {
@@ -91,11 +92,11 @@ def previous_steps(path: Path, mode: str) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
     parser.add_argument("--allow-cpu", action="store_true", help="without a GPU, run the steps that take more "
                         f"than a day on a CPU too (by default only {', '.join(CPU_STEPS)} run there)")
-    parser.add_argument("--output-dir", type=Path, help="write every result, figure and snippet here "
+    parser.add_argument("--output-dir", type=cli.folder, help="write every result, figure and snippet here "
                         "(default: results/ and report/, or results/quick/ with --quick)")
     parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")
@@ -126,22 +127,25 @@ def main(argv: list[str] | None = None) -> int:
             raise common.UserError(f"no step left to run; {path} is unchanged.")
     previous = previous_steps(path, mode)
     ran, interrupted, start = {}, None, time.perf_counter()
+    where = [] if committed else ["--output-dir", str(results_dir)]
+    data = ["--data-dir", str(args.data_dir), "--split-seed", str(args.split_seed), "--device", args.device,
+            *(["--offline"] if args.offline else []), "--tf32" if args.tf32 else "--no-tf32"]
     for key in args.steps:
         name, script, flags, quick_flags, reads_mnist, results = STEPS[key]
-        command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags),
-                   *([] if committed else ["--output-dir", str(results_dir)])]
-        if reads_mnist:
-            command += ["--data-dir", str(args.data_dir), "--split-seed", str(args.split_seed), "--device", args.device,
-                        *(["--offline"] if args.offline else []), "--tf32" if args.tf32 else "--no-tf32"]
+        command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags), *where,
+                   *(data if reads_mnist else [])]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         step_start = time.perf_counter()
         returncode, stopped_by = run_step(command)
         if stopped_by:  # its results are those of its previous run, and so is its record
-            saved = "its training state is saved (above)" if reads_mnist else "it has no state to save"
-            rerun = f"`python codes/{script} {' '.join(command[2:])} --resume`" if reads_mnist else f"`python codes/{script}`"
+            saved = bool(results) and any(results_dir.glob(results.replace(".json", ".ckpt")))
+            rerun = shell_line(["python", f"codes/{script}", *command[2:], *(["--resume"] if saved else [])])
             later = args.steps[args.steps.index(key) + 1:]
-            then = f", then the steps after it with `python codes/run_all.py --steps {','.join(later)}`" if later else ""
-            interrupted = (f"stopped by {stopped_by} during {name}: {saved}. Continue it with {rerun}{then}; "
+            rest = ["python", "codes/run_all.py", "--steps", ",".join(later), *(["--quick"] if args.quick else []),
+                    *(["--allow-cpu"] if args.allow_cpu else []), *where, *data]
+            then = f", then the steps after it with `{shell_line(rest)}`" if later else ""
+            how = "its training state is saved. Continue it" if saved else "it saved no training state. Rerun it"
+            interrupted = (f"stopped by {stopped_by} during {name}: {how} with `{rerun}`{then}; "
                            "the summary keeps the record of the steps that finished.")
             break
         ran[key] = {"key": key, "name": name, "script": script, "command": command[1:], "returncode": returncode,

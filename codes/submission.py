@@ -11,7 +11,6 @@ script that makes it.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -104,7 +103,7 @@ def build_zip(student_id: str, pdf: Path, codes: list[Path], dist_dir: Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.script_parser(__doc__)
     parser.add_argument("--student-id", default=os.environ.get("STUDENT_ID"),
                         help="your student id (default: $STUDENT_ID); it names the zip and is printed on the title page")
     parser.add_argument("--check-report", action="store_true", help="only check that the report's inputs exist")

@@ -16,7 +16,7 @@ import common
 import cli
 import q5_2_mlp
 import submission
-from conftest import REPO_ROOT, says
+from conftest import REPO_ROOT, run_script, says
 
 
 def snapshot(*folders):
@@ -74,6 +74,41 @@ def test_an_output_dir_among_the_committed_outputs_is_refused_to_any_other_run(m
     with pytest.raises(common.UserError, match="it writes there without --output-dir"):
         q5_2_mlp.main(["--output-dir", str(cli.REPORT_DIR), "--plot-only"])
     assert snapshot(cli.RESULTS_DIR, cli.REPORT_DIR) == committed
+
+
+@pytest.mark.parametrize("script, flag", [(script, "--output-dir") for script in (
+    "q1_playground.py", "q2_q4_checks.py", "benchmark.py", "run_all.py", "q5_2_mlp.py", "q5_3_flooding.py",
+    "q5_5_cnn.py")] + [("gpu_job.py", "--out")])
+def test_an_empty_output_folder_is_refused_not_taken_as_the_working_folder(script, flag, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = run_script(script, flag, "", *(["--part", "1"] if script == "gpu_job.py" else []))
+    assert done.returncode == 2 and says(done.stderr, flag, "empty"), done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_output_folder_under_a_quoted_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path))
+    paths = cli.parse(q5_2_mlp.make_parser(), ["--output-dir", "~/mine"], "q5_2_mlp")[3]
+    assert paths.results == tmp_path / "mine"
+
+
+REDRAW = ["--plot-only", "--output-dir", "out"]  # were the abbreviation taken, a redraw in the test's folder
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("q5_3_flooding.py", ["--seed", "1", *REDRAW]), ("q5_3_flooding.py", ["--lr", "0.1", *REDRAW]),  # --seeds, --lrs
+    ("q5_2_mlp.py", ["--epoch", "1", *REDRAW]), ("q5_5_cnn.py", ["--mlp-result", "x.json", *REDRAW]),
+    ("q1_playground.py", ["--seed", "1", *REDRAW]), ("q2_q4_checks.py", ["--output", "out"]),
+    ("benchmark.py", ["--workload", "mlp", "--output-dir", "out"]),
+    ("run_all.py", ["--step", "checks", "--output-dir", "out"]),
+    ("gpu_job.py", ["--part", "1", "--out", "out", "--qui"]), ("q1_screenshot.py", ["--browse", "x"]),
+    ("submission.py", ["--student", "1"])])
+def test_a_flag_is_read_only_by_its_whole_name(script, flags, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = run_script(script, *flags)
+    abbreviation = [flag for flag in flags if flag.startswith("--") and flag not in REDRAW][-1]
+    assert done.returncode == 2 and f"unrecognized arguments: {abbreviation}" in done.stderr, done.stderr
 
 
 def copy_of_the_project(tmp_path: Path) -> Path:

@@ -120,6 +120,17 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     assert redrawn.returncode == 0 and "no sweep at lr 0.01 yet" in redrawn.stdout, redrawn.stderr
 
 
+def test_rates_that_print_alike_get_a_results_file_each_and_the_committed_names_stay(mnist_root, tmp_path):
+    done = run_script("q5_3_flooding.py", "--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir",
+                      str(mnist_root), "--offline", "--output-dir", str(tmp_path), "--no-progress", "--seeds", "1",
+                      "--flood-levels", "0", "--lrs", "0.1,0.1000001")  # both "0.1" to six digits
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(p.read_text())["config"]["lr"] for p in tmp_path.glob("q5_3_flooding_lr*.json")) == [
+        0.1, 0.1000001]
+    assert {q5_3_flooding.results_name(lr) for lr in q5_3_flooding.LEARNING_RATES} == {
+        p.name for p in cli.RESULTS_DIR.glob("q5_3_flooding_lr*.json")}
+
+
 @pytest.mark.parametrize("args, message", [
     (("--flood-levels", "0,-0.01"), "every flood level must be >= 0"),
     (("--flood-levels", ""), "flood levels needs at least one value"),

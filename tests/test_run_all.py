@@ -3,7 +3,9 @@ results is rewritten only for steps that ran into them."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -52,6 +54,26 @@ def test_a_failed_step_is_recorded_without_the_numbers_of_an_earlier_run(tmp_pat
                          "--output-dir", str(out)]) == 1
     [step] = json.loads((out / "run_summary.json").read_text())["steps"]
     assert step["key"] == "q5_2" and step["returncode"] == 1 and step["key_numbers"] == {}
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the hint is for a POSIX shell there")
+def test_the_hint_after_a_signal_pastes_into_a_shell_keeps_the_runs_flags_and_offers_resume_only_to_a_saved_state(
+        mnist_root, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "my runs"
+    monkeypatch.setattr(run_all, "run_step", lambda command: (130, "Ctrl-C"))  # stopped before it saved anything
+    flags = ["--quick", "--output-dir", str(out), "--data-dir", str(mnist_root), "--offline", "--device", "cpu"]
+    for saved in (False, True):
+        if saved:  # stopped after it saved its state
+            (out / "q5_2_mlp.ckpt").write_bytes(b"a saved state")
+        assert run_all.main([*flags, "--steps", "q5_2,q5_5"]) == 130
+        err = capsys.readouterr().err
+        step, rest = (shlex.split(command) for command in re.findall(r"`([^`]+)`", err))
+        assert step[:2] == ["python", "codes/q5_2_mlp.py"] and ("--resume" in step) == saved
+        assert ("training state is saved" in err) == saved
+        assert rest[:4] == ["python", "codes/run_all.py", "--steps", "q5_5"] and "--quick" in rest
+        for command in (step, rest):
+            assert command[command.index("--output-dir") + 1] == str(out), err
+            assert command[command.index("--data-dir") + 1] == str(mnist_root) and "--offline" in command
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
