@@ -252,13 +252,17 @@ def read_flags(args: argparse.Namespace) -> tuple[Settings, Options]:
                              not args.no_progress)
 
 
-def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-          script: str) -> tuple[argparse.Namespace, Settings, Options, OutputPaths]:
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None, script: str,
+          variant: Callable[[argparse.Namespace], tuple[str, dict]] | None = None,
+          ) -> tuple[argparse.Namespace, Settings, Options, OutputPaths]:
     """An MNIST script's flags, read once: the parsed flags (for what main alone reads, as --plot-only),
-    the settings, the options, and where the run writes."""
+    the settings, the options, and where the run writes. Where the flags choose another kind of run
+    (Q5.5's --lrs), `variant` gives from them its script name and the defaults that replace the parser's."""
     args = parser.parse_args(argv)
     settings, options = read_flags(args)
-    return args, settings, options, output_paths(script, settings.computing(), defaults(parser), args.output_dir, options.resume)
+    script, extra_defaults = variant(args) if variant else (script, {})
+    return args, settings, options, output_paths(script, settings.computing(), {**defaults(parser), **extra_defaults},
+                                                 args.output_dir, options.resume)
 
 
 def defaults(parser: argparse.ArgumentParser, names: Sequence[str] = (*COMPUTING, *SWEEP)) -> dict:

@@ -301,7 +301,7 @@ def snippet(results: dict) -> str:
     by_fraction, full, enough = pruning_points(results)
     loss = lambda value: f"{value:.3f}"
     fine_loss = lambda value: f"{value:.4f}"
-    return latex.latex_macros("codes/q1_playground.py from results/q1_playground.json", {
+    return latex.latex_macros(f"codes/q1_playground.py from {latex.shown_path(cli.RESULTS_DIR / RESULTS_FILE)}", {
         "QOneBestConfig": pg.Config(**best["config"]).describe().replace("^", "\\textasciicircum{}"),  # x1^2
         "QOneBestTestLoss": median_range(best["test_losses"], fine_loss),
         "QOneSearchSize": len(results["search"]),

@@ -19,12 +19,13 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import cli
 import common
 import plotting
 import runs
-from latex import latex_macros, latex_scientific, seconds_text
+from latex import latex_macros, latex_scientific, seconds_text, shown_path
 
 RESULTS_FILE = "q5_2_mlp.json"
 
@@ -35,16 +36,44 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def misclassified(model: common.StackedCopies, splits: dict[str, common.Split]) -> dict:
-    """The digits a trained run gets wrong, from which Q5.5 draws its comparison without the data: on the
-    validation split each with its index, label, the answer and its pixels (0-255); on the test split the indices."""
-    val, test = splits["val"], splits["test"]
-    images, labels, answers = val.images.cpu(), val.labels.cpu(), common.predict(model, val)[0].cpu()
-    wrong = (answers != labels).nonzero().flatten()
-    pixels = ((images[wrong, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
-    return {"misclassified_val_digits": [{"index": i, "label": int(labels[i]), "prediction": int(answers[i]),
-                                          "pixels": digit.tolist()} for i, digit in zip(wrong.tolist(), pixels)],
-            "misclassified_test_indices": (common.predict(model, test)[0] != test.labels).nonzero().flatten().tolist()}
+def comparable_run(path: Path, beside: dict, keys: Sequence[str] = tuple(k for k in cli.COMPUTING if k != "tf32"),
+                   for_report: bool = False, named: bool = False, quiet: bool = False,
+                   required: Sequence[str] = runs.RUN_KEYS) -> dict | None:
+    """The Q5.2 run at `path`, to draw beside another run (`beside`: its config, and its split_sizes once trained),
+    trained alike in `keys` (tf32 aside: a run records what its device did). None, with a note unless quiet, if it
+    is missing or differs; an error instead where it was named (--mlp-results) or the report needs it
+    (for_report), which takes only the assignment's Q5.2 run, complete."""
+    path = Path(path)
+    if not path.exists():
+        if named or for_report:
+            raise common.UserError(f"No Q5.2 results file at {path}: " + (
+                "check the --mlp-results path." if named else "the report needs the assignment's Q5.2 run: run "
+                "codes/q5_2_mlp.py first (or `git checkout -- results/q5_2_mlp.json`)."))
+        if not quiet:
+            print(f"note: no Q5.2 results at {path}: drawn without Q5.2's run (a Q5.2 run on the same split and "
+                  "subset in the same --output-dir is drawn beside)")
+        return None
+    mlp_results = runs.read_results(path, required, question="Q5.2")
+    if for_report:
+        expected = cli.defaults(make_parser(), [name for name in cli.COMPUTING if name != "tf32"])
+        changed = runs.differing_settings(mlp_results["config"], expected, list(expected)) or mlp_results.get(
+            "settings_changed") or ([] if mlp_results.get("epochs_completed") == expected["epochs"]
+                                    else ["stopped before its last epoch"])
+        if changed:
+            raise common.UserError(f"{path} is not the assignment's Q5.2 run ({', '.join(changed)}), which the report "
+                                   "draws: rerun Q5.2 at its defaults, or draw it in a folder of your own (--output-dir).")
+    if differing := runs.differing_settings(mlp_results["config"], beside["config"], keys):
+        if named:
+            raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
+                                   "they cannot be drawn together.")
+        if not quiet:
+            print(f"note: Q5.2's run is not drawn: {path} was trained otherwise ({', '.join(differing)})")
+        return None
+    if "split_sizes" in beside and mlp_results.get("split_sizes", beside["split_sizes"]) != beside["split_sizes"]:
+        raise common.UserError(f"{path} holds a run on splits of other sizes ({mlp_results['split_sizes']} vs "
+                               f"{beside['split_sizes']}): was one of them run on other MNIST files? Drawn together "
+                               "they need the same digits.")
+    return mlp_results
 
 
 def plot(results: dict, figures_dir: Path) -> list[Path]:
@@ -110,8 +139,8 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
     return paths
 
 
-def snippet(results: dict) -> str:
-    """The numbers the report cites about the Q5.2 run (Q5.1 and Q5.2 rest on them)."""
+def snippet(results: dict, source: Path) -> str:
+    """The numbers the report cites about the Q5.2 run (Q5.1 and Q5.2 rest on them), read from `source`."""
     final = runs.final_metrics(results)
     zero_error = final["zero_train_error_epoch"]
     macros = {
@@ -119,7 +148,7 @@ def snippet(results: dict) -> str:
         "QFiveTwoParameters": f"{results['model']['parameters']:,}",
         "QFiveTwoValError": f"{final['val_error']:.3f}",
         "QFiveTwoTestError": f"{final['test_error']:.2f}",
-        "QFiveTwoZeroTrainErrorEpoch": "never" if zero_error is None else zero_error,
+        "QFiveTwoZeroTrainErrorEpoch": "--" if zero_error is None else zero_error,
         "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",
         "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
         "QFiveTwoFinalValLoss": f"{final['val_loss']:.4f}",
@@ -134,7 +163,7 @@ def snippet(results: dict) -> str:
                                  ("WeightNormAtLowest", "weight_norm", lowest, 1), ("WeightNormFinal", "weight_norm", -1, 1)):
         value = runs.series(results, key)[i]  # None where no digit was misclassified
         macros[f"QFiveTwo{name}"] = "--" if value is None else f"{value:.{digits}f}"
-    return latex_macros("codes/q5_2_mlp.py from results/q5_2_mlp.json", macros)
+    return latex_macros(f"codes/q5_2_mlp.py from {shown_path(source)}", macros)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.plot_only:
         results, model, splits = runs.train_and_record(
             "Q5.2", settings, common.mlp, [settings.seed], [0.0], results_path, options, paths, desc="Q5.2 MLP")
-        results.update(misclassified(model, splits))  # for Q5.5's comparison
+        results.update(runs.misclassified(model, splits))  # for Q5.5's comparison
         runs.write_atomic(results_path, results)
         runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")
@@ -155,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
     snippet_path = paths.generated / "q5_2.tex"
-    runs.write_atomic(snippet_path, snippet(results))
+    runs.write_atomic(snippet_path, snippet(results, results_path))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):
         print(f"figure: {figure}")

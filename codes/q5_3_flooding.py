@@ -5,9 +5,10 @@ The training objective is |R - b| + b, R the mini-batch mean cross-entropy
 are trained as ONE stacked model (K = 21 x seeds copies) through the common
 trainer: within a seed every level starts from the same weights, and every
 copy sees the same mini-batches, so the levels are compared pairwise. The b = 0
-copy of seed 0 is exactly the Q5.2 run. The sweep sweeps at the assignment's
-lr 0.1 and again at lr 0.01 (everything else equal), since how much flooding
-matters depends on the step size (Q5.4).
+copy of seed 0 is trained as the Q5.2 run: on a CPU it is the same run; on a
+GPU the stacked products round otherwise, and training amplifies that. The
+sweep sweeps at the assignment's lr 0.1 and again at lr 0.01 (everything else
+equal), since how much flooding matters depends on the step size (Q5.4).
 
 The optimal b is chosen on validation only: the smallest mean over seeds of
 the final validation error (ties to the smaller b). Test error is reported,
@@ -41,8 +42,8 @@ import cli
 import common
 import plotting
 import runs
-from latex import latex_macros, latex_scientific
-from q5_2_mlp import RESULTS_FILE as MLP_RESULTS_FILE
+import q5_2_mlp
+from latex import latex_macros, latex_scientific, shown_path
 
 FLOOD_LEVELS = [round(0.01 * i, 2) for i in range(21)]  # the assignment's {0.00, 0.01, ..., 0.20}
 SEEDS = 3  # initialisations per level; the committed sweep uses this many
@@ -73,21 +74,15 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def results_name(lr: float, prefix: str = "q5_3_flooding") -> str:
-    """A sweep's (or the CNN's learning-rate check's) results file, named by its exact rate: lr0.1, lr0.1000001."""
-    return f"{prefix}_{cli.flag_text('lr', lr, '')}.json"
-
-
 def sweep(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths) -> dict:
     """One stacked run: every (seed, level) pair as its own copy, all at learning rate lr, on the
     mini-batch order of seed 0 (Q5.2's); continued from its saved state if options.resume."""
     seeds, flood_levels = settings.sweep["seeds"], settings.sweep["flood_levels"]
-    check_memory(seeds * len(flood_levels), cli.training_device(settings.device)[0])
     init_seeds = [seed for seed in range(seeds) for _ in flood_levels]
     levels = [level for _ in range(seeds) for level in flood_levels]
     results, model, splits = runs.train_and_record(
         "Q5.3", replace(settings, lr=lr, seed=0), common.mlp, init_seeds, levels, results_path, options, paths,
-        desc=f"Q5.3 flooding, lr {lr:g}, K={len(levels)}")
+        desc=f"Q5.3 flooding, {cli.flag_text('lr', lr)}, K={len(levels)}")
     results["final_val_ece"] = expected_calibration_error(model, splits["val"]).cpu().tolist()
     return results
 
@@ -96,8 +91,11 @@ def check_memory(copies: int, device: torch.device) -> None:
     """Refuse, before any work, a stack of MLPs that cannot fit: each copy's parameters, gradients and
     momentum, their copy made at every epoch's end, and parameters and momentum in a checkpoint."""
     needed = copies * common.parameter_count(common.mlp()) * 4 * 7  # float32: 5 on the device, 2 in the checkpoint
-    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else \
-        os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:  # Windows has no sysconf, macOS no SC_AVPHYS_PAGES: there the check is skipped
+        free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else \
+            os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return
     if needed > 0.8 * free:
         raise common.UserError(f"{copies} stacked copies need about {needed / 2**30:.1f} GiB (parameters, gradients, "
                                f"momentum and the checkpoint), more than the {free / 2**30:.1f} GiB free on {device.type}: "
@@ -141,7 +139,8 @@ def seed_values(results: dict) -> dict[float, dict[str, list]]:
         best = runs.argmin_finite(runs.series(results, "val_error", k))
         copy_values = {key: history[key][-1][k] for key in
                        ("train_error", "val_error", "test_error", "train_loss", "val_loss", "flood_active_fraction")}
-        copy_values.update(ece=100 * results["final_val_ece"][k], best_val_error=history["val_error"][best][k],
+        ece = results["final_val_ece"][k]  # None for a diverged copy
+        copy_values.update(ece=None if ece is None else 100 * ece, best_val_error=history["val_error"][best][k],
                            test_at_best=history["test_error"][best][k])
         row = values.setdefault(copy_info["flood_level"], {})
         for key, value in copy_values.items():
@@ -162,6 +161,9 @@ def analyse(results: dict) -> dict:
                    default=None)
 
     chosen, flooded = lowest("val_error", list(table)), lowest("val_error", [b for b in table if b > 0])
+    if chosen is None:
+        raise common.UserError("every flood level has a diverged copy, so none can be chosen: rerun the sweep "
+                               "at a smaller --lrs or with fewer --flood-levels that diverge.")
     return {"values": values, "table": table, "chosen": chosen, "flooded": flooded,
             "shown": chosen if chosen > 0 else flooded or chosen,
             "early_stopped": lowest("best_val_error", list(table))}
@@ -247,16 +249,16 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
          figures_dir: Path) -> list[Path]:
     main_lr = next(iter(sweeps))
     main, analysis = sweeps[main_lr], analyses[main_lr]
-    table, best, shown = analysis["table"], analysis["chosen"], analysis["shown"]
+    table, chosen, shown = analysis["table"], analysis["chosen"], analysis["shown"]
     seeds, epochs = main["config"]["seeds"], main["history"]["epoch"]
     label = plotting.run_label(main)  # long for a run at other settings: the titles wrap it (wrap=True)
-    shown_role = "chosen" if shown == best else "best flooded"
+    shown_role = "chosen" if shown == chosen else "best flooded"
     panel = (3.4, 2.6)  # inches
     paths = []
 
     # 1. the assignment's figure: errors under the chosen b, with Q5.2 beside it (and, when b = 0 is
     # chosen, the best flooded level, so that flooding is still in the picture)
-    drawn_levels = {best: "chosen", shown: shown_role}  # one entry when shown is best
+    drawn_levels = {chosen: "chosen", shown: shown_role}  # one entry when shown is the chosen level
     fig, ax = plotting.plt.subplots(figsize=panel)
     split_styles = {"val_error": "-", "train_error": "--"}
     for level, role in drawn_levels.items():
@@ -272,7 +274,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.set_xlabel("epoch")
     plotting.error_axis(ax)
     ax.legend()
-    ax.set_title(f"(a) error at the chosen b = {best:.2f}, lr {main_lr:g}\n"
+    ax.set_title(f"(a) error at the chosen b = {chosen:.2f}, {cli.flag_text('lr', main_lr)}\n"
                  f"solid: validation, dashed: training{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_chosen_level.png"))
 
@@ -284,8 +286,8 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
             means, stds = zip(*(row[key] for row in run_table.values()))
             ax.errorbar(list(run_table), means, yerr=stds, color=color, linestyle=style, marker="o", markersize=2.5,
                         capsize=2)
-        chosen = analyses[lr]["chosen"]
-        ax.plot(chosen, run_table[chosen]["val_error"][0], "o", markersize=9, markerfacecolor="none",
+        circled = analyses[lr]["chosen"]
+        ax.plot(circled, run_table[circled]["val_error"][0], "o", markersize=9, markerfacecolor="none",
                 markeredgecolor=color, zorder=3)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(plotting.matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
@@ -295,7 +297,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.set(xlabel="flood level b (nats)", ylabel="final error (%, log axis)")
     # colour for the learning rate, line style for the split: four short entries in two rows, below the curves
     key = plotting.matplotlib.lines.Line2D
-    keys = [key([], [], color=color, label=f"lr {lr:g}") for lr, color in zip(sweeps, LR_COLORS)]
+    keys = [key([], [], color=color, label=cli.flag_text("lr", lr)) for lr, color in zip(sweeps, LR_COLORS)]
     keys += [key([], [], color="0.3", linestyle=style, label=name) for style, name in (("-", "validation"), ("--", "test"))]
     ax.set_ylim(0.7, None)
     ax.legend(handles=keys, loc="lower right", ncol=2)
@@ -305,7 +307,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
 
     # 3. the training loss floats at b: the levels of LEVELS_DRAWN, the chosen one and the one set against b = 0
     fig, ax = plotting.plt.subplots(figsize=panel)
-    drawn = sorted({b for b in (*LEVELS_DRAWN, best, shown) if b in table})
+    drawn = sorted({b for b in (*LEVELS_DRAWN, chosen, shown) if b in table})
     other_colors = iter(("C1", "C2", "C4"))  # one per flooded level of LEVELS_DRAWN
     for level in drawn:
         color = {shown: "C3", 0.0: "C0"}.get(level) or next(other_colors)  # band's colours
@@ -316,7 +318,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     ax.set(yscale="log", xlabel="epoch", ylabel="training cross-entropy (nats)")
     # in the gap at the right between the flooded curves (at b >= 0.01) and the unflooded one (below 1e-4)
     ax.legend(loc="center right", bbox_to_anchor=(1, 0.45), ncol=3, title="flood level b")
-    ax.set_title(f"(c) training loss, seed 0, lr {main_lr:g}\n"
+    ax.set_title(f"(c) training loss, seed 0, {cli.flag_text('lr', main_lr)}\n"
                  f"epoch mean of mini-batch losses; dotted: b{label}", wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_training_loss.png"))
 
@@ -329,7 +331,8 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
                  label=f"b = {level:.2f} ({'no flooding' if level == 0 else shown_role})")
     ax.set(xlabel="epoch", ylabel="validation cross-entropy (nats)")
     ax.legend()
-    ax.set_title(f"(d) validation loss, lr {main_lr:g}\nmean of {seeds} seeds, band: min to max{label}", wrap=True)
+    ax.set_title(f"(d) validation loss, {cli.flag_text('lr', main_lr)}\nmean of {seeds} seeds, band: min to max{label}",
+                 wrap=True)
     paths.append(plotting.save(fig, figures_dir / "q5_3_validation_loss.png"))
 
     # 5. calibration against b at every learning rate, at the full text width
@@ -337,7 +340,7 @@ def plot(sweeps: dict[float, dict], analyses: dict[float, dict], mlp_results: di
     for lr, color in zip(sweeps, LR_COLORS):
         means, stds = zip(*(row["ece"] for row in analyses[lr]["table"].values()))
         ax.errorbar(list(analyses[lr]["table"]), means, yerr=stds, color=color, marker="o", markersize=2.5, capsize=2,
-                    label=f"lr {lr:g}")
+                    label=cli.flag_text("lr", lr))
     ax.set(xlabel="flood level b (nats)", ylabel=f"final validation ECE (%, {CALIBRATION_BINS} bins)")
     ax.xaxis.set_major_locator(plotting.matplotlib.ticker.MaxNLocator(5))
     ax.legend()
@@ -376,9 +379,9 @@ def level_macros(name: str, row: dict[str, tuple[float, float]] | None, quantiti
     return {f"QFiveThree{name}{quantity}": values[quantity] for quantity in quantities}
 
 
-def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
+def snippet(sweeps: dict[float, dict], analyses: dict[float, dict], source: Path) -> str:
     """The numbers the text cites (Q5.2's own numbers come from report/generated/q5_2.tex); every level's
-    are in the figures."""
+    are in the figures. `source`: the first sweep's results file."""
     main_lr = next(iter(sweeps))
     table, shown = analyses[main_lr]["table"], analyses[main_lr]["shown"]
     flooded_levels = [b for b in table if b > 0]
@@ -397,7 +400,7 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
     # Q5.4: at the assignment's learning rate ("Main") and the smaller one ("Small"), flooding against b = 0
     for name, lr in zip(("Main", "Small"), sweeps):
         analysis, table = analyses[lr], analyses[lr]["table"]
-        values = {"Lr": f"{lr:g}"}
+        values = {"Lr": runs.number_text(lr)}
         effect = effect_of_flooding(analysis)
         if effect is not None:
             values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),
@@ -422,29 +425,13 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict]) -> str:
             values.update(TopEce=f"{table[top]['ece'][0]:.1f}",
                           TopPredictedEce=f"{100 * (1 - table[top]['val_error'][0] / 100 - math.exp(-top)):.1f}")
         macros.update({f"QFiveFour{name}{key}": value for key, value in values.items()})
-    return latex_macros(f"codes/q5_3_flooding.py from results/{results_name(main_lr)} and the other sweeps", macros)
-
-
-def comparable_q5_2_run(path: Path, sweep_results: dict, assignment_run: bool = False) -> dict | None:
-    """Q5.2's run, to draw beside the chosen level, if it exists (the committed figure needs it) and was
-    trained like the sweep."""
-    if not path.exists() and assignment_run:
-        raise common.UserError(f"No Q5.2 results file at {path}: the report's figure draws the assignment's Q5.2 run "
-                               "beside the chosen level: run codes/q5_2_mlp.py first (or `git checkout -- "
-                               "results/q5_2_mlp.json`).")
-    if not path.exists():
-        return None
-    mlp_results = runs.read_results(path, ("question", *runs.RUN_KEYS), question="Q5.2")
-    if differing := runs.differing_settings(mlp_results["config"], sweep_results["config"],
-                                            [name for name in cli.COMPUTING if name != "tf32"]):
-        print(f"note: Q5.2's curves are not drawn: {path} was trained otherwise ({', '.join(differing)})")
-        return None
-    return mlp_results
+    return latex_macros(f"codes/q5_3_flooding.py from {shown_path(source)} and the other sweeps", macros)
 
 
 def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> dict[float, dict]:
     """The sweeps' results, which must differ in the learning rate alone to share figures."""
-    sweeps = {lr: runs.read_results(path) for lr, path in paths.items()}
+    sweeps = {lr: runs.read_results(path, (*runs.RUN_KEYS, "final_val_ece"), question="Q5.3")
+              for lr, path in paths.items()}
     first_lr, first = next(iter(sweeps.items()))
     paired = [name for name in (*cli.COMPUTING, *cli.SWEEP) if name not in ("lr", "lrs")]
     for lr, run in sweeps.items():
@@ -460,40 +447,43 @@ def main(argv: list[str] | None = None) -> int:
     args, settings, options, paths = cli.parse(make_parser(), argv, "q5_3_flooding")
     paths.claim("q5_3")
     paths.announce()
-    results_paths = {lr: paths.results / results_name(lr) for lr in args.lrs}
+    results_paths = {lr: paths.results / runs.results_name(lr, "q5_3_flooding") for lr in settings.sweep["lrs"]}
     if not args.plot_only:
+        check_memory(settings.sweep["seeds"] * len(settings.sweep["flood_levels"]),
+                     cli.training_device(settings.device)[0])
         resumed = runs.resumed_parts(list(results_paths.values()), options.resume, options.restart)
         for (lr, results_path), resume in zip(results_paths.items(), resumed):
             results = sweep(settings, lr, results_path, replace(options, resume=resume), paths)
             runs.write_atomic(results_path, results)
             if results["status"] != "completed":
-                print(f"warning: lr {lr:g}: {results['status']}; those copies are reported as diverged")
+                print(f"warning: {cli.flag_text('lr', lr)}: {results['status']}; those copies are reported as diverged")
             if collapsed := runs.collapsed_copies(results):
-                print(f"warning: lr {lr:g}: some copies collapsed, their training loss rising above its value "
-                      f"before training: {named_copies(results, collapsed)}")
+                print(f"warning: {cli.flag_text('lr', lr)}: some copies collapsed, their training loss rising above "
+                      f"its value before training: {named_copies(results, collapsed)}")
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
     else:  # draw the sweeps that exist; the assignment's learning rate must be among them
         if missing := [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]:
-            print(f"note: no sweep at lr {', '.join(f'{lr:g}' for lr in missing)} yet; drawing the others")
+            print(f"note: no sweep at {cli.flag_text('lr', missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
     sweeps = agreeing_sweeps(results_paths, paths)
-    if diverged := [f"{lr:g}" for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]:
+    if diverged := [lr for lr, run in sweeps.items() if all(d is not None for d in run["diverged_at_epoch"])]:
         # figures and snippet stay as they were, together
-        print(f"the figures and the snippet are not redrawn: every copy of the sweep at lr {', '.join(diverged)} "
+        print(f"the figures and the snippet are not redrawn: every copy of the sweep at {cli.flag_text('lr', diverged)} "
               "diverged", file=sys.stderr)
         return 1
-    mlp_results = comparable_q5_2_run(paths.results / MLP_RESULTS_FILE, next(iter(sweeps.values())),
-                                      paths.is_assignment_run)
+    main_lr, main_path = next(iter(results_paths.items()))
+    mlp_results = q5_2_mlp.comparable_run(paths.results / q5_2_mlp.RESULTS_FILE, sweeps[main_lr],
+                                          for_report=paths.is_assignment_run)
     analyses = {lr: analyse(run) for lr, run in sweeps.items()}
     for lr, analysis in analyses.items():
         b = analysis["chosen"]
         (val, val_std), (test, test_std) = (analysis["table"][b][key] for key in ("val_error", "test_error"))
-        print(f"lr {lr:g}: chosen b = {b:.2f}, final validation error {val:.2f} +- {val_std:.2f} %, "
+        print(f"{cli.flag_text('lr', lr)}: chosen b = {b:.2f}, final validation error {val:.2f} +- {val_std:.2f} %, "
               f"test error {test:.2f} +- {test_std:.2f} %")
     snippet_path = paths.generated / "q5_3.tex"
-    runs.write_atomic(snippet_path, snippet(sweeps, analyses))
+    runs.write_atomic(snippet_path, snippet(sweeps, analyses, main_path))
     print(f"snippet: {snippet_path}")
     for figure in plot(sweeps, analyses, mlp_results, paths.figures):
         print(f"figure: {figure}")

@@ -41,15 +41,16 @@ import plotting
 import q5_2_mlp
 import q5_3_flooding
 import runs
-from latex import latex_macros, latex_scientific
+from latex import latex_macros, latex_scientific, or_dash, shown_path
 
 RESULTS_FILE = "q5_5_cnn.json"
 LEARNING_RATE = 0.01  # chosen by the learning-rate check; Q5.2's 0.1 makes this CNN collapse
 LR_CHECK_RATES = [0.1, 0.01]
 LR_CHECK_EPOCHS = 158  # the committed check's budget: the lr 0.1 run has collapsed well before it
 DIGITS_PER_ROW = 8  # digits shown for each kind of disagreement
-# what a run compared holds: the digits it got wrong are written by q5_2_mlp.misclassified
+# what a run compared holds: the digits it got wrong are written by runs.misclassified
 COMPARED = (*runs.SINGLE_RUN, "misclassified_val_digits", "misclassified_test_indices")
+MLP_KEYS = ("split_seed", "subset")  # a Q5.2 run compared with must have the CNN's validation images
 
 
 def cnn() -> nn.Sequential:
@@ -80,46 +81,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lrs", type=cli.comma_list("learning rates", cli.positive_float), default=None, metavar="LR,LR,...",
         help=f"run the learning-rate check instead: one run per rate, everything else equal (the committed "
-        f"check: {','.join(f'{lr:g}' for lr in LR_CHECK_RATES)} with --epochs {LR_CHECK_EPOCHS})")
+        f"check: --{cli.flag_text('lrs', LR_CHECK_RATES)} --epochs {LR_CHECK_EPOCHS})")
     parser.add_argument(
         "--mlp-results", type=Path, default=None,
         help=f"the Q5.2 results file to compare with (default: {q5_2_mlp.RESULTS_FILE} beside this run's results)")
     return parser
-
-
-def load_mlp_results(path: Path, config: dict, assignment_run: bool, named: bool = False) -> dict | None:
-    """The Q5.2 run to compare with, if there is one; it must have used the same split and data as the
-    run of `config`, and for the committed comparison (assignment_run) be the assignment's Q5.2 run.
-    Missing, it is an error where it was named (--mlp-results) or the report needs it."""
-    if not path.exists() and (named or assignment_run):
-        raise common.UserError(f"No Q5.2 results file at {path}: " + (
-            "check the --mlp-results path." if named else "the report's comparison needs the assignment's Q5.2 "
-            "run: run codes/q5_2_mlp.py first (or `git checkout -- results/q5_2_mlp.json`)."))
-    if not path.exists():
-        print(f"note: no Q5.2 results at {path}: the CNN is drawn alone, without the comparison (pass "
-              "--mlp-results with the q5_2_mlp.json of a Q5.2 run on the same split and subset, e.g. one in "
-              "results/runs/, or give both runs the same --output-dir)")
-        return None
-    mlp_results = runs.read_results(path, COMPARED, question="Q5.2")
-    if differing := runs.differing_settings(mlp_results["config"], config, ("split_seed", "subset")):
-        raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
-                               "the comparison needs the same validation images.")
-    if assignment_run:  # tf32 is left out: a run records what its device did
-        expected = cli.defaults(q5_2_mlp.make_parser(), [name for name in cli.COMPUTING if name != "tf32"])
-        differing = runs.differing_settings(mlp_results["config"], expected, list(expected))
-        changed = differing or mlp_results.get("settings_changed") or (
-            [] if mlp_results.get("epochs_completed") == expected["epochs"] else ["stopped before its last epoch"])
-        if changed:
-            raise common.UserError(f"{path} is not the assignment's Q5.2 run ({', '.join(changed)}), and the committed "
-                                   "comparison is made only with that run: compare with it in a folder of your own "
-                                   "(--output-dir) holding a CNN run, or rerun Q5.2 at its defaults.")
-    return mlp_results
-
-
-def shown(path: Path) -> str:
-    """A path as the report names it: from the repository's root where it lies inside it."""
-    path = Path(path).resolve()
-    return path.relative_to(cli.REPO_ROOT).as_posix() if cli.REPO_ROOT in path.parents else str(path)
 
 
 def right_alone(results: dict, mlp_results: dict) -> dict[str, dict[str, list[int]]]:
@@ -154,8 +120,8 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         ax_loss.set_ylabel("mean cross-entropy")
         ax_val.set_ylabel("validation cross-entropy")
         setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"]) + (
-            f"lr {results['config']['lr']:g}; no Q5.2 run to compare with" if mlp_results is None
-            else f"lr: MLP {mlp_results['config']['lr']:g}, CNN {results['config']['lr']:g}")
+            f"{cli.flag_text('lr', results['config']['lr'])}; no Q5.2 run to compare with" if mlp_results is None
+            else f"lr: MLP {runs.number_text(mlp_results['config']['lr'])}, CNN {runs.number_text(results['config']['lr'])}")
         fig.suptitle(f"Q5.5 CNN vs MLP ({setting})\ndashed: training, solid: validation{plotting.run_label(results)}")
         ax_error.set_title("error")
         ax_loss.set_title("loss (log axis)")
@@ -197,16 +163,21 @@ def mcnemar_p_value(only_first_right: int, only_second_right: int) -> float:
     return min(1.0, 2 * tail / 2**disagreements)
 
 
-def matched_mlp(results_dir: Path, results: dict) -> dict | None:
-    """The MLP at the CNN's learning rate, if Q5.3 swept it on the same split and data: the unflooded
-    (b = 0) copies of that sweep (their mean and std over seeds, as q5_3_flooding.analyse tables them)."""
-    path = results_dir / q5_3_flooding.results_name(results["config"]["lr"])
-    if not path.exists():
-        return None
-    sweep = runs.read_results(path)
-    if runs.differing_settings(sweep["config"], results["config"], ("split_seed", "subset", "epochs")):
-        return None
-    return q5_3_flooding.analyse(sweep)["table"].get(0.0)
+def matched_mlp(results_dir: Path, results: dict, for_report: bool = False) -> dict | None:
+    """The MLP at the CNN's learning rate, if Q5.3 swept it on the same data and training settings: the
+    unflooded (b = 0) copies of that sweep (their mean and std over seeds, as q5_3_flooding.analyse tables
+    them). The report cites it: for_report, its absence is an error."""
+    path = results_dir / runs.results_name(results["config"]["lr"], "q5_3_flooding")
+    # the sweep's initialisations are seeds 0, 1, ...; tf32 is what each run's device did
+    alike = [name for name in cli.COMPUTING if name not in ("lr", "seed", "tf32")]
+    sweep = runs.read_results(path, (*runs.RUN_KEYS, "final_val_ece"), question="Q5.3") if path.exists() else None
+    matched = None if sweep is None or runs.differing_settings(sweep["config"], results["config"], alike) \
+        else q5_3_flooding.analyse(sweep)["table"].get(0.0)
+    if matched is None and for_report:
+        raise common.UserError(f"the report compares the CNN with the MLP at its learning rate, the b = 0 copies of "
+                               f"{path}, which is missing or not at the CNN's settings: run codes/q5_3_flooding.py "
+                               "first (or `git checkout -- results/`).")
+    return matched
 
 
 def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = None,
@@ -219,7 +190,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Multiply-adds per image", f"{multiply_adds['Mlp']:,}", f"{multiply_adds['Cnn']:,}"),
-        ("Learning rate", f"{mlp_results['config']['lr']:g}", f"{results['config']['lr']:g}"),
+        ("Learning rate", runs.number_text(mlp_results["config"]["lr"]), runs.number_text(results["config"]["lr"])),
         # validation errors to 3 decimals, so that final minus best is the digits the text counts
         ("Final validation error (\\%)", f"{mlp['val_error']:.3f}", f"{net['val_error']:.3f}"),
         ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.3f} [{mlp['best_val_epoch']}]",
@@ -244,10 +215,10 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
         "QFiveFiveMcNemarMlpOnly": mlp_only,
         "QFiveFiveOneRight": cnn_only + mlp_only,
         "QFiveFiveMcNemarP": latex_scientific(p) if p < 1e-3 else f"{p:.3f}",  # in math mode
-        "QFiveFiveMlpZeroTrainErrorEpoch": mlp["zero_train_error_epoch"] or "--",
+        "QFiveFiveMlpZeroTrainErrorEpoch": or_dash(mlp["zero_train_error_epoch"]),
         "QFiveFiveMlpFinalMinusBestValDigits": above_best["Mlp"],
         "QFiveFiveCnnDevice": results["environment"]["device_name"],
-        "QFiveFiveCnnZeroTrainErrorEpoch": net["zero_train_error_epoch"] or "--",
+        "QFiveFiveCnnZeroTrainErrorEpoch": or_dash(net["zero_train_error_epoch"]),
         "QFiveFiveCnnFinalMinusBestValDigits": above_best["Cnn"],
         "QFiveFiveCnnLowestValLoss": f"{net['lowest_val_loss']:.4f}",
         "QFiveFiveCnnLowestValLossEpoch": net["lowest_val_loss_epoch"],
@@ -256,7 +227,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
                            f"{body}\n\\bottomrule\n\\end{{tabular}}"),
     }
     if matched is not None:
-        macros.update({"QFiveFiveMatchedLr": f"{results['config']['lr']:g}",
+        macros.update({"QFiveFiveMatchedLr": runs.number_text(results["config"]["lr"]),
                        **{f"QFiveFiveMatched{split.capitalize()}Error": "${:.2f} \\pm {:.2f}$".format(*matched[f"{split}_error"])
                           for split in ("val", "test")}})
     return latex_macros(f"codes/q5_5_cnn.py from {sources}", macros)
@@ -268,21 +239,22 @@ def chosen_lr(check_runs: list[dict]) -> float:
     return min(errors, key=lambda lr: math.inf if errors[lr] is None else errors[lr])
 
 
-def check_snippet(check_runs: list[dict]) -> str:
-    """The check's numbers the report cites; the largest rate's as \\QFiveFiveCheckHigh..., the smallest's as ...Low..."""
+def check_snippet(check_runs: list[dict], source: str = "results/q5_5_lr_check_lr*.json") -> str:
+    """The check's numbers the report cites; the largest rate's as \\QFiveFiveCheckHigh..., the smallest's as
+    ...Low...; its header names the results files (`source`)."""
     high, low = check_runs[0], check_runs[-1]
     high_final, low_final = runs.final_metrics(high), runs.final_metrics(low)
     lowest = runs.argmin_finite(runs.series(high, "train_loss"))
-    return latex_macros("codes/q5_5_cnn.py --lrs from results/q5_5_lr_check_lr*.json", {
+    return latex_macros(f"codes/q5_5_cnn.py --lrs from {source}", {
         "QFiveFiveStepSizeEpochs": high["epochs_completed"],
-        "QFiveFiveStepSizeChosen": f"{chosen_lr(check_runs):g}",
-        "QFiveFiveCheckHighLr": f"{high['config']['lr']:g}",
+        "QFiveFiveStepSizeChosen": runs.number_text(chosen_lr(check_runs)),
+        "QFiveFiveCheckHighLr": runs.number_text(high["config"]["lr"]),
         "QFiveFiveCheckHighLowestLossEpoch": high["history"]["epoch"][lowest],
-        "QFiveFiveCheckHighCollapseEpoch": runs.collapse_epoch(high) or "--",
+        "QFiveFiveCheckHighCollapseEpoch": or_dash(runs.collapse_epoch(high)),
         "QFiveFiveCheckHighFinalTrainError": "--" if high_final["train_error"] is None else f"{high_final['train_error']:.2f}",
-        "QFiveFiveCheckLowLr": f"{low['config']['lr']:g}",
+        "QFiveFiveCheckLowLr": runs.number_text(low["config"]["lr"]),
         "QFiveFiveCheckLowFinalValError": "--" if low_final["val_error"] is None else f"{low_final['val_error']:.2f}",
-        "QFiveFiveCheckLowZeroTrainErrorEpoch": low_final["zero_train_error_epoch"] or "--",
+        "QFiveFiveCheckLowZeroTrainErrorEpoch": or_dash(low_final["zero_train_error_epoch"]),
     })
 
 
@@ -292,9 +264,10 @@ def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
         fig, (ax_loss, ax_error) = plotting.plt.subplots(1, 2, figsize=(plotting.TEXT_WIDTH, 2.15))
         for color, run in zip(("C3", "C0", "C2", "C1"), check_runs):
             epochs, lr = run["history"]["epoch"], run["config"]["lr"]
-            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"lr {lr:g} training")
-            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"lr {lr:g} train.")
-            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"lr {lr:g} val.")
+            lr = cli.flag_text("lr", lr)
+            ax_loss.plot(epochs, runs.series(run, "train_loss"), color=color, label=f"{lr} training")
+            ax_error.plot(epochs, runs.series(run, "train_error"), color=color, linestyle="--", label=f"{lr} train.")
+            ax_error.plot(epochs, runs.series(run, "val_error"), color=color, label=f"{lr} val.")
             collapsed = runs.collapse_epoch(run)
             if collapsed is not None:
                 ax_loss.axvline(collapsed, color=color, linestyle=":", linewidth=1)
@@ -315,9 +288,12 @@ def plot_check(check_runs: list[dict], figures_dir: Path) -> Path:
         return plotting.save(fig, figures_dir / "q5_5_step_size.png")
 
 
-def check_runs_in(results_dir: Path) -> list[dict]:
-    """The learning-rate check's runs, largest rate first; they must differ in the learning rate alone."""
-    check_runs = [runs.read_results(path) for path in sorted(results_dir.glob("q5_5_lr_check_lr*.json"))]
+def check_runs_in(results_dir: Path, lrs: list[float] | None = None) -> list[dict]:
+    """The learning-rate check's runs at `lrs` (None: every one in results_dir), largest rate first; they must
+    differ in the learning rate alone."""
+    found = [results_dir / runs.results_name(lr, "q5_5_lr_check") for lr in lrs] if lrs else \
+        sorted(results_dir.glob("q5_5_lr_check_lr*.json"))
+    check_runs = [runs.read_results(path, (*runs.RUN_KEYS, "epochs_completed"), question="Q5.5") for path in found]
     if len(check_runs) < 2:
         raise common.UserError(f"the learning-rate check needs at least two runs "
                                f"({results_dir}/q5_5_lr_check_lr*.json), found {len(check_runs)}")
@@ -330,79 +306,85 @@ def check_runs_in(results_dir: Path) -> list[dict]:
     return check_runs
 
 
-def draw_check(paths: cli.OutputPaths) -> None:
-    """The check's figure and snippet, from its runs; the committed check must choose the CNN's rate."""
-    check_runs = check_runs_in(paths.results)
+def draw_check(paths: cli.OutputPaths, lrs: list[float] | None = None) -> None:
+    """The check's figure and snippet, from its runs at `lrs` (None: every one saved); the committed check
+    must choose the CNN's rate."""
+    check_runs = check_runs_in(paths.results, lrs)
     chosen = chosen_lr(check_runs)
     if chosen != LEARNING_RATE:
-        disagreement = (f"the check chooses lr {chosen:g}, but codes/q5_5_cnn.py trains the CNN at {LEARNING_RATE:g}")
+        disagreement = (f"the check chooses {cli.flag_text('lr', chosen)}, but codes/q5_5_cnn.py trains the CNN at "
+                        f"{runs.number_text(LEARNING_RATE)}")
         if paths.is_assignment_run:
-            raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {chosen:g} (the report says they agree)")
+            raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {runs.number_text(chosen)} (the report "
+                                   "says they agree)")
         print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"
-    runs.write_atomic(path, check_snippet(check_runs))
+    runs.write_atomic(path, check_snippet(check_runs, shown_path(paths.results / "q5_5_lr_check_lr*.json")))
     print(f"snippet: {path}")
     print(f"figure: {plot_check(check_runs, paths.figures)}")
 
 
-def train_cnn(settings: cli.Settings, lr: float, results_path: Path, options: cli.Options, paths: cli.OutputPaths,
+def train_cnn(settings: cli.Settings, results_path: Path, options: cli.Options, paths: cli.OutputPaths,
               compared: bool = True) -> None:
-    """One CNN run at learning rate lr, continued from its saved state if options.resume, its results written
+    """One CNN run at `settings`, continued from its saved state if options.resume, its results written
     (with the digits it gets wrong, which the comparison with Q5.2 is drawn from, if `compared`)."""
     results, model, splits = runs.train_and_record(
-        "Q5.5", replace(settings, lr=lr), cnn, [settings.seed], [0.0], results_path, options, paths,
-        desc=f"Q5.5 CNN, lr {lr:g}")
+        "Q5.5", settings, cnn, [settings.seed], [0.0], results_path, options, paths,
+        desc=f"Q5.5 CNN, {cli.flag_text('lr', settings.lr)}")
     if compared:  # not the check's runs: a collapsed one gets most digits wrong
-        results.update(q5_2_mlp.misclassified(model, splits))
+        results.update(runs.misclassified(model, splits))
     runs.write_atomic(results_path, results)
     print(f"results: {results_path}")
     runs.print_single_run_outcome(
         results, "CNN", f"a smaller --lr trains it steadily (see --lrs). The history is in {results_path}.")
 
 
+def lr_check_variant(args: argparse.Namespace) -> tuple[str, dict]:
+    """With --lrs, the learning-rate check: a script of its own, at its own budget and rates."""
+    if args.lrs:
+        return "q5_5_cnn_lr_check", {"epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES}
+    return "q5_5_cnn", {}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if args.lrs and len(args.lrs) < 2:
+    args, settings, options, paths = cli.parse(make_parser(), argv, "q5_5_cnn", lr_check_variant)
+    lrs = settings.sweep["lrs"]  # with --lrs, settings.lr is None: --lr plays no part
+    if lrs and len(lrs) < 2:
         raise common.UserError("--lrs: the learning-rate check compares at least two rates.")
-    if args.lrs and (args.lr != LEARNING_RATE or args.mlp_results):  # the check reads neither
-        raise common.UserError(f"--lrs runs the learning-rate check, which takes no "
-                               f"{'--lr' if args.mlp_results is None else '--mlp-results'}: drop one of the two.")
-    settings, options = cli.read_flags(args)  # with --lrs, settings.lr is None: --lr plays no part
-    check = {"epochs": LR_CHECK_EPOCHS, "lr": None, "lrs": LR_CHECK_RATES} if args.lrs else {}  # its own budget, rates
-    paths = cli.output_paths("q5_5_cnn_lr_check" if args.lrs else "q5_5_cnn", settings.computing(),
-                             {**cli.defaults(parser), **check}, args.output_dir, args.resume)
+    if lrs and (refused := [flag for flag, given in (("--lr", args.lr != LEARNING_RATE),
+                                                      ("--mlp-results", args.mlp_results is not None)) if given]):
+        raise common.UserError(f"--lrs runs the learning-rate check, which takes no {' and no '.join(refused)}: "
+                               "drop " + ("it." if len(refused) == 1 else "them."))
     paths.claim("q5_5")
     paths.announce()
-    if args.lrs:
+    if lrs:
         if not args.plot_only:
-            check_paths = [paths.results / q5_3_flooding.results_name(lr, "q5_5_lr_check") for lr in args.lrs]
-            for lr, path, resume in zip(args.lrs, check_paths, runs.resumed_parts(check_paths, args.resume, args.restart)):
-                train_cnn(settings, lr, path, replace(options, resume=resume), paths, compared=False)
-        draw_check(paths)
+            check_paths = [paths.results / runs.results_name(lr, "q5_5_lr_check") for lr in lrs]
+            for lr, path, resume in zip(lrs, check_paths, runs.resumed_parts(check_paths, options.resume,
+                                                                              options.restart)):
+                train_cnn(replace(settings, lr=lr), path, replace(options, resume=resume), paths, compared=False)
+        draw_check(paths, None if args.plot_only else lrs)  # after training, exactly the runs just written
         paths.announce()
         return 0
     results_path = paths.results / RESULTS_FILE
-    mlp_path = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE
+    mlp_path, named = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE, args.mlp_results is not None
     if not args.plot_only:  # refused before any training
-        load_mlp_results(mlp_path, settings.computing(), paths.is_assignment_run, args.mlp_results is not None)
-        train_cnn(settings, settings.lr, results_path, options, paths)
+        q5_2_mlp.comparable_run(mlp_path, {"config": settings.computing()}, MLP_KEYS, paths.is_assignment_run, named,
+                                quiet=True, required=COMPARED)
+        train_cnn(settings, results_path, options, paths)
     results = runs.read_results(results_path, COMPARED, question="Q5.5")
     paths.check_settings(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1
     # compared with the saved run, whatever the command line says (--plot-only takes no settings)
-    mlp_results = load_mlp_results(mlp_path, results["config"], paths.is_assignment_run, args.mlp_results is not None)
+    mlp_results = q5_2_mlp.comparable_run(mlp_path, results, MLP_KEYS, paths.is_assignment_run, named,
+                                          required=COMPARED)
     snippet_path, disagreements = paths.generated / "q5_5.tex", paths.figures / "q5_5_disagreements.png"
     if mlp_results is not None:
-        if mlp_results["split_sizes"] != results["split_sizes"]:
-            raise common.UserError(f"{mlp_path} and {results_path} hold runs on splits of other sizes "
-                                   f"({mlp_results['split_sizes']} vs {results['split_sizes']}): was one of them run "
-                                   "on other MNIST files? The comparison needs the same digits.")
-        sources = " and ".join(shown(path) for path in (results_path, mlp_path))
-        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched_mlp(paths.results, results),
-                                                           sources))
+        sources = " and ".join(shown_path(path) for path in (results_path, mlp_path))
+        matched = matched_mlp(paths.results, results, paths.is_assignment_run)
+        runs.write_atomic(snippet_path, comparison_snippet(results, mlp_results, matched, sources))
         print(f"snippet: {snippet_path}")
     elif stale := [path for path in (snippet_path, disagreements) if path.exists()]:
         for path in stale:  # they compare an earlier CNN run with Q5.2: left, they would read as this run's

@@ -347,6 +347,28 @@ def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[s
     return [f"--{key.replace('_', '-')} {ours} vs {theirs}" for key, (ours, theirs) in cli.differing(config, other, keys).items()]
 
 
+def results_name(lr: float, prefix: str) -> str:
+    """One part's results file, named by its exact learning rate: lr0.1, lr0.1000001 (Q5.3's sweeps, Q5.5's check)."""
+    return f"{prefix}_{cli.flag_text('lr', lr, '')}.json"
+
+
+def number_text(value: float) -> str:
+    """A number as flag_text writes it: as short as it reads, and exact (0.1000001, not :g's 0.1)."""
+    return cli.flag_text("", value, "")
+
+
+def misclassified(model: common.StackedCopies, splits: dict[str, common.Split]) -> dict:
+    """The digits a trained run gets wrong, from which Q5.5 draws its comparison without the data: on the
+    validation split each with its index, label, the answer and its pixels (0-255); on the test split the indices."""
+    val, test = splits["val"], splits["test"]
+    images, labels, answers = val.images.cpu(), val.labels.cpu(), common.predict(model, val)[0].cpu()
+    wrong = (answers != labels).nonzero().flatten()
+    pixels = ((images[wrong, 0] * common.MNIST_STD + common.MNIST_MEAN) * 255).round().clamp(0, 255).byte()
+    return {"misclassified_val_digits": [{"index": i, "label": int(labels[i]), "prediction": int(answers[i]),
+                                          "pixels": digit.tolist()} for i, digit in zip(wrong.tolist(), pixels)],
+            "misclassified_test_indices": (common.predict(model, test)[0] != test.labels).nonzero().flatten().tolist()}
+
+
 def series(results: dict, key: str, copy: int = 0) -> list:
     """One copy's values of a history key, over epochs 0..E."""
     return [row[copy] for row in results["history"][key]]

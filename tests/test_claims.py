@@ -25,7 +25,7 @@ def load(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def sweeps() -> dict[float, dict]:
-    return {lr: load(q5_3_flooding.results_name(lr)) for lr in q5_3_flooding.LEARNING_RATES}
+    return {lr: load(runs.results_name(lr, "q5_3_flooding")) for lr in q5_3_flooding.LEARNING_RATES}
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from torch import nn
 import cli
 import common
 import runs
+import q5_2_mlp
 import q5_3_flooding
 from conftest import run_script
 
@@ -77,8 +78,8 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     assert (out / "q5_3_flooding_lr0.01.json").exists()
     other = tmp_path / "other_q5_2.json"
     other.write_text(json.dumps({**mlp, "config": {**mlp["config"], "batch_size": 32}}))
-    assert q5_3_flooding.comparable_q5_2_run(other, sweep) is None
-    assert q5_3_flooding.comparable_q5_2_run(out / "q5_2_mlp.json", sweep) == mlp
+    assert q5_2_mlp.comparable_run(other, sweep) is None
+    assert q5_2_mlp.comparable_run(out / "q5_2_mlp.json", sweep) == mlp
     # the figures: every panel says it is not the assignment's run; the numbers drawn, by hand from the records
     figures = {name: drawn[f"q5_3_{name}.png"] for name in ("chosen_level", "error_vs_level", "training_loss",
                                                              "validation_loss", "learning_rates")}
@@ -127,7 +128,7 @@ def test_rates_that_print_alike_get_a_results_file_each_and_the_committed_names_
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads(p.read_text())["config"]["lr"] for p in tmp_path.glob("q5_3_flooding_lr*.json")) == [
         0.1, 0.1000001]
-    assert {q5_3_flooding.results_name(lr) for lr in q5_3_flooding.LEARNING_RATES} == {
+    assert {runs.results_name(lr, "q5_3_flooding") for lr in q5_3_flooding.LEARNING_RATES} == {
         p.name for p in cli.RESULTS_DIR.glob("q5_3_flooding_lr*.json")}
 
 
@@ -225,9 +226,9 @@ def test_the_analysis_shows_the_best_flooded_level_when_no_flooding_is_chosen():
 def test_the_snippet_of_a_sweep_without_b0_or_with_b0_alone_marks_what_it_lacks():
     without_b0 = {**sweep_results({(0, 0.05): (1.8, 1.7, 0.6), (0, 0.1): (1.7, 1.9, 0.2)}), "config": {"seeds": 1}}
     only_b0 = {**sweep_results({(0, 0.0): (1.6, 1.5, 1.0)}), "config": {"seeds": 1}}
-    snippet = q5_3_flooding.snippet({0.1: without_b0}, {0.1: q5_3_flooding.analyse(without_b0)})
+    snippet = q5_3_flooding.snippet({0.1: without_b0}, {0.1: q5_3_flooding.analyse(without_b0)}, cli.RESULTS_DIR)
     assert "\\newcommand{\\QFiveThreeNoFloodValError}{--}" in snippet and "QFiveFourMainLevel}" not in snippet
-    snippet = q5_3_flooding.snippet({0.1: only_b0}, {0.1: q5_3_flooding.analyse(only_b0)})
+    snippet = q5_3_flooding.snippet({0.1: only_b0}, {0.1: q5_3_flooding.analyse(only_b0)}, cli.RESULTS_DIR)
     assert "\\newcommand{\\QFiveThreeLowestFloodedLevel}{--}" in snippet and "QFiveFourMainLevel}" not in snippet
 
 
@@ -250,7 +251,84 @@ def test_collapsed_copies_are_named_with_their_level_seed_and_epoch():
 def test_the_committed_figure_needs_the_q5_2_run_and_takes_no_other_file(tmp_path):
     sweep = runs.read_results(cli.RESULTS_DIR / "q5_3_flooding_lr0.1.json")
     with pytest.raises(common.UserError, match="No Q5.2 results file at .*q5_2_mlp.py"):
-        q5_3_flooding.comparable_q5_2_run(tmp_path / "q5_2_mlp.json", sweep, assignment_run=True)
-    assert q5_3_flooding.comparable_q5_2_run(tmp_path / "q5_2_mlp.json", sweep) is None  # a folder of one's own
+        q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", sweep, for_report=True)
+    assert q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", sweep) is None  # a folder of one's own
     with pytest.raises(common.UserError, match="not a results file of Q5.2"):
-        q5_3_flooding.comparable_q5_2_run(cli.RESULTS_DIR / "q5_5_cnn.json", sweep)
+        q5_2_mlp.comparable_run(cli.RESULTS_DIR / "q5_5_cnn.json", sweep)
+
+
+FOUR_COPIES = {(0, 0.0): (1.6, 1.5, 1.0), (0, 0.1): (1.7, 1.9, 0.2), (1, 0.0): (1.8, 1.4, 1.2), (1, 0.1): (1.5, 1.6, 0.4)}
+
+
+def test_a_diverged_copys_null_ece_reads_as_diverged():
+    results = sweep_results(FOUR_COPIES)
+    results["final_val_ece"][3] = None  # b = 0.1 of seed 1 diverged: its ECE is saved as null
+    table = q5_3_flooding.analyse(results)["table"]
+    assert math.isnan(table[0.1]["ece"][0])
+    assert table[0.0]["ece"] == pytest.approx((1.1, statistics.stdev([1.0, 1.2])))
+
+
+def test_a_sweep_with_a_diverged_copy_at_every_level_is_refused():
+    results = sweep_results(FOUR_COPIES)
+    for k in (1, 2):  # b = 0.1 of seed 0 and b = 0 of seed 1
+        results["history"]["val_error"][1][k] = None
+    with pytest.raises(common.UserError, match="every flood level has a diverged copy"):
+        q5_3_flooding.analyse(results)
+
+
+@pytest.mark.parametrize("damage", ["a Q5.2 file", "no final_val_ece"])
+def test_a_sweep_file_of_another_kind_is_refused(tmp_path, damage):
+    if damage == "a Q5.2 file":
+        record = json.loads((cli.RESULTS_DIR / "q5_2_mlp.json").read_text())
+    else:
+        record = {**sweep_results(FOUR_COPIES), "question": "Q5.3", "config": {"seeds": 2}, "diverged_at_epoch": [None] * 4}
+        del record["final_val_ece"]
+    (tmp_path / "q5_3_flooding_lr0.1.json").write_text(json.dumps(record))
+    with pytest.raises(common.UserError, match="not a results file of Q5.3|lacks final_val_ece\\)"):
+        q5_3_flooding.main(["--plot-only", "--lrs", "0.1", "--output-dir", str(tmp_path)])
+    assert not (tmp_path / "generated").exists() or not any((tmp_path / "generated").iterdir())
+
+
+class Stopped(Exception):
+    pass
+
+
+def test_the_memory_check_runs_once_before_any_sweep(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(q5_3_flooding, "check_memory", lambda copies, device: calls.append(("check", copies)))
+
+    def first_sweep(settings, lr, *rest):
+        calls.append(("sweep", lr))
+        raise Stopped
+
+    monkeypatch.setattr(q5_3_flooding, "sweep", first_sweep)
+    with pytest.raises(Stopped):
+        q5_3_flooding.main(["--seeds", "2", "--flood-levels", "0,0.1,0.2", "--output-dir", str(tmp_path)])
+    assert calls == [("check", 6), ("sweep", 0.1)]
+
+
+@pytest.mark.parametrize("system", ["Windows", "macOS"])
+def test_the_memory_check_is_skipped_where_the_system_cannot_say(monkeypatch, system):
+    if system == "Windows":  # no os.sysconf at all
+        monkeypatch.delattr(q5_3_flooding.os, "sysconf")
+    else:  # os.sysconf without SC_AVPHYS_PAGES
+        monkeypatch.setattr(q5_3_flooding.os, "sysconf", lambda name: (_ for _ in ()).throw(ValueError(name)))
+    q5_3_flooding.check_memory(10**9, torch.device("cpu"))  # far more than any machine: refused where it can say
+
+
+def test_the_committed_figure_takes_only_the_assignments_complete_q5_2_run(tmp_path):
+    sweep = runs.read_results(cli.RESULTS_DIR / "q5_3_flooding_lr0.1.json")
+    mlp = json.loads((cli.RESULTS_DIR / "q5_2_mlp.json").read_text())
+    stopped = {**mlp, "epochs_completed": 1, "history": {key: rows[:2] for key, rows in mlp["history"].items()}}
+    other = {**mlp, "config": {**mlp["config"], "batch_size": 32}}
+    for record, why in ((stopped, "stopped before its last epoch"), (other, "--batch-size 32 vs 128")):
+        (tmp_path / "q5_2_mlp.json").write_text(json.dumps(record))
+        with pytest.raises(common.UserError, match=f"not the assignment's Q5.2 run \\({why}"):
+            q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", sweep, for_report=True)
+    assert q5_2_mlp.comparable_run(cli.RESULTS_DIR / "q5_2_mlp.json", sweep, for_report=True) == mlp
+
+
+def test_the_snippet_writes_the_exact_learning_rate():
+    results = {**sweep_results(FOUR_COPIES), "config": {"seeds": 2}}
+    snippet = q5_3_flooding.snippet({0.1000001: results}, {0.1000001: q5_3_flooding.analyse(results)}, cli.RESULTS_DIR)
+    assert "\\newcommand{\\QFiveFourMainLr}{0.1000001}" in snippet

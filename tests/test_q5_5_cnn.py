@@ -11,6 +11,7 @@ import torch
 
 import cli
 import common
+import q5_2_mlp
 import q5_5_cnn
 import runs
 from conftest import run_script, says, synthetic_digits
@@ -123,7 +124,7 @@ def check_run(lr: float, train_loss: list[float], train_error: list[float], val_
                "train_error": [[v] for v in train_error], "val_error": [[v] for v in val_error]}
     for key in ("val_loss", "test_loss", "test_error"):
         history[key] = [[1.0]] * len(train_loss)
-    return {"config": {**CONFIG, "lr": lr, **config}, "history": history, "epochs_completed": len(train_loss) - 1,
+    return {"question": "Q5.5", "config": {**CONFIG, "lr": lr, **config}, "history": history, "epochs_completed": len(train_loss) - 1,
             "diverged_at_epoch": [None], "copies": [{"init_seed": 0, "flood_level": 0.0}]}
 
 
@@ -209,8 +210,8 @@ def test_check_trains_one_run_per_rate(rates, mnist_root, tmp_path):
 
 def test_the_committed_comparison_is_made_only_with_the_assignments_q5_2_run(tmp_path):
     committed = cli.RESULTS_DIR / "q5_2_mlp.json"
-    same_split = {"split_seed": 0, "subset": None}
-    assert q5_5_cnn.load_mlp_results(committed, same_split, assignment_run=True)["epochs_completed"] == 500
+    same_split = {"config": {"split_seed": 0, "subset": None}}
+    assert q5_2_mlp.comparable_run(committed, same_split, q5_5_cnn.MLP_KEYS, for_report=True)["epochs_completed"] == 500
     short = json.loads(committed.read_text())  # a one-epoch Q5.2 run on the same images
     short["config"]["epochs"], short["epochs_completed"], short["settings_changed"] = 1, 1, ["epochs 1"]
     short["history"] = {key: values[:2] for key, values in short["history"].items()}  # epochs 0 and 1
@@ -221,7 +222,7 @@ def test_the_committed_comparison_is_made_only_with_the_assignments_q5_2_run(tmp
         q5_5_cnn.main(["--plot-only", "--mlp-results", str(tmp_path / "q5_2_mlp.json")])
     assert {p: p.read_bytes() for p in before} == before
     # in a folder of its own the same file is compared with
-    assert q5_5_cnn.load_mlp_results(tmp_path / "q5_2_mlp.json", same_split, assignment_run=False) == short
+    assert q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", same_split, q5_5_cnn.MLP_KEYS) == short
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +268,7 @@ def test_a_named_q5_2_file_that_is_missing_or_not_one_is_refused(own, named):
 
 def test_the_committed_comparison_needs_the_q5_2_run(tmp_path):
     with pytest.raises(common.UserError, match="No Q5.2 results file at .*q5_2_mlp.py"):
-        q5_5_cnn.load_mlp_results(tmp_path / "q5_2_mlp.json", {"split_seed": 0, "subset": None}, assignment_run=True)
+        q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", {"config": {}}, for_report=True)
 
 
 def test_a_redraw_without_q5_2_removes_the_earlier_comparison(own, drawn):
@@ -331,3 +332,61 @@ def test_a_hand_edited_results_file_is_refused_and_nothing_is_written(own, name,
     done = run_script("q5_5_cnn.py", "--plot-only", "--output-dir", str(own))
     assert done.returncode == 1 and says(done.stderr, str(own / name), "rerun") and "Traceback" not in done.stderr
     assert contents(own) == before
+
+
+def test_the_matched_mlp_needs_a_sweep_trained_alike_and_the_report_needs_it(tmp_path):
+    cnn = runs.read_results(cli.RESULTS_DIR / "q5_5_cnn.json")
+    assert q5_5_cnn.matched_mlp(cli.RESULTS_DIR, cnn, for_report=True) is not None
+    sweep = json.loads((cli.RESULTS_DIR / "q5_3_flooding_lr0.01.json").read_text())
+    (tmp_path / "q5_3_flooding_lr0.01.json").write_text(json.dumps({**sweep, "config": {**sweep["config"], "momentum": 0.5}}))
+    assert q5_5_cnn.matched_mlp(tmp_path, cnn) is None  # another momentum: not the same MLP
+    with pytest.raises(common.UserError, match="the report compares the CNN with the MLP at its learning rate"):
+        q5_5_cnn.matched_mlp(tmp_path, cnn, for_report=True)
+    del sweep["final_val_ece"]
+    (tmp_path / "q5_3_flooding_lr0.01.json").write_text(json.dumps(sweep))
+    with pytest.raises(common.UserError, match="lacks final_val_ece"):
+        q5_5_cnn.matched_mlp(tmp_path, cnn)
+
+
+def fake_training(monkeypatch):
+    """train_cnn copying the committed run of the same file name into place, whatever the settings."""
+    def train_cnn(*args, **keywords):
+        path = next(arg for arg in args if isinstance(arg, Path))
+        shutil.copy(cli.RESULTS_DIR / path.name, path)
+    monkeypatch.setattr(q5_5_cnn, "train_cnn", train_cnn)
+
+
+def test_a_run_without_q5_2_says_so_once(tmp_path, monkeypatch, capsys):
+    fake_training(monkeypatch)
+    assert q5_5_cnn.main(["--output-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("no Q5.2 results at") == 1
+
+
+def test_the_check_draws_the_runs_it_trained_not_a_stale_one(tmp_path, monkeypatch):
+    stale = json.loads((cli.RESULTS_DIR / "q5_5_lr_check_lr0.1.json").read_text())
+    (tmp_path / "q5_5_lr_check_lr0.5.json").write_text(json.dumps({**stale, "config": {**stale["config"], "lr": 0.5}}))
+    fake_training(monkeypatch)
+    assert q5_5_cnn.main(["--lrs", "0.1,0.01", "--epochs", "158", "--output-dir", str(tmp_path)]) == 0
+    snippet = (tmp_path / "generated" / "q5_5_step_size.tex").read_text()
+    assert "\\newcommand{\\QFiveFiveCheckHighLr}{0.1}" in snippet
+
+
+def test_the_check_refuses_both_flags_it_does_not_take_by_name(tmp_path):
+    with pytest.raises(common.UserError) as refused:
+        q5_5_cnn.main(["--lrs", "0.1,0.01", "--lr", "0.05", "--mlp-results", str(tmp_path / "q5_2_mlp.json")])
+    assert "takes no --lr and no --mlp-results" in str(refused.value)
+
+
+def test_the_check_snippet_writes_exact_rates_and_an_epoch_0():
+    high = check_run(0.1000001, [2.3, 0.4, 0.2, 9.0, 2.31], [90.0, 5.0, 2.0, 88.0, 88.8], [90.0, 5.5, 2.5, 88.0, 88.7])
+    low = check_run(0.01, [2.3, 0.6, 0.3, 0.2, 0.1], [0.0, 8.0, 1.0, 0.0, 0.0], [90.0, 8.5, 2.0, 1.5, 1.25])
+    snippet = check_snippet([high, low])
+    assert "CheckHighLr}{0.1000001}" in snippet and "CheckLowZeroTrainErrorEpoch}{0}" in snippet
+
+
+def test_a_q5_2_run_on_splits_of_other_sizes_is_refused(tmp_path):
+    mlp = json.loads((cli.RESULTS_DIR / "q5_2_mlp.json").read_text())
+    cnn = runs.read_results(cli.RESULTS_DIR / "q5_5_cnn.json")
+    (tmp_path / "q5_2_mlp.json").write_text(json.dumps({**mlp, "split_sizes": {**mlp["split_sizes"], "train": 47999}}))
+    with pytest.raises(common.UserError, match="splits of other sizes"):
+        q5_2_mlp.comparable_run(tmp_path / "q5_2_mlp.json", cnn, q5_5_cnn.MLP_KEYS)
