@@ -25,7 +25,7 @@ import cli
 import common
 import plotting
 import runs
-from latex import latex_macros, latex_scientific, seconds_text, shown_path
+from latex import latex_macros, latex_scientific, or_dash, seconds_text, shown_path
 
 RESULTS_FILE = "q5_2_mlp.json"
 
@@ -38,11 +38,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def comparable_run(path: Path, beside: dict, keys: Sequence[str] = tuple(k for k in cli.COMPUTING if k != "tf32"),
                    for_report: bool = False, named: bool = False, quiet: bool = False,
-                   required: Sequence[str] = runs.RUN_KEYS) -> dict | None:
+                   required: Sequence[str] = runs.RUN_KEYS, strict: bool = False) -> dict | None:
     """The Q5.2 run at `path`, to draw beside another run (`beside`: its config, and its split_sizes once trained),
     trained alike in `keys` (tf32 aside: a run records what its device did). None, with a note unless quiet, if it
-    is missing or differs; an error instead where it was named (--mlp-results) or the report needs it
-    (for_report), which takes only the assignment's Q5.2 run, complete."""
+    is missing or (unless strict) differs; an error instead where it was named (--mlp-results) or the report
+    needs it (for_report), which takes only the assignment's Q5.2 run, complete."""
     path = Path(path)
     if not path.exists():
         if named or for_report:
@@ -63,7 +63,7 @@ def comparable_run(path: Path, beside: dict, keys: Sequence[str] = tuple(k for k
             raise common.UserError(f"{path} is not the assignment's Q5.2 run ({', '.join(changed)}), which the report "
                                    "draws: rerun Q5.2 at its defaults, or draw it in a folder of your own (--output-dir).")
     if differing := runs.differing_settings(mlp_results["config"], beside["config"], keys):
-        if named:
+        if named or strict:
             raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                    "they cannot be drawn together.")
         if not quiet:
@@ -142,13 +142,12 @@ def plot(results: dict, figures_dir: Path) -> list[Path]:
 def snippet(results: dict, source: Path) -> str:
     """The numbers the report cites about the Q5.2 run (Q5.1 and Q5.2 rest on them), read from `source`."""
     final = runs.final_metrics(results)
-    zero_error = final["zero_train_error_epoch"]
     macros = {
         "QFiveTwoEpochs": results["epochs_completed"],
         "QFiveTwoParameters": f"{results['model']['parameters']:,}",
         "QFiveTwoValError": f"{final['val_error']:.3f}",
         "QFiveTwoTestError": f"{final['test_error']:.2f}",
-        "QFiveTwoZeroTrainErrorEpoch": "--" if zero_error is None else zero_error,
+        "QFiveTwoZeroTrainErrorEpoch": or_dash(final["zero_train_error_epoch"]),
         "QFiveTwoLowestValLoss": f"{final['lowest_val_loss']:.4f}",
         "QFiveTwoLowestValLossEpoch": final["lowest_val_loss_epoch"],
         "QFiveTwoFinalValLoss": f"{final['val_loss']:.4f}",

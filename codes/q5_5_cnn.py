@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     mlp_path, named = args.mlp_results or paths.results / q5_2_mlp.RESULTS_FILE, args.mlp_results is not None
     if not args.plot_only:  # refused before any training
         q5_2_mlp.comparable_run(mlp_path, {"config": settings.computing()}, MLP_KEYS, paths.is_assignment_run, named,
-                                quiet=True, required=COMPARED)
+                                quiet=True, required=COMPARED, strict=True)
         train_cnn(settings, results_path, options, paths)
     results = runs.read_results(results_path, COMPARED, question="Q5.5")
     paths.check_settings(results, results_path)
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # compared with the saved run, whatever the command line says (--plot-only takes no settings)
     mlp_results = q5_2_mlp.comparable_run(mlp_path, results, MLP_KEYS, paths.is_assignment_run, named,
-                                          required=COMPARED)
+                                          required=COMPARED, strict=True)
     snippet_path, disagreements = paths.generated / "q5_5.tex", paths.figures / "q5_5_disagreements.png"
     if mlp_results is not None:
         sources = " and ".join(shown_path(path) for path in (results_path, mlp_path))
