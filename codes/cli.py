@@ -337,14 +337,13 @@ def ensure_writable(folder: Path) -> None:
 
 
 def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool]:
-    """The device --device names, and whether its matrix products use TF32 (only CUDA has it), set so."""
+    """The device --device names, and whether its matrix products would use TF32 (only CUDA has it): a lookup,
+    which changes no setting (a run sets torch.backends.cuda.matmul.allow_tf32 as it starts)."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise common.UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
-    tf32 = tf32 and choice == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    return torch.device(choice), tf32
+    return torch.device(choice), tf32 and choice == "cuda"
 
 
 def run_main(main: Callable[[], int | None]) -> None:

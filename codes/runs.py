@@ -176,6 +176,7 @@ def train_and_record(question: str, settings: cli.Settings, build: Callable[[], 
     continued (options.resume) or discarded (options.restart), never silently replaced."""
     start = time.perf_counter()
     device, tf32 = cli.training_device(settings.device, settings.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32  # set as this run starts, for all of it
     config = settings.config(device.type, tf32)
     one_copy = build()
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
