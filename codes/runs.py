@@ -388,15 +388,15 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
     return metrics
 
 
-def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
-    """Say how a single-copy run ended; True if it diverged. An error (to stderr) if the training loss
+def print_single_run_outcome(results: dict, name: str, advice: str) -> None:
+    """Say how a single-copy run ended: an error (to stderr) if the training loss
     became non-finite; otherwise a warning (to stderr) if it ever rose above its value before training
     (a collapse), and the final and best errors with the time per epoch."""
     lr, diverged = results["config"]["lr"], results["diverged_at_epoch"][0]
     if diverged is not None:
         print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {lr:g}; "
               f"{advice}", file=sys.stderr)
-        return True
+        return
     collapsed = collapse_epoch(results)
     if collapsed is not None:
         print(f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
@@ -406,4 +406,3 @@ def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
           f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
           f"{final['best_val_epoch']}); {seconds_text(seconds['train_per_epoch'])} s training + "
           f"{seconds_text(seconds['eval_per_epoch'])} s evaluation per epoch on {results['environment']['device_name']}")
-    return False
