@@ -195,7 +195,7 @@ def test_a_checkpoint_of_another_model_is_one_message(mnist_root, tmp_path):
     shutil.copy(tmp_path / "cnn" / "q5_5_cnn.ckpt", tmp_path / "mlp" / "q5_2_mlp.ckpt")
     done = run_script("q5_2_mlp.py", *flags, "--output-dir", str(tmp_path / "mlp"), "--resume")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "was made with other settings (model: saved 'Sequential(" in done.stderr
+    assert "was made with other settings (saved vs now: --model Sequential(" in done.stderr
     state = torch.load(tmp_path / "cnn" / "q5_5_cnn.ckpt", weights_only=True)
     state["trainer"]["parameters"][0] = torch.zeros(3)  # same settings, a tensor of the wrong shape
     torch.save(state, tmp_path / "cnn" / "q5_5_cnn.ckpt")
