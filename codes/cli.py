@@ -191,7 +191,7 @@ class OutputPaths:
         for leftover in (path for folder in folders for prefix in prefixes for path in folder.glob(f".{prefix}*.tmp")):
             leftover.unlink(missing_ok=True)
 
-    def check_settings(self, results: dict, path: Path) -> None:
+    def refuse_other_run(self, results: dict, path: Path) -> None:
         """Refuse to draw the committed figures and snippets from a results file of another run."""
         if self.is_assignment_run and results.get("settings_changed"):
             raise common.UserError(f"{path} was written by a run at other settings ({', '.join(results['settings_changed'])}) "

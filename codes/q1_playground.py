@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.write_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
     results = read_q1_results(results_path)
-    paths.check_settings(results, results_path)
+    paths.refuse_other_run(results, results_path)
     snippet_path = runs.write_atomic(paths.generated / "q1.tex", snippet(results))
     print(f"snippet: {snippet_path}")
     for figure in plot(results, paths.figures):

@@ -136,7 +136,7 @@ def test_the_committed_results_folder_is_refused_to_a_run_at_other_settings(tmp_
     # and the report is never drawn from a results file a run at other settings wrote
     paths = cli.output_paths("q5_2_mlp", {}, {}, None)
     with pytest.raises(common.UserError, match="cannot be drawn into the report"):
-        paths.check_settings({"settings_changed": ["epochs 1"]}, cli.RESULTS_DIR / "q5_2_mlp.json")
+        paths.refuse_other_run({"settings_changed": ["epochs 1"]}, cli.RESULTS_DIR / "q5_2_mlp.json")
 
 
 @pytest.mark.parametrize("flags, message", [
