@@ -293,7 +293,9 @@ def committed_folder(folder: Path) -> bool:
     """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
     results/runs/ and results/quick/ hold runs that are not committed."""
     folder = Path(folder).resolve()
-    inside = lambda *roots: any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)  # noqa: E731
+
+    def inside(*roots: Path) -> bool:
+        return any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)
     return inside(RESULTS_DIR, REPORT_DIR) and not inside(RUNS_DIR, QUICK_DIR)
 
 

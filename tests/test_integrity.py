@@ -109,10 +109,10 @@ def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path, monk
 
 def test_every_input_of_the_report_exists_and_a_missing_one_names_its_script():
     inputs = submission.report_inputs()
-    assert submission.REPORT_DIR / "figures" / "q5_2_error.png" in inputs
-    assert submission.REPORT_DIR / "generated" / "q5_3.tex" in inputs
+    assert cli.REPORT_DIR / "figures" / "q5_2_error.png" in inputs
+    assert cli.REPORT_DIR / "generated" / "q5_3.tex" in inputs
     assert submission.missing_inputs(inputs) == []
-    gone = [submission.REPORT_DIR / "figures" / "q5_2_gone.png", submission.REPORT_DIR / "figures" / "q5_5_step_size_x.png"]
+    gone = [cli.REPORT_DIR / "figures" / "q5_2_gone.png", cli.REPORT_DIR / "figures" / "q5_5_step_size_x.png"]
     missing = submission.missing_inputs(gone)
     assert missing[0].startswith("report/figures/q5_2_gone.png (made by python codes/q5_2_mlp.py;")
     assert missing[1].startswith("report/figures/q5_5_step_size_x.png (made by python codes/q5_5_cnn.py --lrs 0.1,0.01 "
