@@ -91,15 +91,6 @@ def read_checkpoint(path: Path) -> dict:
                            "delete it, or start over with --restart.")
 
 
-def unfinished(path: Path) -> str | None:
-    """How far the run saved at `path` got, as "epoch E of N", if there is one that did not finish."""
-    if not path.exists():
-        return None
-    state = read_checkpoint(path)
-    done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
-    return None if done >= state["epochs"] or all(d is not None for d in diverged) else f"epoch {done} of {state['epochs']}"
-
-
 @dataclass
 class Checkpoint:
     """Where a run saves its state, how often, and whether it starts from the saved state."""
@@ -159,10 +150,12 @@ def resumed_parts(results_paths: Sequence[Path], resume: bool, restart: bool) ->
             raise common.UserError(f"--resume: there is no checkpoint at {' or '.join(map(str, checkpoints))} "
                                    "to resume from.")
         return [path.exists() for path in checkpoints]
-    for path in checkpoints:
-        if not restart and (progress := unfinished(path)):
-            raise common.UserError(f"{path} holds the saved state of a stopped run ({progress}): continue it with "
-                                   "--resume, or discard it and start over with --restart.")
+    for path in [] if restart else [path for path in checkpoints if path.exists()]:
+        state = read_checkpoint(path)
+        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
+        if done < state["epochs"] and any(d is None for d in diverged):  # stopped, not finished or all diverged
+            raise common.UserError(f"{path} holds the saved state of a stopped run (epoch {done} of {state['epochs']}): "
+                                   "continue it with --resume, or discard it and start over with --restart.")
     return [False] * len(checkpoints)
 
 
