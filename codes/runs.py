@@ -389,9 +389,8 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
 
 
 def print_single_run_outcome(results: dict, name: str, advice: str) -> None:
-    """Say how a single-copy run ended: an error (to stderr) if the training loss
-    became non-finite; otherwise a warning (to stderr) if it ever rose above its value before training
-    (a collapse), and the final and best errors with the time per epoch."""
+    """Say how a single-copy run ended: an error (to stderr) if the training loss became non-finite; otherwise a
+    warning (to stderr) if it ever rose above its value before training (a collapse), and the final and best errors."""
     lr, diverged = results["config"]["lr"], results["diverged_at_epoch"][0]
     if diverged is not None:
         print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {lr:g}; "
