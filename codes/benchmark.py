@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"and --batch-size, without --output-dir (here: {', '.join(paths.changed) or '--output-dir'}).")
     output_dir = paths.results if args.replace_committed or not paths.is_assignment_run else BESIDE_COMMITTED
     device, tf32 = cli.training_device(args.device, args.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     cli.ensure_writable(output_dir)
     environment = runs.environment(device)
     splits = common.prepare_splits(args.data_dir, device, args.split_seed, download=not args.offline)

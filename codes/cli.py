@@ -191,7 +191,7 @@ class OutputPaths:
         for leftover in (path for folder in folders for prefix in prefixes for path in folder.glob(f".{prefix}*.tmp")):
             leftover.unlink(missing_ok=True)
 
-    def check_settings(self, results: dict, path: Path) -> None:
+    def refuse_other_run(self, results: dict, path: Path) -> None:
         """Refuse to draw the committed figures and snippets from a results file of another run."""
         if self.is_assignment_run and results.get("settings_changed"):
             raise common.UserError(f"{path} was written by a run at other settings ({', '.join(results['settings_changed'])}) "
@@ -297,7 +297,9 @@ def committed_folder(folder: Path) -> bool:
     """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
     results/runs/ and results/quick/ hold runs that are not committed."""
     folder = Path(folder).resolve()
-    inside = lambda *roots: any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)  # noqa: E731
+
+    def inside(*roots: Path) -> bool:
+        return any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)
     return inside(RESULTS_DIR, REPORT_DIR) and not inside(RUNS_DIR, QUICK_DIR)
 
 
@@ -341,14 +343,13 @@ def ensure_writable(folder: Path) -> None:
 
 
 def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool]:
-    """The device --device names, and whether its matrix products use TF32 (only CUDA has it), set so."""
+    """The device --device names, and whether its matrix products would use TF32 (only CUDA has it): a lookup,
+    which changes no setting (a run sets torch.backends.cuda.matmul.allow_tf32 as it starts)."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise common.UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
-    tf32 = tf32 and choice == "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    return torch.device(choice), tf32
+    return torch.device(choice), tf32 and choice == "cuda"
 
 
 def run_main(main: Callable[[], int | None]) -> None:

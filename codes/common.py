@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import math
 import signal
+import statistics
 import struct
 import sys
 import time
@@ -53,6 +54,13 @@ class RunInterrupted(UserError):
 
 class EpochAbandoned(BaseException):  # a BaseException, as KeyboardInterrupt is: no `except Exception` swallows it
     """Raised by a stop signal inside an epoch's computation, whose work is then given up."""
+
+
+def mean_std(values: list[float | None]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value); NaN if any copy diverged (None)."""
+    if any(v is None for v in values):
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 # ----------------------------------------------------------------------------- data

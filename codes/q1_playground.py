@@ -97,25 +97,24 @@ def misplaced_value(value, where: str = "") -> str | None:
 
 
 def read_q1_results(path: Path) -> dict:
-    return runs.read_results(path, RESULTS_KEYS, misplaced_value)
+    return runs.read_results(path, RESULTS_KEYS, misplaced_value, question="Q1")
 
 
-def chunks(runs: list, size: int) -> list[list]:
+def chunks(trained: list, size: int) -> list[list]:
     """Consecutive groups of `size`: the seeds of one point, as the runs were listed."""
-    return [runs[i:i + size] for i in range(0, len(runs), size)]
+    return [trained[i:i + size] for i in range(0, len(trained), size)]
 
 
-def summary(runs: list[pg.Run]) -> dict:
+def summary(group: list[pg.Run]) -> dict:
     """Final test and training losses (each run's; mean, std) and each run's epochs until its training loss first
     fell below CONVERGED_BELOW (None: never), with their median (None if the median run never did)."""
-    test, train = [r.test_loss[-1] for r in runs], [r.train_loss[-1] for r in runs]
-    converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in runs]
+    test, train = [r.test_loss[-1] for r in group], [r.train_loss[-1] for r in group]
+    converge = [next((e for e, loss in enumerate(r.train_loss) if loss < CONVERGED_BELOW), None) for r in group]
     median_epochs = statistics.median(infinite_if_never(converge))
-    mean_std = lambda values: [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
     return {"test_losses": test, "train_losses": train,
-            "test_loss": mean_std(test), "train_loss": mean_std(train),
+            "test_loss": common.mean_std(test), "train_loss": common.mean_std(train),
             "converge_epochs": converge, "epochs_to_converge": median_epochs if median_epochs < math.inf else None,
-            "converged_runs": sum(e is not None for e in converge), "runs": len(runs)}
+            "converged_runs": sum(e is not None for e in converge), "runs": len(group)}
 
 
 def infinite_if_never(epochs: list[int | None]) -> list[float]:
@@ -128,10 +127,10 @@ def median_loss(entry: dict) -> float:
     return statistics.median(entry["test_losses"])
 
 
-def median_run(runs: list[pg.Run]) -> pg.Run:
+def median_run(group: list[pg.Run]) -> pg.Run:
     """The run with the median final test loss (the lower middle one for an even count): a representative."""
-    middle = statistics.median_low(r.test_loss[-1] for r in runs)
-    return next(r for r in runs if r.test_loss[-1] == middle)
+    middle = statistics.median_low(r.test_loss[-1] for r in group)
+    return next(r for r in group if r.test_loss[-1] == middle)
 
 
 def search(epochs: int) -> tuple[pg.Config, list[dict]]:
@@ -144,8 +143,8 @@ def search(epochs: int) -> tuple[pg.Config, list[dict]]:
     finalists = sorted(range(len(grid)), key=lambda i: median_loss(summary(first[i])))[:FINALISTS]
     more_seeds = range(SEARCH_SEEDS, FIRST_FRESH_SEED)
     second = chunks(pg.train([replace(grid[i], seed=s) for i in finalists for s in more_seeds], epochs), FINAL_SEEDS)
-    runs = {i: first[i] + (second[finalists.index(i)] if i in finalists else []) for i in range(len(grid))}
-    table = [{"config": asdict(c), "finalist": i in finalists, **summary(runs[i])} for i, c in enumerate(grid)]
+    trained = {i: first[i] + (second[finalists.index(i)] if i in finalists else []) for i in range(len(grid))}
+    table = [{"config": asdict(c), "finalist": i in finalists, **summary(trained[i])} for i, c in enumerate(grid)]
     best = min(finalists, key=lambda i: median_loss(table[i]))
     return grid[best], table
 
@@ -156,9 +155,9 @@ def sweeps(best: pg.Config, epochs: int, seeds: range) -> dict:
               for name, values in SWEEPS.items() for value, change in values
               for dataset, data in ({**SWEEP_DATASETS, NOISY_NAME: NOISY} if name == "regularization"
                                     else SWEEP_DATASETS).items()]
-    runs = pg.train([replace(best, seed=seed, **changes) for *_, changes in points for seed in seeds], epochs)
+    trained = pg.train([replace(best, seed=seed, **changes) for *_, changes in points for seed in seeds], epochs)
     result: dict = {}
-    for (name, value, dataset, _), group in zip(points, chunks(runs, len(seeds))):
+    for (name, value, dataset, _), group in zip(points, chunks(trained, len(seeds))):
         entry = summary(group)
         if group[0].config.regularization == "L1":
             entry["dead_link_fraction"] = statistics.fmean(
@@ -187,9 +186,9 @@ def pruning(trained: list[pg.Run], epochs: int) -> dict:
     kept = lambda run: int(sum((~d).sum() for d in run.dead) + sum(b.size for b in run.biases))  # live links + biases
     curves = {}
     for name, retrain_epochs in (("pruned", 0), ("pruned and retrained", min(RETRAIN_EPOCHS, epochs))):
-        runs = pg.train([r.config for r in pruned], retrain_epochs, start=pruned)
+        retrained = pg.train([r.config for r in pruned], retrain_epochs, start=pruned)
         curves[name] = [{"fraction": f, "parameters": statistics.fmean(map(kept, group)), **summary(group)}
-                        for f, group in zip(PRUNE_FRACTIONS, chunks(runs, seeds))]
+                        for f, group in zip(PRUNE_FRACTIONS, chunks(retrained, seeds))]
     small = pg.train([replace(r.config, hidden=h) for h in SMALL_NETWORKS for r in trained], epochs)
     curves["trained small"] = [{"hidden": list(h), "parameters": group[0].config.parameter_count(), **summary(group)}
                                for h, group in zip(SMALL_NETWORKS, chunks(small, seeds))]
@@ -478,11 +477,10 @@ def main(argv: list[str] | None = None) -> int:
         runs.write_atomic(results_path, results)
         print(f"results: {results_path} ({results['seconds']:.0f} s)")
     results = read_q1_results(results_path)
-    paths.check_settings(results, results_path)
-    snippet_path = runs.write_atomic(paths.generated / "q1.tex", snippet(results))
-    print(f"snippet: {snippet_path}")
-    for figure in plot(results, paths.figures):
-        print(f"figure: {figure}")
+    paths.refuse_other_run(results, results_path)
+    print(f"snippet: {runs.write_atomic(paths.generated / 'q1.tex', snippet(results))}")
+    print("\n".join(f"figure: {figure}" for figure in plot(results, paths.figures)))
+    paths.announce()
     return 0
 
 

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a Chromium executable (default: Playwright's own, `python -m playwright install chromium`)")
     args = parser.parse_args(argv)
     results = runs.read_results(cli.RESULTS_DIR / q1_playground.RESULTS_FILE, ("best", "shown_seed", "epochs"),
-                                q1_playground.misplaced_value)
+                                q1_playground.misplaced_value, question="Q1")
     if results.get("settings_changed"):
         raise common.UserError("results/q1_playground.json is not the assignment's Q1 run: rerun "
                                "`python codes/q1_playground.py` first.")

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.print_single_run_outcome(results, "MLP", f"try a smaller --lr. The history is in {results_path}.")
         print(f"results: {results_path}")
     results = runs.read_results(results_path, runs.SINGLE_RUN, question="Q5.2")
-    paths.check_settings(results, results_path)
+    paths.refuse_other_run(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1

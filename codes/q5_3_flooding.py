@@ -435,7 +435,7 @@ def agreeing_sweeps(paths: dict[float, Path], output_paths: cli.OutputPaths) -> 
     first_lr, first = next(iter(sweeps.items()))
     paired = [name for name in (*cli.COMPUTING, *cli.SWEEP) if name not in ("lr", "lrs")]
     for lr, run in sweeps.items():
-        output_paths.check_settings(run, paths[lr])
+        output_paths.refuse_other_run(run, paths[lr])
         if differing := runs.differing_settings(run["config"], first["config"], paired):
             raise common.UserError(
                 f"{paths[lr]} and {paths[first_lr]} differ in more than the learning rate ({', '.join(differing)}), "

@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                                 quiet=True, required=COMPARED, strict=True)
         train_cnn(settings, results_path, options, paths)
     results = runs.read_results(results_path, COMPARED, question="Q5.5")
-    paths.check_settings(results, results_path)
+    paths.refuse_other_run(results, results_path)
     if results["diverged_at_epoch"][0] is not None:  # figures and snippet stay as they were, together
         print(f"the figures and the snippet are not redrawn from {results_path}: its run diverged", file=sys.stderr)
         return 1

@@ -8,10 +8,11 @@ results/run_summary.json (a quick run's, with everything it writes, under result
 --output-dir, never among the committed outputs) records each step's wall time, device and key
 numbers; the run stops at the first step that fails. The summary is rewritten only when a step ran
 to its end, and keeps the other steps' record from the previous run of the same mode. Without a GPU
-only the checks, Q1 and Q5.2 run (it says so before starting) unless --allow-cpu is given.
+only the checks, Q1 and Q5.2 run (it says so before starting) unless --quick or --allow-cpu is given.
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shlex
@@ -32,15 +33,16 @@ CODES = Path(__file__).resolve().parent
 QUICK = ["--epochs", "2", "--subset", "2000"]
 shell_line = shlex.join if os.name == "posix" else subprocess.list2cmdline  # a command to paste into this OS's shell
 CPU_STEPS = ("checks", "q1", "q5_2")  # what a CPU finishes in minutes; the rest is GPU work
-# key -> (name, script, flags, flags of the quick pass, whether it reads MNIST, its results files), in the order they run
-STEPS = {
-    "checks": ("Q2-Q4 checks", "q2_q4_checks.py", [], [], False, None),
-    "q1": ("Q1 playground", "q1_playground.py", [], ["--epochs", "20", "--seeds", "2"], False, "q1_playground.json"),
-    "q5_2": ("Q5.2 MLP", "q5_2_mlp.py", [], QUICK, True, "q5_2_mlp.json"),
-    "q5_3": ("Q5.3 flooding", "q5_3_flooding.py", [], QUICK + ["--seeds", "2"], True, "q5_3_flooding_lr*.json"),
-    "q5_5": ("Q5.5 CNN", "q5_5_cnn.py", [], QUICK, True, "q5_5_cnn.json"),
-    "q5_5_lrs": ("Q5.5 learning-rate check", "q5_5_cnn.py", ["--lrs", "0.1,0.01", "--epochs", "158"],
-                 ["--lrs", "0.1,0.01"] + QUICK, True, "q5_5_lr_check_lr*.json"),
+# quick_flags: the quick pass's; results: the pattern of the step's results files
+Step = collections.namedtuple("Step", "name script flags quick_flags reads_mnist results")
+STEPS = {  # in the order they run
+    "checks": Step("Q2-Q4 checks", "q2_q4_checks.py", [], [], False, None),
+    "q1": Step("Q1 playground", "q1_playground.py", [], ["--epochs", "20", "--seeds", "2"], False, "q1_playground.json"),
+    "q5_2": Step("Q5.2 MLP", "q5_2_mlp.py", [], QUICK, True, "q5_2_mlp.json"),
+    "q5_3": Step("Q5.3 flooding", "q5_3_flooding.py", [], QUICK + ["--seeds", "2"], True, "q5_3_flooding_lr*.json"),
+    "q5_5": Step("Q5.5 CNN", "q5_5_cnn.py", [], QUICK, True, "q5_5_cnn.json"),
+    "q5_5_lrs": Step("Q5.5 learning-rate check", "q5_5_cnn.py", ["--lrs", "0.1,0.01", "--epochs", "158"],
+                     ["--lrs", "0.1,0.01"] + QUICK, True, "q5_5_lr_check_lr*.json"),
 }
 
 
@@ -117,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     too_long = [key for key in args.steps if key not in CPU_STEPS]
     if device.type == "cpu" and too_long and not (args.quick or args.allow_cpu):
         args.steps = [key for key in args.steps if key in CPU_STEPS]
-        left = ", ".join(STEPS[key][0] for key in args.steps)
-        print(f"No CUDA GPU: not starting {', '.join(STEPS[key][0] for key in too_long)}, which take more than a day "
+        left = ", ".join(STEPS[key].name for key in args.steps)
+        print(f"No CUDA GPU: not starting {', '.join(STEPS[key].name for key in too_long)}, which take more than a day "
               f"on a 2-core CPU (docs/speed.md, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
               "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "

@@ -74,6 +74,23 @@ def recorded(rows, epochs: int, copies: int) -> bool:
                                                                   for row in rows)
 
 
+def read_checkpoint(path: Path) -> dict:
+    """A saved training state, checked to have the shape fit and restore read (a damaged or crafted file
+    is refused here, not with an IndexError deep in the loop)."""
+    try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        record, epochs = state["record"], state["epochs"]
+        if (isinstance(state["identity"], dict) and type(epochs) is int and len(record["history"]["epoch"]) <= epochs + 1
+                and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
+                and not misplaced_history(record["history"], record["diverged_at_epoch"],
+                                          len(record["diverged_at_epoch"]), lambda v: type(v) in (int, float))):
+            return state
+    except Exception:  # any unreadable or misshapen content ends in the message below
+        pass
+    raise common.UserError(f"{path} is not a readable checkpoint of this project (damaged, or another file): "
+                           "delete it, or start over with --restart.")
+
+
 @dataclass
 class Checkpoint:
     """Where a run saves its state, how often, and whether it starts from the saved state."""
@@ -83,41 +100,13 @@ class Checkpoint:
     identity: dict  # the settings a resumed run must share with the saved one
     resume: bool = False
 
-    def read(self) -> dict:
-        """The saved state, checked to have the shape fit and restore read (a damaged or crafted file
-        is refused here, not with an IndexError deep in the loop)."""
-        try:  # never with weights_only=False, whatever the unpickler suggests: the file may be anyone's
-            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            record, epochs = state["record"], state["epochs"]
-            done, diverged = record["history"]["epoch"], record["diverged_at_epoch"]
-            if (isinstance(state["identity"], dict) and type(epochs) is int
-                    and 0 < len(done) <= epochs + 1 and done == list(range(len(done)))
-                    and len(diverged) > 0 and all(d is None or type(d) is int for d in diverged)
-                    and all(isinstance(record[k], float) for k in ("train", "eval", "total"))
-                    and all(recorded(rows, len(done), len(diverged)) and all(
-                        v is None or type(v) in (int, float) for row in rows for v in row)
-                            for k, rows in record["history"].items() if k != "epoch")):
-                return state
-        except Exception:  # any unreadable or misshapen content ends in the message below
-            pass
-        raise common.UserError(f"{self.path} is not a readable checkpoint of this project (damaged, or another file): "
-                               "delete it, or start over with --restart.")
-
-    def unfinished(self) -> str | None:
-        """How far the saved run got, as "epoch E of N", if there is one that did not finish."""
-        if not self.path.exists():
-            return None
-        state = self.read()
-        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
-        return None if done >= state["epochs"] or all(d is not None for d in diverged) else f"epoch {done} of {state['epochs']}"
-
     def restore(self, trainer: common.StackedTrainer, epochs: int) -> dict:
         """Put the saved training state into `trainer` and return the saved record of the run so far,
         if the checkpoint was made with this run's settings and for at most `epochs` epochs."""
-        state = self.read()
-        if changed := cli.differing(state["identity"], self.identity):
-            details = ", ".join(f"{k}: saved {saved!r}, now {now!r}" for k, (saved, now) in sorted(changed.items()))
-            raise common.UserError(f"{self.path} was made with other settings ({details}); resume with the same flags.")
+        state = read_checkpoint(self.path)
+        if changed := differing_settings(state["identity"], self.identity):
+            raise common.UserError(f"{self.path} was made with other settings (saved vs now: {', '.join(changed)}); "
+                                   "resume with the same flags.")
         record, parameters = state["record"], list(trainer.model.parameters())
         try:  # a checkpoint of another model or a damaged one: shapes, generator states or the record differ
             saved_parameters, momentum = state["trainer"]["parameters"], state["trainer"]["momentum"]
@@ -161,10 +150,12 @@ def resumed_parts(results_paths: Sequence[Path], resume: bool, restart: bool) ->
             raise common.UserError(f"--resume: there is no checkpoint at {' or '.join(map(str, checkpoints))} "
                                    "to resume from.")
         return [path.exists() for path in checkpoints]
-    for path in checkpoints:
-        if not restart and (progress := Checkpoint(path, 1, {}).unfinished()):
-            raise common.UserError(f"{path} holds the saved state of a stopped run ({progress}): continue it with "
-                                   "--resume, or discard it and start over with --restart.")
+    for path in [] if restart else [path for path in checkpoints if path.exists()]:
+        state = read_checkpoint(path)
+        done, diverged = state["record"]["history"]["epoch"][-1], state["record"]["diverged_at_epoch"]
+        if done < state["epochs"] and any(d is None for d in diverged):  # stopped, not finished or all diverged
+            raise common.UserError(f"{path} holds the saved state of a stopped run (epoch {done} of {state['epochs']}): "
+                                   "continue it with --resume, or discard it and start over with --restart.")
     return [False] * len(checkpoints)
 
 
@@ -176,6 +167,7 @@ def train_and_record(question: str, settings: cli.Settings, build: Callable[[], 
     continued (options.resume) or discarded (options.restart), never silently replaced."""
     start = time.perf_counter()
     device, tf32 = cli.training_device(settings.device, settings.tf32)
+    torch.backends.cuda.matmul.allow_tf32 = tf32  # set as this run starts, for all of it
     config = settings.config(device.type, tf32)
     one_copy = build()
     # --epochs is not part of the identity: with a constant learning rate a shorter run is the start
@@ -229,31 +221,40 @@ def environment(device: torch.device) -> dict:
     }
 
 
+def misplaced_history(history, diverged, copies: int, number: Callable[[object], bool] = finite) -> str | None:
+    """Where a history (per epoch 0, 1, ..., a value per copy: `number` or null, a number at the last epoch of a copy
+    that did not diverge, confidences excepted) or its diverged_at_epoch is misshapen, in words (None if nowhere)."""
+    epochs = history.get("epoch") if isinstance(history, dict) else None
+    if not (isinstance(epochs, list) and epochs and epochs == list(range(len(epochs)))):
+        return "no epochs 0, 1, 2, ... in history/epoch"
+    if not (isinstance(diverged, list) and copies and len(diverged) == copies
+            and all(d is None or type(d) is int for d in diverged)):
+        return f"no epoch or null for each of the {copies} copies in diverged_at_epoch"
+    for key, rows in history.items():
+        if key == "epoch":
+            continue
+        if not recorded(rows, len(epochs), copies):
+            return f"history/{key} that is not one list of {copies} numbers per epoch"
+        for epoch, row in zip(epochs, rows):
+            for k, value in enumerate(row):
+                ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
+                if (value is None and ends) or (value is not None and not number(value)):
+                    return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
+    return None
+
+
 def misplaced_number(results: dict) -> str | None:
     """Where a training run's results file holds something else than the numbers the figures and
     snippets read, in words (None if nowhere): every history value is a finite number, or null where
     the copy had diverged or (confidences) no digit was counted; the last epoch of every copy that did
     not diverge, the timings and the settings are finite numbers. A diverged run stays readable."""
-    history, copies, diverged = results["history"], results["copies"], results["diverged_at_epoch"]
-    epochs = history.get("epoch") if isinstance(history, dict) else None
-    if not (isinstance(epochs, list) and epochs and epochs == list(range(len(epochs)))):
-        return "no epochs 0, 1, 2, ... in history/epoch"
+    copies = results["copies"]
     if not (isinstance(copies, list) and copies and all(
             isinstance(c, dict) and finite(c.get("flood_level")) and type(c.get("init_seed")) is int for c in copies)):
         return "no list of copies, each with its init_seed and flood_level"
-    if not (isinstance(diverged, list) and len(diverged) == len(copies)
-            and all(d is None or type(d) is int for d in diverged)):
-        return f"no epoch or null for each of the {len(copies)} copies in diverged_at_epoch"
-    for key, rows in history.items():
-        if key == "epoch":
-            continue
-        if not recorded(rows, len(epochs), len(copies)):
-            return f"history/{key} that is not one list of {len(copies)} numbers per epoch"
-        for epoch, row in zip(epochs, rows):
-            for k, value in enumerate(row):
-                ends = epoch == epochs[-1] and diverged[k] is None and epoch > 0 and "confidence" not in key
-                if (value is None and ends) or (value is not None and not finite(value)):
-                    return f"{value!r} in history/{key} at epoch {epoch} (copy {k}), where a number belongs"
+    if problem := misplaced_history(results["history"], results["diverged_at_epoch"], len(copies)):
+        return problem
+    epochs = results["history"]["epoch"]
     config, seconds = (results.get(key) if isinstance(results.get(key), dict) else {} for key in ("config", "seconds"))
     read = {f"config/{k}": config.get(k) for k in ("lr", "momentum", "batch_size")}
     for name, value in read.items():
@@ -342,8 +343,8 @@ def read_results(path: Path, required: Sequence[str] = RUN_KEYS,
     return results
 
 
-def differing_settings(config: dict, other: dict, keys: Sequence[str]) -> list[str]:
-    """The settings among `keys` in which two runs' configs differ, as '--flag A vs B'."""
+def differing_settings(config: dict, other: dict, keys: Sequence[str] | None = None) -> list[str]:
+    """The settings among `keys` (else every key of either) in which two runs' configs differ, as '--flag A vs B'."""
     return [f"--{key.replace('_', '-')} {ours} vs {theirs}" for key, (ours, theirs) in cli.differing(config, other, keys).items()]
 
 
@@ -409,15 +410,14 @@ def final_metrics(results: dict, copy: int = 0) -> dict:
     return metrics
 
 
-def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
-    """Say how a single-copy run ended; True if it diverged. An error (to stderr) if the training loss
-    became non-finite; otherwise a warning (to stderr) if it ever rose above its value before training
-    (a collapse), and the final and best errors with the time per epoch."""
+def print_single_run_outcome(results: dict, name: str, advice: str) -> None:
+    """Say how a single-copy run ended: an error (to stderr) if the training loss became non-finite; otherwise a
+    warning (to stderr) if it ever rose above its value before training (a collapse), and the final and best errors."""
     lr, diverged = results["config"]["lr"], results["diverged_at_epoch"][0]
     if diverged is not None:
         print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {lr:g}; "
               f"{advice}", file=sys.stderr)
-        return True
+        return
     collapsed = collapse_epoch(results)
     if collapsed is not None:
         print(f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
@@ -427,4 +427,3 @@ def print_single_run_outcome(results: dict, name: str, advice: str) -> bool:
           f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
           f"{final['best_val_epoch']}); {seconds_text(seconds['train_per_epoch'])} s training + "
           f"{seconds_text(seconds['eval_per_epoch'])} s evaluation per epoch on {results['environment']['device_name']}")
-    return False

@@ -22,7 +22,6 @@ import cli
 import common
 import runs
 
-REPORT_DIR = cli.REPO_ROOT / "report"
 DIST_DIR = cli.REPO_ROOT / "dist"
 STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
 # (the file name's start, the command that writes it), the longer starts first: the first that matches
@@ -44,9 +43,9 @@ def check_student_id(student_id: str | None) -> str:
 
 def report_inputs() -> list[Path]:
     """Every figure and snippet the report includes (\\includegraphics, \\input), as paths."""
-    text = re.sub(r"(?<!\\)%.*", "", (REPORT_DIR / "report.tex").read_text())
-    figures = [REPORT_DIR / "figures" / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
-    snippets = [REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
+    text = re.sub(r"(?<!\\)%.*", "", (cli.REPORT_DIR / "report.tex").read_text())
+    figures = [cli.FIGURES_DIR / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
+    snippets = [cli.REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
     return list(dict.fromkeys(figures + snippets))
 
 
@@ -72,7 +71,7 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     # TEXINPUTS: the report's own folder is searched for report.tex, figures/ and generated/; the output is
     # bytes, as TeX wraps lines at a byte count, splitting a UTF-8 path's characters
     done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{REPORT_DIR}//:"}, capture_output=True)
+                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{cli.REPORT_DIR}//:"}, capture_output=True)
     pdf = build_dir / f"{name}.pdf"
     if done.returncode != 0 or not pdf.exists():
         (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt

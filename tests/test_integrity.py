@@ -109,10 +109,10 @@ def test_the_student_id_reaches_the_script_as_data_and_is_checked(tmp_path, monk
 
 def test_every_input_of_the_report_exists_and_a_missing_one_names_its_script():
     inputs = submission.report_inputs()
-    assert submission.REPORT_DIR / "figures" / "q5_2_error.png" in inputs
-    assert submission.REPORT_DIR / "generated" / "q5_3.tex" in inputs
+    assert cli.REPORT_DIR / "figures" / "q5_2_error.png" in inputs
+    assert cli.REPORT_DIR / "generated" / "q5_3.tex" in inputs
     assert submission.missing_inputs(inputs) == []
-    gone = [submission.REPORT_DIR / "figures" / "q5_2_gone.png", submission.REPORT_DIR / "figures" / "q5_5_step_size_x.png"]
+    gone = [cli.REPORT_DIR / "figures" / "q5_2_gone.png", cli.REPORT_DIR / "figures" / "q5_5_step_size_x.png"]
     missing = submission.missing_inputs(gone)
     assert missing[0].startswith("report/figures/q5_2_gone.png (made by python codes/q5_2_mlp.py;")
     assert missing[1].startswith("report/figures/q5_5_step_size_x.png (made by python codes/q5_5_cnn.py --lrs 0.1,0.01 "
@@ -136,7 +136,7 @@ def test_the_committed_results_folder_is_refused_to_a_run_at_other_settings(tmp_
     # and the report is never drawn from a results file a run at other settings wrote
     paths = cli.output_paths("q5_2_mlp", {}, {}, None)
     with pytest.raises(common.UserError, match="cannot be drawn into the report"):
-        paths.check_settings({"settings_changed": ["epochs 1"]}, cli.RESULTS_DIR / "q5_2_mlp.json")
+        paths.refuse_other_run({"settings_changed": ["epochs 1"]}, cli.RESULTS_DIR / "q5_2_mlp.json")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -195,7 +195,7 @@ def test_a_checkpoint_of_another_model_is_one_message(mnist_root, tmp_path):
     shutil.copy(tmp_path / "cnn" / "q5_5_cnn.ckpt", tmp_path / "mlp" / "q5_2_mlp.ckpt")
     done = run_script("q5_2_mlp.py", *flags, "--output-dir", str(tmp_path / "mlp"), "--resume")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "was made with other settings (model: saved 'Sequential(" in done.stderr
+    assert "was made with other settings (saved vs now: --model Sequential(" in done.stderr
     state = torch.load(tmp_path / "cnn" / "q5_5_cnn.ckpt", weights_only=True)
     state["trainer"]["parameters"][0] = torch.zeros(3)  # same settings, a tensor of the wrong shape
     torch.save(state, tmp_path / "cnn" / "q5_5_cnn.ckpt")

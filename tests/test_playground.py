@@ -277,3 +277,16 @@ def test_a_redraw_refuses_a_loss_that_is_not_a_finite_number(value, tmp_path):
     path.write_text(json.dumps(results))
     with pytest.raises(common.UserError, match=r"best_fresh/test_losses, where finite losses belong"):
         q1_playground.main(["--check-claims", str(path)])
+
+
+def test_a_redraw_reads_only_a_q1_file_and_ends_by_naming_where_it_wrote(tmp_path, capsys):
+    results = json.loads((cli.RESULTS_DIR / q1_playground.RESULTS_FILE).read_text())
+    path = tmp_path / q1_playground.RESULTS_FILE
+    path.write_text(json.dumps({**results, "question": "Q5.2"}))
+    with pytest.raises(common.UserError, match="is not a results file of Q1"):
+        q1_playground.main(["--plot-only", "--output-dir", str(tmp_path)])
+    path.write_text(json.dumps(results))
+    assert q1_playground.main(["--plot-only", "--output-dir", str(tmp_path)]) == 0
+    note = f"note: --output-dir: results, figures and snippets go to {tmp_path}\n"
+    printed = capsys.readouterr().out
+    assert printed.startswith(note) and printed.endswith(note)  # the last line too, after the figures

@@ -63,3 +63,11 @@ def test_a_capture_is_written_as_the_figure_its_record_and_the_report_macros(mon
     assert record["test_loss"] == 0.0099 and record["source"] == "live"
     assert (tmp_path / "FIGURES_DIR" / q1_screenshot.FIGURE_FILE).read_bytes() == b"png"
     assert (tmp_path / "GENERATED_DIR" / q1_screenshot.SNIPPET_FILE).read_text() == q1_screenshot.snippet(record)
+
+
+def test_a_results_file_of_another_question_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "RESULTS_DIR", tmp_path)
+    committed = json.loads(OUTPUTS[0].parent.joinpath(q1_playground.RESULTS_FILE).read_text())
+    (tmp_path / q1_playground.RESULTS_FILE).write_text(json.dumps({**committed, "question": "Q5.2"}))
+    with pytest.raises(common.UserError, match="is not a results file of Q1"):
+        q1_screenshot.main([])

@@ -101,26 +101,41 @@ def test_plot_only_without_results_says_so(tmp_path):
     assert str(tmp_path / "q5_2_mlp.json") in done.stderr and "without --plot-only" in done.stderr
 
 
+@pytest.fixture
+def matmul():
+    """PyTorch's matrix-product settings, TF32 restored after the test."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    yield torch.backends.cuda.matmul
+    torch.backends.cuda.matmul.allow_tf32 = before
+
+
 @pytest.mark.parametrize("cuda", [False, True])
 @pytest.mark.parametrize("choice", ["auto", "cpu", "cuda"])
 @pytest.mark.parametrize("tf32", [False, True])
-def test_tf32_is_used_only_on_a_cuda_device_and_only_when_asked(choice, cuda, tf32, monkeypatch):
+def test_tf32_is_used_only_on_a_cuda_device_and_only_when_asked(choice, cuda, tf32, monkeypatch, matmul):
     """The device --device names and whether its matrix products use TF32, with and without a GPU present:
-    a CPU never has TF32, whatever --tf32 says."""
+    a CPU never has TF32, whatever --tf32 says. A lookup leaves PyTorch's TF32 setting as it was."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    matmul, before = torch.backends.cuda.matmul, torch.backends.cuda.matmul.allow_tf32
-    matmul.allow_tf32 = not tf32  # the opposite of what is asked: the call must set it
-    try:
-        if choice == "cuda" and not cuda:
-            with pytest.raises(common.UserError, match="--device cpu"):
-                cli.training_device(choice, tf32)
-            return
-        device, used = cli.training_device(choice, tf32)
-        expected = "cpu" if choice == "cpu" or not cuda else "cuda"
-        assert device == torch.device(expected)
-        assert used == matmul.allow_tf32 == (tf32 and expected == "cuda")
-    finally:
-        matmul.allow_tf32 = before
+    matmul.allow_tf32 = not tf32
+    if choice == "cuda" and not cuda:
+        with pytest.raises(common.UserError, match="--device cpu"):
+            cli.training_device(choice, tf32)
+        return
+    device, used = cli.training_device(choice, tf32)
+    expected = "cpu" if choice == "cpu" or not cuda else "cuda"
+    assert device == torch.device(expected)
+    assert used == (tf32 and expected == "cuda")
+    assert matmul.allow_tf32 == (not tf32)
+
+
+def test_a_run_sets_tf32_as_it_starts(mnist_root, tmp_path, monkeypatch, matmul):
+    """TF32 is set where the run starts, to what the run records (a GPU with --tf32 stood in for)."""
+    monkeypatch.setattr(cli, "training_device", lambda choice, tf32: (torch.device("cpu"), True))
+    matmul.allow_tf32 = False
+    assert q5_2_mlp.main(["--epochs", "1", "--subset", "64", "--batch-size", "16", "--data-dir", str(mnist_root),
+                          "--offline", "--no-progress", "--output-dir", str(tmp_path)]) == 0
+    assert matmul.allow_tf32 is True
+    assert json.loads((tmp_path / "q5_2_mlp.json").read_text())["config"]["tf32"] is True
 
 
 def test_seconds_are_written_with_three_significant_digits():

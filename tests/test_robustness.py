@@ -72,7 +72,7 @@ def test_ctrl_c_saves_after_the_epoch_and_resume_continues(mnist_root, tmp_path)
     assert "--resume" in stderr and "Traceback" not in stderr
     assert not (tmp_path / "q5_2_mlp.json").exists()
     changed = run_script("q5_2_mlp.py", *common_args, "--resume", "--lr", "0.05")
-    assert changed.returncode == 1 and "other settings (lr: saved 0.1, now 0.05)" in changed.stderr
+    assert changed.returncode == 1 and "other settings (saved vs now: --lr 0.1 vs 0.05)" in changed.stderr
 
 
 STOP_SIGNALS = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]

@@ -36,6 +36,18 @@ def test_without_a_gpu_the_day_long_steps_are_named_not_started_and_the_record_l
     assert not list(tmp_path.glob("q5_*.json"))
 
 
+def test_looking_up_the_device_leaves_pytorchs_tf32_setting_alone(tmp_path):
+    """Only a step's own run sets TF32 (in its process); run_all only asks which device there is."""
+    matmul = torch.backends.cuda.matmul
+    before, matmul.allow_tf32 = matmul.allow_tf32, True
+    try:
+        with pytest.raises(common.UserError, match="no step left to run"):
+            run_all.main(["--steps", "q5_3", "--device", "cpu", "--output-dir", str(tmp_path)])
+        assert matmul.allow_tf32 is True
+    finally:
+        matmul.allow_tf32 = before
+
+
 @pytest.mark.parametrize("flags", [["--quick", "--output-dir", str(cli.RESULTS_DIR)],
                                    ["--quick", "--output-dir", str(cli.REPORT_DIR / "generated")],
                                    ["--output-dir", str(cli.REPORT_DIR)]])
