@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import warnings
 from dataclasses import replace
@@ -122,13 +121,6 @@ def expected_calibration_error(model: common.StackedCopies, split: common.Split,
 # ----------------------------------------------------------------------------- analysis
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value); NaN if any copy diverged."""
-    if any(v is None for v in values):
-        return math.nan, math.nan
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def seed_values(results: dict) -> dict[float, dict[str, list]]:
     """Per flood level and quantity, its copies' values seed by seed (two levels' lists pair up by seed): the
     final errors, losses, flooded fraction of the last epoch's mini-batches and validation ECE (%), and each
@@ -154,7 +146,7 @@ def analyse(results: dict) -> dict:
     flooded b > 0, the one set against b = 0 (the chosen one, or the best flooded one when b = 0 is chosen),
     and the b of the smallest mean best validation error (early stopping)."""
     values = seed_values(results)
-    table = {level: {key: mean_std(seeds) for key, seeds in row.items()} for level, row in values.items()}
+    table = {level: {key: common.mean_std(seeds) for key, seeds in row.items()} for level, row in values.items()}
 
     def lowest(key: str, levels: list[float]) -> float | None:  # ties to the smaller b; None if all diverged
         return min((b for b in levels if not math.isnan(table[b][key][0])), key=lambda b: (table[b][key][0], b),
@@ -198,7 +190,7 @@ def student_t_two_sided_p(t: float, df: int) -> float:
 def paired_t_test_p(changes: list[float]) -> float:
     """Two-sided p-value of a paired t-test that the mean change is zero (NaN with fewer than two
     changes or a missing one; 0 when every change is the same non-zero value)."""
-    mean, std = mean_std(changes)
+    mean, std = common.mean_std(changes)
     if len(changes) < 2 or math.isnan(mean):
         return math.nan
     if std == 0:
@@ -215,7 +207,7 @@ def effect_of_flooding(analysis: dict, early_stopped: bool = False) -> dict | No
     if 0.0 not in analysis["table"] or not level:
         return None
     changes = paired_change(analysis["values"], level, "test_at_best" if early_stopped else "test_error")
-    return {"level": level, "test_change": mean_std(changes), "p_value": paired_t_test_p(changes)}
+    return {"level": level, "test_change": common.mean_std(changes), "p_value": paired_t_test_p(changes)}
 
 
 def named_copies(run: dict, copies: dict[int, int], named: int = 5) -> str:
