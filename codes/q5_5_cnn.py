@@ -296,7 +296,8 @@ def check_runs_in(results_dir: Path, lrs: list[float] | None = None) -> list[dic
     check_runs = [runs.read_results(path, (*runs.RUN_KEYS, "epochs_completed"), question="Q5.5") for path in found]
     if len(check_runs) < 2:
         raise common.UserError(f"the learning-rate check needs at least two runs "
-                               f"({results_dir}/q5_5_lr_check_lr*.json), found {len(check_runs)}")
+                               f"({results_dir}/q5_5_lr_check_lr*.json), found {len(check_runs)}; the committed "
+                               f"check is redrawn with --lrs {','.join(map(str, LR_CHECK_RATES))} --epochs {LR_CHECK_EPOCHS}")
     check_runs.sort(key=lambda run: -run["config"]["lr"])
     for run in check_runs[1:]:
         if differing := runs.differing_settings(run["config"], check_runs[0]["config"],

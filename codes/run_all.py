@@ -137,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, str(CODES / script), *(quick_flags if args.quick else flags), *where,
                    *(data if reads_mnist else [])]
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
-        step_start = time.perf_counter()
+        step_start, step_began = time.perf_counter(), time.time()
         returncode, stopped_by = run_step(command)
         if stopped_by:  # its results are those of its previous run, and so is its record
-            saved = bool(results) and any(results_dir.glob(results.replace(".json", ".ckpt")))
-            rerun = shell_line(["python", f"codes/{script}", *command[2:], *(["--resume"] if saved else [])])
+            # a state this step saved (a checkpoint left by an earlier, finished run is not one to resume)
+            saved = bool(results) and any(checkpoint.stat().st_mtime >= step_began
+                                          for checkpoint in results_dir.glob(results.replace(".json", ".ckpt")))
+            # the scripts' full paths: the commands work from any folder
+            rerun = shell_line(["python", *command[1:], *(["--resume"] if saved else [])])
             later = args.steps[args.steps.index(key) + 1:]
-            rest = ["python", "codes/run_all.py", "--steps", ",".join(later), *(["--quick"] if args.quick else []),
+            rest = ["python", str(CODES / "run_all.py"), "--steps", ",".join(later), *(["--quick"] if args.quick else []),
                     *(["--allow-cpu"] if args.allow_cpu else []), *where, *data]
             then = f", then the steps after it with `{shell_line(rest)}`" if later else ""
             how = "its training state is saved. Continue it" if saved else "it saved no training state. Rerun it"

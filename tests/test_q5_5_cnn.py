@@ -173,6 +173,7 @@ def test_check_redraws_figure_and_snippet(tmp_path, drawn):
 
 @pytest.mark.parametrize("check_runs, message", [
     ((STEADY,), "needs at least two runs"),
+    ((), "--lrs 0.1,0.01 --epochs 158"),  # none: how the committed check is redrawn
     ((STEADY, check_run(0.1, [2.3] * 5, [90.0] * 5, [90.0] * 5, momentum=0.5)),
      "differ in more than the learning rate: --momentum 0.9 vs 0.5"),
 ])

@@ -72,17 +72,21 @@ def test_a_failed_step_is_recorded_without_the_numbers_of_an_earlier_run(tmp_pat
 def test_the_hint_after_a_signal_pastes_into_a_shell_keeps_the_runs_flags_and_offers_resume_only_to_a_saved_state(
         mnist_root, tmp_path, monkeypatch, capsys):
     out = tmp_path / "my runs"
-    monkeypatch.setattr(run_all, "run_step", lambda command: (130, "Ctrl-C"))  # stopped before it saved anything
+    checkpoint = out / "q5_2_mlp.ckpt"
     flags = ["--quick", "--output-dir", str(out), "--data-dir", str(mnist_root), "--offline", "--device", "cpu"]
-    for saved in (False, True):
-        if saved:  # stopped after it saved its state
-            (out / "q5_2_mlp.ckpt").write_bytes(b"a saved state")
+    # stopped before it saved anything; with the checkpoint an earlier, finished run left; after saving its state
+    for leftover, saved in ((False, False), (True, False), (False, True)):
+        if leftover:
+            checkpoint.write_bytes(b"an earlier run's state")
+            os.utime(checkpoint, (time.time() - 60,) * 2)
+        stopped = lambda command: (saved and checkpoint.write_bytes(b"a saved state"), (130, "Ctrl-C"))[1]
+        monkeypatch.setattr(run_all, "run_step", stopped)
         assert run_all.main([*flags, "--steps", "q5_2,q5_5"]) == 130
         err = capsys.readouterr().err
         step, rest = (shlex.split(command) for command in re.findall(r"`([^`]+)`", err))
-        assert step[:2] == ["python", "codes/q5_2_mlp.py"] and ("--resume" in step) == saved
+        assert step[:2] == ["python", str(REPO_ROOT / "codes" / "q5_2_mlp.py")] and ("--resume" in step) == saved
         assert ("training state is saved" in err) == saved
-        assert rest[:4] == ["python", "codes/run_all.py", "--steps", "q5_5"] and "--quick" in rest
+        assert rest[:4] == ["python", str(REPO_ROOT / "codes" / "run_all.py"), "--steps", "q5_5"] and "--quick" in rest
         for command in (step, rest):
             assert command[command.index("--output-dir") + 1] == str(out), err
             assert command[command.index("--data-dir") + 1] == str(mnist_root) and "--offline" in command
@@ -111,7 +115,8 @@ def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_p
     assert 10 <= epoch < 500
     assert torch.load(checkpoint, weights_only=True)["record"]["history"]["epoch"][-1] == epoch
     assert says(stderr, "Ctrl-C" if signum == signal.SIGINT else "SIGTERM", "Q5.2",  # what stopped which step, how to go on
-                f"python codes/q5_2_mlp.py --output-dir {out} --data-dir {data}", "--resume")
+                shlex.join(["python", str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--output-dir", str(out), "--data-dir",
+                            str(data)]), "--resume")
     # no step ran to its end: the record stays the earlier one
     assert json.loads((out / "run_summary.json").read_text())["steps"] == [EARLIER]
     assert "run_summary.json is unchanged: no step ran to its end" in stderr
