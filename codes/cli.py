@@ -277,12 +277,14 @@ def differing(ours: dict, theirs: dict, keys: Sequence[str] | None = None) -> di
     return {key: (ours.get(key), theirs.get(key)) for key in keys if ours.get(key) != theirs.get(key)}
 
 
+def number_text(value) -> str:
+    """A number as short as it reads, and exact: 0.1 as 0.1, 0.1000001 as 0.1000001 (not :g's 0.1)."""
+    return f"{value:g}" if isinstance(value, float) and float(f"{value:g}") == value else str(value)
+
+
 def flag_text(name: str, value, joiner: str = " ") -> str:
-    """A setting as its flag and value: "lr 0.05", "flood-levels 0,0.1"; a number as short as it reads, and
-    exact: 0.1000001 as 0.1000001 (not :g's 0.1)."""
-    shown = value if isinstance(value, list) else [value]
-    exact = [f"{v:g}" if isinstance(v, float) and float(f"{v:g}") == v else str(v) for v in shown]
-    return name.replace("_", "-") + joiner + ",".join(exact)
+    """A setting as its flag and value, each number by number_text: "lr 0.05", "flood-levels 0,0.1"."""
+    return name.replace("_", "-") + joiner + ",".join(map(number_text, value if isinstance(value, list) else [value]))
 
 
 def run_folder(script: str, changed: dict) -> Path:

@@ -392,7 +392,7 @@ def snippet(sweeps: dict[float, dict], analyses: dict[float, dict], source: Path
     # Q5.4: at the assignment's learning rate ("Main") and the smaller one ("Small"), flooding against b = 0
     for name, lr in zip(("Main", "Small"), sweeps):
         analysis, table = analyses[lr], analyses[lr]["table"]
-        values = {"Lr": runs.number_text(lr)}
+        values = {"Lr": cli.number_text(lr)}
         effect = effect_of_flooding(analysis)
         if effect is not None:
             values.update(Level=f"{effect['level']:.2f}", TestChange=pm(effect["test_change"], signed=True),

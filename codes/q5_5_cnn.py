@@ -121,7 +121,7 @@ def plot(results: dict, mlp_results: dict | None, figures_dir: Path) -> list[Pat
         ax_val.set_ylabel("validation cross-entropy")
         setting = "SGD momentum {momentum}, batch {batch_size}, the same split; ".format(**results["config"]) + (
             f"{cli.flag_text('lr', results['config']['lr'])}; no Q5.2 run to compare with" if mlp_results is None
-            else f"lr: MLP {runs.number_text(mlp_results['config']['lr'])}, CNN {runs.number_text(results['config']['lr'])}")
+            else f"lr: MLP {cli.number_text(mlp_results['config']['lr'])}, CNN {cli.number_text(results['config']['lr'])}")
         fig.suptitle(f"Q5.5 CNN vs MLP ({setting})\ndashed: training, solid: validation{plotting.run_label(results)}")
         ax_error.set_title("error")
         ax_loss.set_title("loss (log axis)")
@@ -190,7 +190,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
     rows = [
         ("Parameters", f"{mlp_results['model']['parameters']:,}", f"{results['model']['parameters']:,}"),
         ("Multiply-adds per image", f"{multiply_adds['Mlp']:,}", f"{multiply_adds['Cnn']:,}"),
-        ("Learning rate", runs.number_text(mlp_results["config"]["lr"]), runs.number_text(results["config"]["lr"])),
+        ("Learning rate", cli.number_text(mlp_results["config"]["lr"]), cli.number_text(results["config"]["lr"])),
         # validation errors to 3 decimals, so that final minus best is the digits the text counts
         ("Final validation error (\\%)", f"{mlp['val_error']:.3f}", f"{net['val_error']:.3f}"),
         ("Best validation error (\\%) [epoch]", f"{mlp['best_val_error']:.3f} [{mlp['best_val_epoch']}]",
@@ -227,7 +227,7 @@ def comparison_snippet(results: dict, mlp_results: dict, matched: dict | None = 
                            f"{body}\n\\bottomrule\n\\end{{tabular}}"),
     }
     if matched is not None:
-        macros.update({"QFiveFiveMatchedLr": runs.number_text(results["config"]["lr"]),
+        macros.update({"QFiveFiveMatchedLr": cli.number_text(results["config"]["lr"]),
                        **{f"QFiveFiveMatched{split.capitalize()}Error": "${:.2f} \\pm {:.2f}$".format(*matched[f"{split}_error"])
                           for split in ("val", "test")}})
     return latex_macros(f"codes/q5_5_cnn.py from {sources}", macros)
@@ -247,12 +247,12 @@ def check_snippet(check_runs: list[dict], source: str = "results/q5_5_lr_check_l
     lowest = runs.argmin_finite(runs.series(high, "train_loss"))
     return latex_macros(f"codes/q5_5_cnn.py --lrs from {source}", {
         "QFiveFiveStepSizeEpochs": high["epochs_completed"],
-        "QFiveFiveStepSizeChosen": runs.number_text(chosen_lr(check_runs)),
-        "QFiveFiveCheckHighLr": runs.number_text(high["config"]["lr"]),
+        "QFiveFiveStepSizeChosen": cli.number_text(chosen_lr(check_runs)),
+        "QFiveFiveCheckHighLr": cli.number_text(high["config"]["lr"]),
         "QFiveFiveCheckHighLowestLossEpoch": high["history"]["epoch"][lowest],
         "QFiveFiveCheckHighCollapseEpoch": or_dash(runs.collapse_epoch(high)),
         "QFiveFiveCheckHighFinalTrainError": "--" if high_final["train_error"] is None else f"{high_final['train_error']:.2f}",
-        "QFiveFiveCheckLowLr": runs.number_text(low["config"]["lr"]),
+        "QFiveFiveCheckLowLr": cli.number_text(low["config"]["lr"]),
         "QFiveFiveCheckLowFinalValError": "--" if low_final["val_error"] is None else f"{low_final['val_error']:.2f}",
         "QFiveFiveCheckLowZeroTrainErrorEpoch": or_dash(low_final["zero_train_error_epoch"]),
     })
@@ -314,9 +314,9 @@ def draw_check(paths: cli.OutputPaths, lrs: list[float] | None = None) -> None:
     chosen = chosen_lr(check_runs)
     if chosen != LEARNING_RATE:
         disagreement = (f"the check chooses {cli.flag_text('lr', chosen)}, but codes/q5_5_cnn.py trains the CNN at "
-                        f"{runs.number_text(LEARNING_RATE)}")
+                        f"{cli.number_text(LEARNING_RATE)}")
         if paths.is_assignment_run:
-            raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {runs.number_text(chosen)} (the report "
+            raise common.UserError(f"{disagreement}: set its LEARNING_RATE to {cli.number_text(chosen)} (the report "
                                    "says they agree)")
         print(f"note: {disagreement}")
     path = paths.generated / "q5_5_step_size.tex"

@@ -353,11 +353,6 @@ def results_name(lr: float, prefix: str) -> str:
     return f"{prefix}_{cli.flag_text('lr', lr, '')}.json"
 
 
-def number_text(value: float) -> str:
-    """A number as flag_text writes it: as short as it reads, and exact (0.1000001, not :g's 0.1)."""
-    return cli.flag_text("", value, "")
-
-
 def misclassified(model: common.StackedCopies, splits: dict[str, common.Split]) -> dict:
     """The digits a trained run gets wrong, from which Q5.5 draws its comparison without the data: on the
     validation split each with its index, label, the answer and its pixels (0-255); on the test split the indices."""
@@ -415,13 +410,13 @@ def print_single_run_outcome(results: dict, name: str, advice: str) -> None:
     warning (to stderr) if it ever rose above its value before training (a collapse), and the final and best errors."""
     lr, diverged = results["config"]["lr"], results["diverged_at_epoch"][0]
     if diverged is not None:
-        print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {lr:g}; "
+        print(f"error: the {name} diverged at epoch {diverged} (the training loss is not finite) with --lr {cli.number_text(lr)}; "
               f"{advice}", file=sys.stderr)
         return
     collapsed = collapse_epoch(results)
     if collapsed is not None:
         print(f"warning: at epoch {collapsed} the {name}'s training loss rose above its value before training "
-              f"(--lr {lr:g}): it did not train steadily; {advice}", file=sys.stderr)
+              f"(--lr {cli.number_text(lr)}): it did not train steadily; {advice}", file=sys.stderr)
     final, seconds = final_metrics(results), results["seconds"]
     print(f"{name} final errors: train {final['train_error']:.3f}%, validation {final['val_error']:.2f}%, "
           f"test {final['test_error']:.2f}% (best validation {final['best_val_error']:.2f}% at epoch "
