@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"which to time (default: {','.join(WORKLOADS)})")
     parser.add_argument("--epochs", type=cli.positive_int, default=3, help="epochs timed, after one warm-up (default: %(default)s)")
     parser.add_argument("--batch-size", type=cli.positive_int, default=common.ASSIGNMENT["batch_size"], help="(default: %(default)s)")
-    parser.add_argument("--output-dir", type=cli.folder, default=None,
+    parser.add_argument("--output-dir", type=cli.given_path, default=None,
                         help="where the JSON goes (default: results/runs/benchmark/ at the default --epochs and "
                         "--batch-size, results/runs/benchmark-<settings>-<hash>/ otherwise)")
     parser.add_argument("--replace-committed", action="store_true",

@@ -50,10 +50,10 @@ momentum = checked(float, lambda value: 0 <= value < 1, "must lie in [0, 1) (at 
 seed = checked(int, lambda value: 0 <= value < 2**63, "must be an integer from 0 to 2**63 - 1")
 
 
-def folder(text: str) -> Path:
-    """An argparse type: a folder to write to, ~ expanded; an empty name (Path("") is the working folder) refused."""
+def given_path(text: str) -> Path:
+    """An argparse type: a folder or file, ~ expanded; an empty name (Path("") is the working folder) refused."""
     if not text.strip():
-        raise argparse.ArgumentTypeError("is empty: name a folder")
+        raise argparse.ArgumentTypeError("is empty: name a path")
     return Path(text).expanduser()
 
 
@@ -86,7 +86,7 @@ def comma_list(what: str, item: Callable[[str], object] = str, choices: Sequence
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """Where MNIST is, how it is split, and which device trains (and in what precision)."""
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR,
+    parser.add_argument("--data-dir", type=given_path, default=DATA_DIR,
                         help="folder holding MNIST/raw/ (default: $MNIST_DATA_DIR or %(default)s)")
     parser.add_argument("--offline", action="store_true", help="never try to download MNIST")
     parser.add_argument("--split-seed", type=seed, default=0, help="seed of the 8:2 train/validation split (default: %(default)s)")
@@ -113,7 +113,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, single_run: bool = T
     parser.add_argument("--subset", type=positive_int, default=None, metavar="N",
                         help="use only N training images and at most N validation and test images (a quick check)")
     add_data_arguments(parser)
-    parser.add_argument("--output-dir", type=folder, default=None,
+    parser.add_argument("--output-dir", type=given_path, default=None,
                         help="where the results file, figures and snippets go (default: results/, report/figures/ "
                         "and report/generated/ for the assignment's run, results/runs/<script>-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results file")

@@ -47,9 +47,9 @@ def kept(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 def main(argv: list[str] | None = None) -> int:
     parser = cli.script_parser(__doc__)
     parser.add_argument("--part", type=int, choices=sorted(PARTS), required=True, help="which half of the job")
-    parser.add_argument("--out", type=cli.folder, required=True, help="where the log and the packed outputs go")
+    parser.add_argument("--out", type=cli.given_path, required=True, help="where the log and the packed outputs go")
     parser.add_argument("--quick", action="store_true", help="the quick form of every command (into OUT/results)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST's folder (default: the scripts' own)")
+    parser.add_argument("--data-dir", type=cli.given_path, default=None, help="MNIST's folder (default: the scripts' own)")
     args = parser.parse_args(argv)
     cli.ensure_writable(args.out)
     quick_dir = args.out / "results" if args.quick else None

@@ -444,11 +444,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=cli.positive_int, default=EPOCHS, help="epochs per run (default: %(default)s)")
     parser.add_argument("--seeds", type=cli.positive_int, default=SEEDS,
                         help="seeds per point of the Q1.2/Q1.3 curves (default: %(default)s)")
-    parser.add_argument("--output-dir", type=cli.folder, default=None,
+    parser.add_argument("--output-dir", type=cli.given_path, default=None,
                         help="where results, figures and the snippet go (default: results/, report/figures/ and "
                         "report/generated/ for the full run, results/runs/q1_playground-<settings>-<hash>/ otherwise)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
-    parser.add_argument("--check-claims", type=Path, metavar="RESULTS",
+    parser.add_argument("--check-claims", type=cli.given_path, metavar="RESULTS",
                         help="check another full run's results file (a rerun on another CPU, say) against the "
                         "report: the same chosen configuration and every claim of Q1.2 and Q1.3; exit 1 if not")
     args = parser.parse_args(argv)

@@ -137,7 +137,7 @@ def snippet(record: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.script_parser(__doc__)
-    parser.add_argument("--local-build", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--local-build", type=cli.given_path, default=None, metavar="DIR",
                         help="serve this build of the page (its dist/ folder) on 127.0.0.1 and refuse every "
                         "other request (default: the live page, https://playground.tensorflow.org)")
     parser.add_argument("--browser", default=None, metavar="PATH",

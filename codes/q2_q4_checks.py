@@ -275,7 +275,7 @@ def snippet(projection, hulls, logistic, growth, conv, backprop) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = cli.script_parser(__doc__)
-    parser.add_argument("--output-dir", type=cli.folder, default=None,
+    parser.add_argument("--output-dir", type=cli.given_path, default=None,
                         help="write figures/ and generated/ here (default: report/figures and report/generated)")
     paths = cli.output_paths("q2_q4_checks", {}, {}, parser.parse_args(argv).output_dir)
     paths.claim("checks", "q2_", "q3_", "q4_")

@@ -456,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
     else:  # draw the sweeps that exist; the assignment's learning rate must be among them
-        if missing := [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]:
+        main_exists = next(iter(results_paths.values())).exists()  # else reading it says what to run
+        if main_exists and (missing := [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]):
             print(f"note: no sweep at {cli.flag_text('lr', missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
     sweeps = agreeing_sweeps(results_paths, paths)

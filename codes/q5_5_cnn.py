@@ -83,7 +83,7 @@ def make_parser() -> argparse.ArgumentParser:
         help=f"run the learning-rate check instead: one run per rate, everything else equal (the committed "
         f"check: --{cli.flag_text('lrs', LR_CHECK_RATES)} --epochs {LR_CHECK_EPOCHS})")
     parser.add_argument(
-        "--mlp-results", type=Path, default=None,
+        "--mlp-results", type=cli.given_path, default=None,
         help=f"the Q5.2 results file to compare with (default: {q5_2_mlp.RESULTS_FILE} beside this run's results)")
     return parser
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few epochs and a subset, into results/quick/")
     parser.add_argument("--allow-cpu", action="store_true", help="without a GPU, run the steps that take more "
                         f"than a day on a CPU too (by default only {', '.join(CPU_STEPS)} run there)")
-    parser.add_argument("--output-dir", type=cli.folder, help="write every result, figure and snippet here "
+    parser.add_argument("--output-dir", type=cli.given_path, help="write every result, figure and snippet here "
                         "(default: results/ and report/, or results/quick/ with --quick)")
     parser.add_argument("--steps", type=cli.comma_list("steps", choices=list(STEPS)), default=list(STEPS), metavar="STEP,STEP,...",
                         help=f"run only these steps (default: all of {','.join(STEPS)})")

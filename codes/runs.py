@@ -333,8 +333,8 @@ def read_results(path: Path, required: Sequence[str] = RUN_KEYS,
         raise common.UserError(f"{path} cannot be read ({err.strerror or err}).") from None
     missing = [key for key in required if not isinstance(results, dict) or key not in results]
     if missing:
-        raise common.UserError(f"{path} is not a results file of this script (it lacks {', '.join(missing)}); "
-                               "rerun the script to rewrite it.")
+        raise common.UserError(f"{path} is not a results file of {question or 'this script'} (it lacks "
+                               f"{', '.join(missing)}); rerun its script to rewrite it.")
     if question is not None and results.get("question") != question:
         raise common.UserError(f"{path} is not a results file of {question} (its question is "
                                f"{results.get('question')!r}): name one of {question}, or rerun its script.")

@@ -177,7 +177,7 @@ def test_a_bad_checkpoint_is_one_message(content, message, mnist_root, tmp_path)
 def test_a_results_file_that_is_not_one_is_refused_when_redrawing(script, results_file, tmp_path):
     (tmp_path / results_file).write_text("{}")
     done = run_script(script, "--plot-only", "--output-dir", str(tmp_path))
-    assert done.returncode == 1 and "is not a results file of this script" in done.stderr
+    assert done.returncode == 1 and "is not a results file of Q" in done.stderr
     assert "Traceback" not in done.stderr
 
 

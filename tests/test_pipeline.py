@@ -15,6 +15,7 @@ import pytest
 import common
 import cli
 import q5_2_mlp
+import q5_5_cnn
 import submission
 from conftest import REPO_ROOT, run_script, says
 
@@ -78,19 +79,22 @@ def test_an_output_dir_among_the_committed_outputs_is_refused_to_any_other_run(m
 
 @pytest.mark.parametrize("script, flag", [(script, "--output-dir") for script in (
     "q1_playground.py", "q2_q4_checks.py", "benchmark.py", "run_all.py", "q5_2_mlp.py", "q5_3_flooding.py",
-    "q5_5_cnn.py")] + [("gpu_job.py", "--out")])
-def test_an_empty_output_folder_is_refused_not_taken_as_the_working_folder(script, flag, tmp_path, monkeypatch):
+    "q5_5_cnn.py")] + [("gpu_job.py", "--out"), ("q5_5_cnn.py", "--mlp-results"), ("q5_2_mlp.py", "--data-dir"),
+                        ("q1_playground.py", "--check-claims"), ("q1_screenshot.py", "--local-build")])
+def test_an_empty_path_is_refused_not_taken_as_the_working_folder(script, flag, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     done = run_script(script, flag, "", *(["--part", "1"] if script == "gpu_job.py" else []))
     assert done.returncode == 2 and says(done.stderr, flag, "empty"), done.stderr
     assert not list(tmp_path.iterdir())
 
 
-def test_an_output_folder_under_a_quoted_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
+def test_a_path_under_a_quoted_tilde_is_in_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("USERPROFILE", str(tmp_path))
     paths = cli.parse(q5_2_mlp.make_parser(), ["--output-dir", "~/mine"], "q5_2_mlp")[3]
     assert paths.results == tmp_path / "mine"
+    args = q5_5_cnn.make_parser().parse_args(["--mlp-results", "~/q5_2_mlp.json", "--data-dir", "~/data"])
+    assert (args.mlp_results, args.data_dir) == (tmp_path / "q5_2_mlp.json", tmp_path / "data")
 
 
 REDRAW = ["--plot-only", "--output-dir", "out"]  # were the abbreviation taken, a redraw in the test's folder

@@ -15,7 +15,7 @@ import common
 import runs
 import q5_2_mlp
 import q5_3_flooding
-from conftest import run_script
+from conftest import run_script, says
 
 
 def test_flooded_loss_is_the_loss_above_b_and_ascends_below_b():
@@ -119,6 +119,10 @@ def test_tiny_sweep_writes_everything_and_its_b0_copy_is_the_q5_2_run(mnist_root
     (out / "q5_3_flooding_lr0.01.json").unlink()  # redrawing needs only the assignment's learning rate
     redrawn = run_script("q5_3_flooding.py", "--plot-only", "--output-dir", str(out))
     assert redrawn.returncode == 0 and "no sweep at lr 0.01 yet" in redrawn.stdout, redrawn.stderr
+    (out / "q5_3_flooding_lr0.1.json").unlink()  # without it there is nothing to draw: that alone is said
+    redrawn = run_script("q5_3_flooding.py", "--plot-only", "--output-dir", str(out))
+    assert redrawn.returncode == 1 and says(redrawn.stderr, "No results file", str(out / "q5_3_flooding_lr0.1.json"))
+    assert "no sweep at" not in redrawn.stdout
 
 
 def test_rates_that_print_alike_get_a_results_file_each_and_the_committed_names_stay(mnist_root, tmp_path):
