@@ -41,8 +41,8 @@ def comparable_run(path: Path, beside: dict, keys: Sequence[str] = tuple(k for k
                    required: Sequence[str] = runs.RUN_KEYS, strict: bool = False) -> dict | None:
     """The Q5.2 run at `path`, to draw beside another run (`beside`: its config, and its split_sizes once trained),
     trained alike in `keys` (tf32 aside: a run records what its device did). None, with a note unless quiet, if it
-    is missing or (unless strict) differs; an error instead where it was named (--mlp-results) or the report
-    needs it (for_report), which takes only the assignment's Q5.2 run, complete."""
+    is missing or differs; an error instead if it is missing where it was named (--mlp-results) or the report needs
+    it (for_report, which takes only the assignment's Q5.2 run, complete), or if it differs where `strict`."""
     path = Path(path)
     if not path.exists():
         if named or for_report:
@@ -63,7 +63,7 @@ def comparable_run(path: Path, beside: dict, keys: Sequence[str] = tuple(k for k
             raise common.UserError(f"{path} is not the assignment's Q5.2 run ({', '.join(changed)}), which the report "
                                    "draws: rerun Q5.2 at its defaults, or draw it in a folder of your own (--output-dir).")
     if differing := runs.differing_settings(mlp_results["config"], beside["config"], keys):
-        if named or strict:
+        if strict:
             raise common.UserError(f"{path} was run with other settings than this run ({', '.join(differing)}): "
                                    "they cannot be drawn together.")
         if not quiet:
