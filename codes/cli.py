@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -356,6 +357,9 @@ def training_device(choice: str, tf32: bool = False) -> tuple[torch.device, bool
 
 def run_main(main: Callable[[], int | None]) -> None:
     """Run a script's main(): user errors become one message and exit status 1, not a traceback."""
+    if isinstance(sys.stdout, io.TextIOWrapper):  # (a caller's StringIO is left alone)
+        # written to a file or pipe in a Windows code page, a path's other characters would end the run in a traceback
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         sys.exit(main())
     except common.RunInterrupted as err:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import cli
 import common
 import plotting
 import q5_2_mlp
@@ -302,3 +304,17 @@ def test_a_folder_where_the_results_file_belongs_is_one_message(mnist_root, tmp_
     assert not (tmp_path / "q5_2_mlp.ckpt").exists()  # refused before training
     with pytest.raises(common.UserError, match="q5_2_mlp.json cannot be read"):
         q5_2_mlp.main(["--plot-only", "--output-dir", str(tmp_path)])
+
+
+def test_a_path_the_output_encoding_cannot_show_is_escaped_not_a_traceback(tmp_path, monkeypatch):
+    """Printed to a file or pipe in a Windows code page (cp1252), a non-ASCII folder must not end the run."""
+    folder = tmp_path / "作业 ü"
+    folder.mkdir()
+    shutil.copy(cli.RESULTS_DIR / "q5_2_mlp.json", folder)
+    printed = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(printed, encoding="cp1252"))
+    with pytest.raises(SystemExit) as ended:
+        cli.run_main(lambda: q5_2_mlp.main(["--plot-only", "--output-dir", str(folder)]))
+    sys.stdout.flush()
+    assert ended.value.code == 0 and (folder / "figures" / "q5_2_error.png").exists()
+    assert f"figure: {folder}".encode("cp1252", errors="backslashreplace") in printed.getvalue()
