@@ -43,7 +43,7 @@ def check_student_id(student_id: str | None) -> str:
 
 def report_inputs() -> list[Path]:
     """Every figure and snippet the report includes (\\includegraphics, \\input), as paths."""
-    text = re.sub(r"(?<!\\)%.*", "", (cli.REPORT_DIR / "report.tex").read_text())
+    text = re.sub(r"(?<!\\)%.*", "", (cli.REPORT_DIR / "report.tex").read_text(encoding="utf-8"))
     figures = [cli.FIGURES_DIR / name for name in re.findall(r"\\includegraphics(?:\[[^]]*\])?\{([^}]+)\}", text)]
     snippets = [cli.REPORT_DIR / name for name in re.findall(r"\\input\{([^}]+)\}", text)]
     return list(dict.fromkeys(figures + snippets))
@@ -62,22 +62,27 @@ def build_pdf(student_id: str, build_dir: Path) -> Path:
     """The report with the id on its title page, built apart from report/ so the committed PDF stays as it is."""
     for tool in ("latexmk", "pdftotext"):
         if shutil.which(tool) is None:
-            raise common.UserError(f"{tool} is missing: apt-get install -y --no-install-recommends latexmk "
-                                   "texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra "
-                                   "texlive-science poppler-utils")
+            raise common.UserError(f"{tool} is missing: install TeX with latexmk (TeX Live, MacTeX or MiKTeX) and "
+                                   "poppler's pdftotext (docs/report.md); on Debian or Ubuntu: apt-get install -y "
+                                   "--no-install-recommends latexmk texlive-latex-recommended texlive-fonts-recommended "
+                                   "texlive-latex-extra texlive-science poppler-utils")
     build_dir.mkdir(parents=True, exist_ok=True)
     name = f"report_{student_id}"
     (build_dir / f"{name}.tex").write_text(f"\\def\\StudentID{{{student_id}}}\\input{{report.tex}}\n")
-    # TEXINPUTS: the report's own folder is searched for report.tex, figures/ and generated/; the output is
-    # bytes, as TeX wraps lines at a byte count, splitting a UTF-8 path's characters
+    # TEXINPUTS: the report's own folder is searched for report.tex, figures/ and generated/, then (the empty entry
+    # after the separator, ";" on Windows) TeX's own folders; the output is bytes, as TeX wraps lines at a byte
+    # count, splitting a UTF-8 path's characters
     done = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{cli.REPORT_DIR}//:"}, capture_output=True)
-    pdf = build_dir / f"{name}.pdf"
+                          cwd=build_dir, env={**os.environ, "TEXINPUTS": f"{cli.REPORT_DIR}//{os.pathsep}"}, capture_output=True)
+    pdf, log = build_dir / f"{name}.pdf", build_dir / f"{name}.log"
     if done.returncode != 0 or not pdf.exists():
         (build_dir / f"{name}.fdb_latexmk").unlink(missing_ok=True)  # else latexmk repeats the failure unbuilt
-        log = build_dir / f"{name}.log"
         output = (log.read_text(errors="replace") if log.exists() else "") or done.stdout.decode(errors="replace")
+        output += done.stderr.decode(errors="replace")  # where a latexmk that cannot start says why
         raise common.UserError(f"LaTeX failed to build {pdf}:\n" + "\n".join(output.splitlines()[-20:]))
+    # what `make report` refuses too: a PDF that prints ?? for a reference or drops a character
+    if flaws := re.findall(r".*(?:undefined|Missing character).*", log.read_text(errors="replace")):
+        raise common.UserError(f"{pdf} has flaws ({log}); the zip was not made:\n" + "\n".join(flaws[:10]))
     title_page = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"],
                                 capture_output=True).stdout.decode(errors="replace")
     if f"Student ID: {student_id}" not in title_page:

@@ -14,6 +14,7 @@ import pytest
 
 import cli
 import common
+import submission
 from conftest import REPO_ROOT
 
 # what Windows lacks: these modules, and these signals
@@ -48,7 +49,10 @@ def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched
     target = tmp_path / "precious.txt"
     target.write_text("a file the lock must not overwrite")
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / ".q5_2.lock").symlink_to(target)
+    try:
+        (tmp_path / "out" / ".q5_2.lock").symlink_to(target)
+    except OSError:  # Windows without the right to make one
+        pytest.skip("cannot make a symbolic link here")
     paths = cli.OutputPaths(tmp_path / "out", tmp_path / "out" / "figures", tmp_path / "out" / "generated", [])
     with pytest.raises(common.UserError, match=r"cannot use the lock file .*\.q5_2\.lock \(it is a symbolic link\)"):
         paths.claim("q5_2")
@@ -87,3 +91,16 @@ def test_the_report_and_the_submission_build_under_a_path_with_spaces_and_non_as
     with zipfile.ZipFile(root / "dist" / "x1.zip") as archive:
         assert archive.read("report_x1.pdf")[:5] == b"%PDF-" and "codes/q5_2_mlp.py" in archive.namelist()
     assert (root / "report" / "report.pdf").exists()
+
+
+@pytest.mark.skipif(not (shutil.which("latexmk") and shutil.which("pdftotext")), reason="needs TeX and poppler-utils")
+def test_the_submission_refuses_a_report_with_an_undefined_reference(tmp_path, monkeypatch):
+    """What `make report` refuses, the submission without make (Windows) refuses too."""
+    report = tmp_path / "report"
+    shutil.copytree(cli.REPORT_DIR, report, ignore=shutil.ignore_patterns("*.pdf", "*.aux", "*.log", "*.fdb_latexmk"))
+    text = (report / "report.tex").read_text(encoding="utf-8")
+    (report / "report.tex").write_text(text.replace("\\end{document}", "See Section~\\ref{no-such-section}.\n\\end{document}"),
+                                       encoding="utf-8")
+    monkeypatch.setattr(cli, "REPORT_DIR", report)
+    with pytest.raises(common.UserError, match=r"(?s)the zip was not made.*Reference `no-such-section' .* undefined"):
+        submission.build_pdf("x1", tmp_path / "build")
