@@ -420,13 +420,14 @@ class StackedTrainer:
         return dict(zip(self.evaluated, torch.stack(metrics).cpu().tolist()))
 
 
-# the signals that stop a run cleanly; SIGHUP (a closed terminal, a dropped ssh) exists only on Unix
-STOP_SIGNALS = [sig for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
+# the signals that stop a run cleanly; SIGHUP (a closed terminal, a dropped ssh) exists only on Unix, SIGBREAK
+# (Ctrl-Break) only on Windows
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK") if hasattr(signal, name)]
 
 
 class StopRequests:
     """The stop signals a run receives. The first Ctrl-C asks to stop after the current epoch. SIGTERM
-    (a scheduler's, `timeout`'s, a shutdown's: seconds before a kill), SIGHUP or a second Ctrl-C stop
+    (a scheduler's, `timeout`'s, a shutdown's: seconds before a kill), SIGHUP, Ctrl-Break or a second Ctrl-C stop
     at once: the epoch in progress is given up if it is still computing (see `abandonable`), and the
     last finished epoch is what is saved. One more signal then stops without saving."""
 

@@ -143,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             # a state this step saved (a checkpoint left by an earlier, finished run is not one to resume)
             saved = bool(results) and any(checkpoint.stat().st_mtime >= step_began
                                           for checkpoint in results_dir.glob(results.replace(".json", ".ckpt")))
-            # the scripts' full paths: the commands work from any folder
-            rerun = shell_line(["python", *command[1:], *(["--resume"] if saved else [])])
+            # this Python and the scripts by full path: the commands work from any folder, with or without the
+            # virtual environment active (macOS has no `python`; elsewhere it may be a Python without torch)
+            rerun = shell_line([*command, *(["--resume"] if saved else [])])
             later = args.steps[args.steps.index(key) + 1:]
-            rest = ["python", str(CODES / "run_all.py"), "--steps", ",".join(later), *(["--quick"] if args.quick else []),
+            rest = [sys.executable, str(CODES / "run_all.py"), "--steps", ",".join(later), *(["--quick"] if args.quick else []),
                     *(["--allow-cpu"] if args.allow_cpu else []), *where, *data]
             then = f", then the steps after it with `{shell_line(rest)}`" if later else ""
             how = "its training state is saved. Continue it" if saved else "it saved no training state. Rerun it"

@@ -17,6 +17,9 @@ import torch
 from matplotlib.container import ErrorbarContainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# a test that sends a process a POSIX signal: Windows has no SIGHUP, and its Popen.send_signal knows only SIGTERM
+# (a kill, nothing saved) and console events
+POSIX_SIGNALS = pytest.mark.skipif(os.name != "posix", reason="sends a process POSIX signals")
 sys.path.insert(0, str(REPO_ROOT / "codes"))
 
 import cli  # noqa: E402 (from codes/, just put on the path)

@@ -21,7 +21,7 @@ import common
 import plotting
 import q5_2_mlp
 import q5_3_flooding
-from conftest import REPO_ROOT, run_script, says
+from conftest import POSIX_SIGNALS, REPO_ROOT, run_script, says
 
 QUICK = ("--subset", "64", "--batch-size", "16", "--offline", "--no-progress", "--checkpoint-every", "1")
 
@@ -53,7 +53,7 @@ def test_killed_run_resumes_to_the_uninterrupted_history(mnist_root, tmp_path):
     out = tmp_path / "killed"
     run = start_mlp(*common_args, "--output-dir", str(out))
     wait_for(out / "q5_2_mlp.ckpt")
-    run.send_signal(signal.SIGKILL)
+    run.kill()
     run.wait()
     assert not (out / "q5_2_mlp.json").exists(), "the run finished before it could be killed"
     resumed = run_script("q5_2_mlp.py", *common_args, "--output-dir", str(out), "--resume")
@@ -64,6 +64,7 @@ def test_killed_run_resumes_to_the_uninterrupted_history(mnist_root, tmp_path):
     assert comparable(got) == comparable(expected)
 
 
+@POSIX_SIGNALS
 def test_ctrl_c_saves_after_the_epoch_and_resume_continues(mnist_root, tmp_path):
     common_args = ("--epochs", "200", "--data-dir", str(mnist_root), *QUICK, "--output-dir", str(tmp_path))
     run = start_mlp(*common_args)
@@ -80,6 +81,7 @@ def test_ctrl_c_saves_after_the_epoch_and_resume_continues(mnist_root, tmp_path)
 STOP_SIGNALS = [sig for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if sig is not None]
 
 
+@POSIX_SIGNALS
 @pytest.mark.parametrize("stop", STOP_SIGNALS, ids=lambda sig: sig.name)
 def test_a_two_rate_sweep_stopped_by_a_signal_resumes_and_goes_on(stop, mnist_root, tmp_path):
     """SIGTERM (a scheduler, `timeout`) and SIGHUP (a closed terminal) stop a run at once, saving its

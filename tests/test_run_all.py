@@ -18,7 +18,7 @@ import cli
 import common
 import q5_2_mlp
 import run_all
-from conftest import REPO_ROOT, says, write_mnist
+from conftest import POSIX_SIGNALS, REPO_ROOT, says, write_mnist
 
 EARLIER = {"key": "q5_3", "name": "Q5.3 flooding", "returncode": 0, "seconds": 228.0}
 
@@ -84,14 +84,15 @@ def test_the_hint_after_a_signal_pastes_into_a_shell_keeps_the_runs_flags_and_of
         assert run_all.main([*flags, "--steps", "q5_2,q5_5"]) == 130
         err = capsys.readouterr().err
         step, rest = (shlex.split(command) for command in re.findall(r"`([^`]+)`", err))
-        assert step[:2] == ["python", str(REPO_ROOT / "codes" / "q5_2_mlp.py")] and ("--resume" in step) == saved
+        assert step[:2] == [sys.executable, str(REPO_ROOT / "codes" / "q5_2_mlp.py")] and ("--resume" in step) == saved
         assert ("training state is saved" in err) == saved
-        assert rest[:4] == ["python", str(REPO_ROOT / "codes" / "run_all.py"), "--steps", "q5_5"] and "--quick" in rest
+        assert rest[:4] == [sys.executable, str(REPO_ROOT / "codes" / "run_all.py"), "--steps", "q5_5"] and "--quick" in rest
         for command in (step, rest):
             assert command[command.index("--output-dir") + 1] == str(out), err
             assert command[command.index("--data-dir") + 1] == str(mnist_root) and "--offline" in command
 
 
+@POSIX_SIGNALS
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_path):
     data, out = write_mnist(tmp_path / "data", n_train=1000, n_test=100), tmp_path / "out"
