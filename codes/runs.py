@@ -30,7 +30,8 @@ def check_replaceable(path: Path) -> None:
     if path.is_dir():
         raise common.UserError(f"{path} is a folder, where this script writes a file: move it away.")
     if path.exists() and not (os.access(path, os.W_OK) and path.stat().st_mode & 0o222):  # root may write anything
-        raise common.UserError(f"{path} is read-only: make it writable (chmod u+w) or remove it, and run again.")
+        raise common.UserError(f"{path} is read-only: make it writable (chmod u+w; on Windows, clear its read-only "
+                               "property) or remove it, and run again.")
 
 
 def write_atomic(path: Path, content: bytes | str | dict | Callable[[BinaryIO], object]) -> Path:
