@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         left = ", ".join(STEPS[key].name for key in args.steps)
         print(f"No CUDA GPU: not starting {', '.join(STEPS[key].name for key in too_long)}, which take more than a day "
               f"on a 2-core CPU (docs/speed.md, 'Expected time'){'; running only ' + left if left else ''}. Instead: `make quick` "
-              "(every script in minutes, into results/quick/); `python codes/q5_3_flooding.py --seeds 1 --lrs 0.1` "
+              "(every script in minutes, into results/quick/); "
+              f"`{shell_line([sys.executable, str(CODES / 'q5_3_flooding.py'), '--seeds', '1', '--lrs', '0.1'])}` "
               "(one sweep at one seed, into results/runs/); or run everything here anyway with "
               "`make all ALLOW_CPU=1` (run_all.py --allow-cpu).", file=sys.stderr, flush=True)
         if not args.steps:
