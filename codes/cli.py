@@ -30,7 +30,7 @@ RUNS_DIR = RESULTS_DIR / "runs"  # every run not at the assignment's settings, e
 # the flags that change what an MNIST run computes; any other value than its default is not the assignment's run
 COMPUTING = ("epochs", "lr", "momentum", "batch_size", "seed", "subset", "split_seed", "tf32")
 SWEEP = ("flood_levels", "seeds", "lrs")  # a sweep's own such flags, in the scripts that have them
-DATA_DIR = Path(os.environ.get("MNIST_DATA_DIR", REPO_ROOT / "data"))  # holds MNIST/raw/
+DATA_DIR = Path(os.environ.get("MNIST_DATA_DIR") or REPO_ROOT / "data").expanduser()  # holds MNIST/raw/; an empty variable is unset
 
 
 def checked(convert: Callable[[str], object], ok: Callable[[object], bool], requirement: str) -> Callable[[str], object]:

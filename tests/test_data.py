@@ -4,13 +4,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import common
-from conftest import synthetic_digits, write_mnist
+from conftest import REPO_ROOT, synthetic_digits, write_mnist
 
 
 def test_reads_raw_idx_files(mnist_root):
@@ -138,3 +140,18 @@ def test_the_committed_results_are_made_only_from_the_original_files(mnist_root)
     with pytest.raises(common.DataError, match="is not the original MNIST file .* --output-dir"):
         common.prepare_splits(mnist_root, torch.device("cpu"), download=False, original_only=True)
     assert len(common.prepare_splits(mnist_root, torch.device("cpu"), download=False)["train"]) > 0
+
+
+def test_mnist_data_dir_empty_is_the_default_and_a_quoted_tilde_is_the_home_folder(tmp_path):
+    program = f"""
+import importlib, os, sys
+sys.path.insert(0, {str(REPO_ROOT / "codes")!r})
+os.environ["MNIST_DATA_DIR"] = ""
+import cli
+empty = cli.DATA_DIR
+os.environ["MNIST_DATA_DIR"] = "~/mnist"
+print(empty, importlib.reload(cli).DATA_DIR, sep="\\n")
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HOME": str(tmp_path), "USERPROFILE": str(tmp_path)})
+    assert done.stdout.splitlines() == [str(REPO_ROOT / "data"), str(tmp_path / "mnist")], done.stderr
