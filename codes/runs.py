@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -202,12 +203,21 @@ def train_and_record(question: str, settings: cli.Settings, build: Callable[[], 
 
 
 def cpu_name() -> str:
-    """The processor's model and its number of cores, e.g. 'AMD EPYC (2 cores)'."""
-    try:  # Linux names the model only in /proc/cpuinfo
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE)
+    """The processor's model and its number of cores, e.g. 'AMD EPYC (2 cores)', from where each OS names the
+    model (platform.processor says "arm" on a Mac, a family and stepping on Windows)."""
+    name = None
+    try:
+        if sys.platform == "darwin":
+            name = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True).stdout
+        elif os.name == "nt":
+            import winreg
+            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"HARDWARE\DESCRIPTION\System\CentralProcessor\0") as key:
+                name = winreg.QueryValueEx(key, "ProcessorNameString")[0]
+        elif found := re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE):
+            name = found[1]
     except OSError:
-        found = None
-    return f"{found[1].strip() if found else platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        pass
+    return f"{(name or '').strip() or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
 def environment(device: torch.device) -> dict:

@@ -3,6 +3,7 @@ followed, and the report and the submission build in a folder whose path holds s
 non-ASCII characters."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -104,3 +105,24 @@ def test_the_submission_refuses_a_report_with_an_undefined_reference(tmp_path, m
     monkeypatch.setattr(cli, "REPORT_DIR", report)
     with pytest.raises(common.UserError, match=r"(?s)the zip was not made.*Reference `no-such-section' .* undefined"):
         submission.build_pdf("x1", tmp_path / "build")
+
+
+def test_the_processor_is_named_by_its_model_on_macos_and_windows(monkeypatch):
+    """platform.processor() says "arm" on a Mac and a family and stepping on Windows: each OS's own name is read."""
+    import types
+
+    import runs
+    cores = f"({os.cpu_count()} cores)"
+    monkeypatch.setattr(sys, "platform", "darwin")
+    asked = []
+    monkeypatch.setattr(subprocess, "run", lambda command, **_: asked.append(command) or
+                        subprocess.CompletedProcess(command, 0, "Apple M2 Pro\n"))
+    assert runs.cpu_name() == f"Apple M2 Pro {cores}" and asked == [["sysctl", "-n", "machdep.cpu.brand_string"]]
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setattr(os, "name", "nt")
+    key = r"HARDWARE\DESCRIPTION\System\CentralProcessor\0"
+    registry = {key: {"ProcessorNameString": "Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz  "}}
+    monkeypatch.setitem(sys.modules, "winreg", types.SimpleNamespace(
+        HKEY_LOCAL_MACHINE="HKLM", OpenKey=lambda root, path: contextlib.nullcontext(registry[path]),
+        QueryValueEx=lambda values, name: (values[name], 1)))
+    assert runs.cpu_name() == f"Intel(R) Core(TM) i7-8700K CPU @ 3.70GHz {cores}"
