@@ -116,7 +116,7 @@ def test_a_signal_to_run_all_lets_the_running_step_save_then_stops(signum, tmp_p
     assert 10 <= epoch < 500
     assert torch.load(checkpoint, weights_only=True)["record"]["history"]["epoch"][-1] == epoch
     assert says(stderr, "Ctrl-C" if signum == signal.SIGINT else "SIGTERM", "Q5.2",  # what stopped which step, how to go on
-                shlex.join(["python", str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--output-dir", str(out), "--data-dir",
+                shlex.join([sys.executable, str(REPO_ROOT / "codes" / "q5_2_mlp.py"), "--output-dir", str(out), "--data-dir",
                             str(data)]), "--resume")
     # no step ran to its end: the record stays the earlier one
     assert json.loads((out / "run_summary.json").read_text())["steps"] == [EARLIER]
