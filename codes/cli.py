@@ -296,13 +296,19 @@ def run_folder(script: str, changed: dict) -> Path:
     return RUNS_DIR / f"{script}-{readable if len(readable) <= 60 else readable[:60] + '..'}-{digest}"
 
 
+def place(path: Path) -> str:
+    """A folder's full path as its file system tells folders apart: macOS's (APFS) and Windows' ignore case."""
+    text = os.path.normcase(Path(path).resolve())
+    return text.casefold() if sys.platform == "darwin" else text
+
+
 def committed_folder(folder: Path) -> bool:
     """Whether `folder` is, or lies inside, a folder of the committed outputs (results/, report/);
     results/runs/ and results/quick/ hold runs that are not committed."""
-    folder = Path(folder).resolve()
+    folder = place(folder)
 
     def inside(*roots: Path) -> bool:
-        return any(folder == root.resolve() or root.resolve() in folder.parents for root in roots)
+        return any(folder == root or folder.startswith(root + os.sep) for root in map(place, roots))
     return inside(RESULTS_DIR, REPORT_DIR) and not inside(RUNS_DIR, QUICK_DIR)
 
 
@@ -314,7 +320,7 @@ def output_paths(script: str, settings: dict, defaults: dict, output_dir: Path |
     named = [flag_text(name, value) for name, value in changed.items()]
     root = output_dir
     if root is not None and committed_folder(root):
-        is_results = Path(root).resolve() == RESULTS_DIR.resolve()
+        is_results = place(root) == place(RESULTS_DIR)
         if not is_results or changed:
             where = "is the folder of the committed results" if is_results else \
                 "lies inside the committed results, figures and snippets (results/, report/)"

@@ -77,6 +77,17 @@ def test_an_output_dir_among_the_committed_outputs_is_refused_to_any_other_run(m
     assert snapshot(cli.RESULTS_DIR, cli.REPORT_DIR) == committed
 
 
+def test_on_macos_the_committed_folders_are_found_whatever_the_case_typed(monkeypatch):
+    """macOS's file system (APFS) ignores case: Results/ there is results/, which a quick run must not write."""
+    typed = cli.REPO_ROOT / cli.RESULTS_DIR.name.capitalize()
+    assert not cli.committed_folder(typed / "mine")  # on a file system that tells them apart, another folder
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert cli.committed_folder(typed / "mine") and cli.committed_folder(cli.REPO_ROOT / "REPORT")
+    assert not cli.committed_folder(typed / "Runs" / "mine")
+    with pytest.raises(common.UserError, match="is the folder of the committed results"):
+        cli.output_paths("q5_2_mlp", {"epochs": 1}, {"epochs": 500}, typed)
+
+
 @pytest.mark.parametrize("script, flag", [(script, "--output-dir") for script in (
     "q1_playground.py", "q2_q4_checks.py", "benchmark.py", "run_all.py", "q5_2_mlp.py", "q5_3_flooding.py",
     "q5_5_cnn.py")] + [("gpu_job.py", "--out"), ("q5_5_cnn.py", "--mlp-results"), ("q5_2_mlp.py", "--data-dir"),
