@@ -440,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     paths.claim("q5_3")
     paths.announce()
     results_paths = {lr: paths.results / runs.results_name(lr, "q5_3_flooding") for lr in settings.sweep["lrs"]}
+    main_lr, main_path = next(iter(results_paths.items()))  # the assignment's learning rate: drawn in any case
     if not args.plot_only:
         check_memory(settings.sweep["seeds"] * len(settings.sweep["flood_levels"]),
                      cli.training_device(settings.device)[0])
@@ -455,9 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"results: {results_path} ({results['seconds']['total']:.1f} s, "
                   f"{results['seconds']['train_per_epoch']:.3f} s training per epoch for "
                   f"{len(results['copies'])} stacked copies on {results['environment']['device_name']})")
-    else:  # draw the sweeps that exist; the assignment's learning rate must be among them
-        main_exists = next(iter(results_paths.values())).exists()  # else reading it says what to run
-        if main_exists and (missing := [lr for lr, path in list(results_paths.items())[1:] if not path.exists()]):
+    else:  # draw the sweeps that exist; the assignment's learning rate must be (reading it says what to run)
+        if main_path.exists() and (missing := [lr for lr, path in results_paths.items() if not path.exists()]):
             print(f"note: no sweep at {cli.flag_text('lr', missing)} yet; drawing the others")
             results_paths = {lr: path for lr, path in results_paths.items() if lr not in missing}
     sweeps = agreeing_sweeps(results_paths, paths)
@@ -466,7 +466,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the figures and the snippet are not redrawn: every copy of the sweep at {cli.flag_text('lr', diverged)} "
               "diverged", file=sys.stderr)
         return 1
-    main_lr, main_path = next(iter(results_paths.items()))
     mlp_results = q5_2_mlp.comparable_run(paths.results / q5_2_mlp.RESULTS_FILE, sweeps[main_lr],
                                           for_report=paths.is_assignment_run)
     analyses = {lr: analyse(run) for lr, run in sweeps.items()}
